@@ -6,8 +6,11 @@ without copying. Nothing here knows about actors, HTTP or ffmpeg.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
+
+from domain.cancel import CancelToken
 
 Status = Literal["ok", "dead", "error", "cancelled"]
 """Final status of one stream's check, as written to the report."""
@@ -194,3 +197,9 @@ class CheckResult:
     def alive(self) -> bool:
         """True when the stream played."""
         return self.status == "ok"
+
+
+Probe: TypeAlias = Callable[[ProbeRequest, CancelToken], ProbeOutcome]
+"""Checks one stream. Runs on its own thread, blocks until done, returns quickly
+(kind ``cancelled``) once the token is cancelled, and never raises for a problem
+of the stream itself (those are outcomes)."""
