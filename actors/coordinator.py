@@ -1,0 +1,629 @@
+"""``Coordinator``: the queue of pending checks, the global budget and who holds which lease.
+
+It never waits: every decision is taken when a message arrives (a cycle, a
+grant, a denial, freed slots, a finished check), by :meth:`Coordinator._pump`,
+which asks accounts for leases while the global budget has room. A job holds no
+slot while it waits; a lease exists only while its checker runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.account import AccountActor
+from actors.checker import CheckerActor, utc_now
+from actors.messages import (
+    AbortCycle,
+    Cancel,
+    CheckCycle,
+    CheckerDied,
+    CheckFinished,
+    CycleFinished,
+    CycleStarted,
+    GetStatus,
+    Job,
+    JobReady,
+    Lease,
+    LeaseDenied,
+    LeaseExpired,
+    LeaseGranted,
+    LimitsChanged,
+    Preempt,
+    ReleaseLease,
+    RequestLease,
+    ResultReady,
+    SetAccounts,
+    SlotsFreed,
+    ViewersChanged,
+    ViewersSeen,
+)
+from actors.slots import UNLIMITED, capacity
+from actors.tell import tell_quietly
+from actors.timers import TimerHandle, Timers
+from domain.models import Account, CheckResult, Probe, ProbeOutcome, ProbeRequest, StreamInfo
+
+logger = structlog.get_logger(__name__)
+
+Scorer = Callable[[StreamInfo], float]
+
+
+class CycleBusyError(RuntimeError):
+    """A cycle was started while another one is still running."""
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """How checks run; built from the config's ``[concurrent_streams]`` and ``[check]``."""
+
+    global_limit: int = 0
+    """Checks running at once over all accounts; 0 = unlimited."""
+    stagger_delay: float = 0.0
+    """Default seconds between two openings on one account (accounts may override)."""
+    check_duration: float = 10.0
+    check_timeout: float = 30.0
+    retries: int = 2
+    retry_delay: float = 5.0
+    busy_backoff: float = 10.0
+    max_requeues: int = 10
+    user_agent: str | None = None
+    watchdog_grace: float = 15.0
+    """Seconds past a check's own hard limit before the coordinator gives up on it."""
+
+    @property
+    def hard_limit(self) -> float:
+        """Seconds after which a checker cancels its probe as a timeout."""
+        return self.check_duration + self.check_timeout
+
+
+@dataclass
+class _AccountEntry:
+    ref: pykka.ActorRef[Any]
+    account: Account
+    capacity: int
+    waiting: deque[Job] = field(default_factory=deque)
+    in_flight: int = 0
+    running: int = 0
+    free_hint: int = UNLIMITED
+    retired: bool = False
+
+
+@dataclass
+class _Running:
+    job: Job
+    lease: Lease
+    checker: pykka.ActorRef[Any]
+    watchdog: TimerHandle
+    cancelling: bool = False
+
+
+@dataclass
+class _Cycle:
+    cycle_id: int
+    started_at: str
+    started_mono: float
+    streams: int
+    open_jobs: dict[int, Job]
+    done: Any
+    results: list[CheckResult] = field(default_factory=list)
+    aborting: bool = False
+
+
+class Coordinator(pykka.ThreadingActor):
+    """Grants checks to accounts without blocking; owns the queue and the global limit.
+
+    Args:
+        probe: the probe every checker runs.
+        settings: limits and check timings.
+        listeners: actors told ``CycleStarted``, ``ResultReady`` and ``CycleFinished``.
+        scorer: quality score of a stream that played.
+        timers: the shared timer thread (one is made, and stopped with the actor, if None).
+    """
+
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        probe: Probe,
+        settings: CoordinatorSettings,
+        listeners: tuple[pykka.ActorRef[Any], ...] = (),
+        scorer: Scorer | None = None,
+        timers: Timers | None = None,
+    ) -> None:
+        super().__init__()
+        self._probe = probe
+        self._settings = settings
+        self._listeners = listeners
+        self._scorer: Scorer = scorer or (lambda _info: 0.0)
+        self._own_timers = timers is None
+        self._timers = timers or Timers()
+        self._accounts: dict[int, _AccountEntry] = {}
+        self._requests: dict[int, Job] = {}
+        self._running: dict[int, _Running] = {}
+        self._delayed: dict[int, tuple[Job, TimerHandle]] = {}
+        self._request_ids = itertools.count(1)
+        self._cycle: _Cycle | None = None
+        self._handlers: dict[type, Callable[[Any], Any]] = {
+            LeaseGranted: self._on_granted,
+            LeaseDenied: self._on_denied,
+            SlotsFreed: self._on_slots_freed,
+            CheckFinished: self._on_check_finished,
+            Preempt: self._on_preempt,
+            CheckerDied: self._on_checker_died,
+            LeaseExpired: self._on_lease_expired,
+            JobReady: self._on_job_ready,
+            CheckCycle: self._on_cycle,
+            SetAccounts: self._on_set_accounts,
+            ViewersSeen: self._on_viewers_seen,
+            AbortCycle: self._on_abort,
+            GetStatus: self._status,
+        }
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def on_stop(self) -> None:
+        """Kill running checks, stop account actors and timers."""
+        self._shutdown()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """Same clean-up when crashing: no probe may outlive the coordinator."""
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        for run in self._running.values():
+            run.watchdog.cancel()
+            tell_quietly(run.checker, Cancel("shutdown"))
+            run.checker.stop(block=False)
+        for _job, handle in self._delayed.values():
+            handle.cancel()
+        for entry in self._accounts.values():
+            entry.ref.stop(block=False)
+        if self._own_timers:
+            self._timers.stop()
+
+    # --- dispatch -----------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message by its type; no handler waits on anything."""
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            return super().on_receive(message)
+        return handler(message)
+
+    # --- accounts -----------------------------------------------------------------
+
+    def _stagger_for(self, account: Account) -> float:
+        if account.stagger_delay is not None:
+            return account.stagger_delay
+        return self._settings.stagger_delay
+
+    def _on_viewers_seen(self, message: ViewersSeen) -> None:
+        for entry in self._accounts.values():
+            entry.ref.tell(ViewersChanged(message.snapshot.for_account(entry.account)))
+
+    def _on_set_accounts(self, message: SetAccounts) -> None:
+        accounts = message.accounts
+        seen: set[int] = set()
+        for account in accounts:
+            seen.add(account.id)
+            entry = self._accounts.get(account.id)
+            if entry is None:
+                ref = AccountActor.start(
+                    account, self.actor_ref, self._timers, self._stagger_for(account)
+                )
+                self._accounts[account.id] = _AccountEntry(ref, account, capacity(account))
+                continue
+            entry.account = account
+            entry.capacity = capacity(account)
+            entry.retired = False
+            entry.ref.tell(LimitsChanged(account, self._stagger_for(account)))
+        for account_id, entry in list(self._accounts.items()):
+            if account_id not in seen:
+                self._retire(account_id, entry)
+        self._pump()
+        self._maybe_finish_cycle()
+
+    def _retire(self, account_id: int, entry: _AccountEntry) -> None:
+        entry.retired = True
+        while entry.waiting:
+            job = entry.waiting.popleft()
+            self._finish_job(job, ProbeOutcome(kind="error", reason="account_removed"))
+        if entry.running == 0 and entry.in_flight == 0:
+            entry.ref.stop(block=False)
+            del self._accounts[account_id]
+
+    # --- cycles -------------------------------------------------------------------
+
+    def _on_cycle(self, message: CheckCycle) -> None:
+        if self._cycle is not None:
+            logger.warning(
+                "cycle_overlap_skipped",
+                cycle_id=message.cycle_id,
+                running_cycle=self._cycle.cycle_id,
+            )
+            if message.done is not None:
+                message.done.set_exception(
+                    exc_info=(CycleBusyError, CycleBusyError("a cycle is already running"), None)
+                )
+            return
+        streams = sum(len(job.stream_ids) for job in message.jobs)
+        cycle = _Cycle(
+            cycle_id=message.cycle_id,
+            started_at=utc_now(),
+            started_mono=time.monotonic(),
+            streams=streams,
+            open_jobs={job.job_id: job for job in message.jobs},
+            done=message.done,
+        )
+        self._cycle = cycle
+        by_account = Counter[int]()
+        for job in message.jobs:
+            by_account[job.account_id] += len(job.stream_ids)
+        logger.info("cycle_started", cycle_id=cycle.cycle_id, streams=streams)
+        logger.info("cycle_accounts", cycle_id=cycle.cycle_id, streams_by_account=dict(by_account))
+        for account_id, count in sorted(by_account.items()):
+            entry = self._accounts.get(account_id)
+            limit = entry.capacity if entry else None
+            logger.info(
+                "cycle_account",
+                cycle_id=cycle.cycle_id,
+                account_id=account_id,
+                streams=count,
+                limit=limit,
+            )
+        for listener in self._listeners:
+            listener.tell(CycleStarted(cycle.cycle_id, streams, cycle.started_at))
+        for job in message.jobs:
+            entry = self._accounts.get(job.account_id)
+            if entry is None or entry.retired:
+                self._finish_job(job, ProbeOutcome(kind="error", reason="unknown_account"))
+            else:
+                entry.waiting.append(job)
+        self._pump()
+        self._maybe_finish_cycle()
+
+    def _on_abort(self, message: AbortCycle) -> None:
+        reason = message.reason
+        cycle = self._cycle
+        if cycle is None:
+            return
+        cycle.aborting = True
+        logger.warning("cycle_aborting", cycle_id=cycle.cycle_id, reason=reason)
+        cancelled = ProbeOutcome(kind="cancelled", reason=reason)
+        for entry in self._accounts.values():
+            while entry.waiting:
+                self._finish_job(entry.waiting.popleft(), cancelled)
+        for job, handle in list(self._delayed.values()):
+            handle.cancel()
+            self._finish_job(job, cancelled)
+        self._delayed.clear()
+        for run in self._running.values():
+            run.cancelling = True
+            tell_quietly(run.checker, Cancel(reason))
+        self._maybe_finish_cycle()
+
+    def _maybe_finish_cycle(self) -> None:
+        cycle = self._cycle
+        if cycle is None or cycle.open_jobs:
+            return
+        self._cycle = None
+        duration = time.monotonic() - cycle.started_mono
+        finished = CycleFinished(
+            cycle_id=cycle.cycle_id,
+            results=tuple(cycle.results),
+            started_at=cycle.started_at,
+            finished_at=utc_now(),
+            duration_s=round(duration, 3),
+            aborted=cycle.aborting,
+        )
+        logger.info(
+            "cycle_finished",
+            cycle_id=cycle.cycle_id,
+            completed=len(cycle.results),
+            total=cycle.streams,
+            alive=sum(1 for r in cycle.results if r.status == "ok"),
+            duration_s=finished.duration_s,
+            aborted=cycle.aborting,
+        )
+        for listener in self._listeners:
+            listener.tell(finished)
+        if cycle.done is not None:
+            cycle.done.set(finished)
+
+    # --- granting -----------------------------------------------------------------
+
+    def _budget_left(self) -> int:
+        limit = self._settings.global_limit
+        if limit <= 0:
+            return UNLIMITED
+        return limit - len(self._requests) - len(self._running)
+
+    def _pump(self) -> None:
+        """Ask accounts for leases while the global budget has room.
+
+        Under a global limit the account with the most queued work per slot goes
+        first, so the slowest account is never starved by quick ones.
+        """
+        budget = self._budget_left()
+        if budget <= 0:
+            return
+        ready = [
+            e
+            for e in self._accounts.values()
+            if e.waiting and e.in_flight < e.free_hint and not e.retired
+        ]
+        if not ready:
+            return
+        if budget < sum(len(e.waiting) for e in ready):
+            ready.sort(key=_backlog_per_slot, reverse=True)
+        for entry in ready:
+            while entry.waiting and entry.in_flight < entry.free_hint and budget > 0:
+                self._request(entry, entry.waiting.popleft())
+                budget -= 1
+            if budget <= 0:
+                return
+
+    def _request(self, entry: _AccountEntry, job: Job) -> None:
+        request_id = next(self._request_ids)
+        self._requests[request_id] = job
+        entry.in_flight += 1
+        entry.ref.tell(RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream))
+
+    def _on_granted(self, message: LeaseGranted) -> None:
+        job = self._requests.pop(message.request_id)
+        lease = message.lease
+        entry = self._accounts[lease.account_id]
+        entry.in_flight -= 1
+        entry.free_hint = message.free_after
+        cycle = self._cycle
+        if cycle is None or cycle.aborting or job.job_id not in cycle.open_jobs:
+            entry.ref.tell(ReleaseLease(lease.lease_id))
+            if cycle is not None and job.job_id in cycle.open_jobs:
+                self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
+                self._maybe_finish_cycle()
+            return
+        request = ProbeRequest(
+            url=lease.url,
+            user_agent=lease.user_agent or self._settings.user_agent,
+            duration=self._settings.check_duration,
+            timeout=self._settings.check_timeout,
+            stream_id=job.stream.id,
+            account_id=lease.account_id,
+            other_checks_running=entry.running,
+        )
+        checker = CheckerActor.start(
+            self.actor_ref,
+            job,
+            lease,
+            self._probe,
+            request,
+            self._timers,
+            self._settings.hard_limit,
+        )
+        ref = self.actor_ref
+        watchdog = self._timers.call_later(
+            self._settings.hard_limit + self._settings.watchdog_grace,
+            lambda: tell_quietly(ref, LeaseExpired(lease.lease_id)),
+        )
+        self._running[lease.lease_id] = _Running(job, lease, checker, watchdog)
+        entry.running += 1
+        logger.debug(
+            "check_started",
+            stream_id=job.stream.id,
+            account_id=lease.account_id,
+            profile_id=lease.profile_id,
+            lease_id=lease.lease_id,
+        )
+        self._pump()
+
+    def _on_denied(self, message: LeaseDenied) -> None:
+        job = self._requests.pop(message.request_id)
+        entry = self._accounts[message.account_id]
+        entry.in_flight -= 1
+        entry.free_hint = 0
+        entry.waiting.appendleft(job)
+        self._pump()
+
+    def _on_slots_freed(self, message: SlotsFreed) -> None:
+        entry = self._accounts.get(message.account_id)
+        if entry is None:
+            return
+        entry.free_hint = message.free
+        self._pump()
+
+    # --- ending checks ------------------------------------------------------------
+
+    def _on_check_finished(self, message: CheckFinished) -> None:
+        self._end_run(message.lease_id, message.outcome, message.started_at, message.finished_at)
+
+    def _on_checker_died(self, message: CheckerDied) -> None:
+        outcome = ProbeOutcome(kind="error", reason=f"checker_died: {message.reason}")
+        self._end_run(message.lease_id, outcome)
+
+    def _on_lease_expired(self, message: LeaseExpired) -> None:
+        lease_id = message.lease_id
+        run = self._running.get(lease_id)
+        if run is None:
+            return
+        logger.error("check_unresponsive", lease_id=lease_id, stream_id=run.job.stream.id)
+        tell_quietly(run.checker, Cancel("unresponsive"))
+        run.checker.stop(block=False)
+        self._end_run(lease_id, ProbeOutcome(kind="error", reason="probe_unresponsive"))
+
+    def _on_preempt(self, message: Preempt) -> None:
+        for lease_id in message.lease_ids:
+            run = self._running.get(lease_id)
+            if run is None or run.cancelling:
+                continue
+            run.cancelling = True
+            logger.info(
+                "check_preempted",
+                lease_id=lease_id,
+                stream_id=run.job.stream.id,
+                account_id=run.lease.account_id,
+            )
+            tell_quietly(run.checker, Cancel("preempted"))
+
+    def _end_run(
+        self,
+        lease_id: int,
+        outcome: ProbeOutcome,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+    ) -> None:
+        """Release the lease (exactly once: the run is popped) and settle the job."""
+        run = self._running.pop(lease_id, None)
+        if run is None:
+            return
+        run.watchdog.cancel()
+        entry = self._accounts.get(run.lease.account_id)
+        if entry is not None:
+            entry.running -= 1
+            entry.ref.tell(ReleaseLease(lease_id))
+            if entry.retired and entry.running == 0 and entry.in_flight == 0:
+                entry.ref.stop(block=False)
+                del self._accounts[run.lease.account_id]
+        self._settle(run.job, outcome, run.lease, started_at, finished_at)
+        self._pump()
+        self._maybe_finish_cycle()
+
+    def _settle(
+        self,
+        job: Job,
+        outcome: ProbeOutcome,
+        lease: Lease,
+        started_at: str | None,
+        finished_at: str | None,
+    ) -> None:
+        """Final result, or back to the queue (now, or after a delay)."""
+        cycle = self._cycle
+        aborting = cycle is None or cycle.aborting
+        settings = self._settings
+        if outcome.kind == "cancelled" and not aborting and job.requeues < settings.max_requeues:
+            self._enqueue(replace(job, requeues=job.requeues + 1), delay=0.0)
+            return
+        if outcome.kind in ("error", "busy") and not aborting and job.attempt < settings.retries:
+            if outcome.kind == "busy":
+                delay = settings.busy_backoff * (2**job.attempt)
+            else:
+                delay = settings.retry_delay
+            logger.info(
+                "check_retry",
+                stream_id=job.stream.id,
+                kind=outcome.kind,
+                reason=outcome.reason,
+                delay_s=delay,
+                attempt=job.attempt + 1,
+            )
+            self._enqueue(replace(job, attempt=job.attempt + 1), delay=delay)
+            return
+        if outcome.kind == "busy":
+            outcome = ProbeOutcome(kind="error", info=outcome.info, reason="provider_busy")
+        self._finish_job(job, outcome, lease.profile_id, started_at, finished_at)
+
+    def _enqueue(self, job: Job, delay: float) -> None:
+        entry = self._accounts.get(job.account_id)
+        if entry is None or entry.retired:
+            self._finish_job(job, ProbeOutcome(kind="error", reason="account_removed"))
+            return
+        if delay <= 0:
+            entry.waiting.append(job)
+            return
+        ref = self.actor_ref
+        handle = self._timers.call_later(delay, lambda: tell_quietly(ref, JobReady(job.job_id)))
+        self._delayed[job.job_id] = (job, handle)
+
+    def _on_job_ready(self, message: JobReady) -> None:
+        item = self._delayed.pop(message.job_id, None)
+        if item is None:
+            return
+        self._enqueue(item[0], delay=0.0)
+        self._pump()
+
+    def _finish_job(
+        self,
+        job: Job,
+        outcome: ProbeOutcome,
+        profile_id: int | None = None,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+    ) -> None:
+        cycle = self._cycle
+        if cycle is None or cycle.open_jobs.pop(job.job_id, None) is None:
+            return
+        now = utc_now()
+        info = outcome.info
+        status = outcome.kind if outcome.kind in ("ok", "dead", "cancelled") else "error"
+        score = round(self._scorer(info), 3) if status == "ok" else 0.0
+        for stream_id in job.stream_ids:
+            result = CheckResult(
+                stream_id=stream_id,
+                account_id=job.account_id,
+                profile_id=profile_id,
+                status=status,
+                resolution=info.resolution,
+                fps=info.fps,
+                video_codec=info.video_codec,
+                audio_codec=info.audio_codec,
+                bitrate_kbps=info.bitrate_kbps,
+                score=score,
+                started_at=started_at or now,
+                finished_at=finished_at or now,
+                error=None if status == "ok" else outcome.reason,
+                info=info,
+            )
+            cycle.results.append(result)
+            for listener in self._listeners:
+                listener.tell(ResultReady(cycle.cycle_id, result))
+
+    # --- status -------------------------------------------------------------------
+
+    def _status(self, _message: GetStatus | None = None) -> dict[str, Any]:
+        cycle = self._cycle
+        return {
+            "cycle": None
+            if cycle is None
+            else {
+                "cycle_id": cycle.cycle_id,
+                "streams": cycle.streams,
+                "done": len(cycle.results),
+                "started_at": cycle.started_at,
+                "aborting": cycle.aborting,
+            },
+            "global_limit": self._settings.global_limit,
+            "running": len(self._running),
+            "requests_in_flight": len(self._requests),
+            "delayed": len(self._delayed),
+            "accounts": {
+                account_id: {
+                    "name": entry.account.name,
+                    "limit": entry.capacity,
+                    "waiting": len(entry.waiting),
+                    "running": entry.running,
+                }
+                for account_id, entry in self._accounts.items()
+            },
+            "checks": [
+                {
+                    "lease_id": lease_id,
+                    "stream_id": run.job.stream.id,
+                    "account_id": run.lease.account_id,
+                    "profile_id": run.lease.profile_id,
+                    "checker": run.checker,
+                }
+                for lease_id, run in self._running.items()
+            ],
+        }
+
+
+def _backlog_per_slot(entry: _AccountEntry) -> float:
+    work = len(entry.waiting) + entry.running + entry.in_flight
+    slots = entry.capacity if entry.capacity < UNLIMITED else max(work, 1)
+    return work / max(slots, 1)

@@ -1,0 +1,248 @@
+"""Every message the actors exchange, as small frozen dataclasses.
+
+pykka does not copy messages between threads, so each one is immutable. The
+lease protocol, in short:
+
+- the coordinator sends ``RequestLease`` to an account only while the global
+  budget has room; the account answers ``LeaseGranted`` or ``LeaseDenied`` at
+  once, never waiting;
+- when a check ends the coordinator sends ``ReleaseLease``; whenever an account
+  has room again (release, viewers leaving, a raised limit, a stagger delay
+  passing) it sends ``SlotsFreed``, and the coordinator hands the slot on;
+- an account that sees viewers plus leases over a limit sends ``Preempt`` and
+  the coordinator cancels those checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.models import Account, CheckResult, ProbeOutcome, Stream, ViewerSnapshot
+
+# --- the work -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One probe to run: a URL of one account, standing for one or more streams.
+
+    Streams with the same URL are checked once per cycle; the result counts for
+    each id in ``stream_ids``.
+    """
+
+    job_id: int
+    stream: Stream
+    stream_ids: tuple[int, ...]
+    attempt: int = 0
+    """Retries used after errors or provider-busy refusals."""
+    requeues: int = 0
+    """Times the job was cancelled (preempted) and put back."""
+
+    @property
+    def account_id(self) -> int:
+        """The account whose connection the check uses."""
+        return self.stream.account_id
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to hold one connection on one profile while one check runs."""
+
+    lease_id: int
+    account_id: int
+    profile_id: int
+    url: str
+    """The stream URL rewritten for this profile."""
+    user_agent: str | None = None
+
+
+# --- coordinator -> account -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestLease:
+    """Ask an account for a lease to check ``stream``."""
+
+    request_id: int
+    job_id: int
+    stream: Stream
+
+
+@dataclass(frozen=True)
+class ReleaseLease:
+    """The check holding ``lease_id`` has ended; releasing twice is harmless."""
+
+    lease_id: int
+
+
+@dataclass(frozen=True)
+class LimitsChanged:
+    """New account definition (limits, profiles, rewrites) read from the source."""
+
+    account: Account
+    stagger_delay: float
+
+
+@dataclass(frozen=True)
+class ViewersChanged:
+    """Connections held by viewers, per profile id of the receiving account."""
+
+    viewers: dict[int, int]
+
+
+@dataclass(frozen=True)
+class GetUsage:
+    """Ask an account for (viewers, leases, limit) per profile id (tests, status page)."""
+
+
+# --- account -> coordinator -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseGranted:
+    """Answer to ``RequestLease``: the check may open its connection now."""
+
+    request_id: int
+    lease: Lease
+    free_after: int
+    """Slots the account still has after this grant."""
+
+
+@dataclass(frozen=True)
+class LeaseDenied:
+    """Answer to ``RequestLease``: no room now; ``SlotsFreed`` follows when there is."""
+
+    request_id: int
+    account_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SlotsFreed:
+    """An account has room again."""
+
+    account_id: int
+    free: int
+
+
+@dataclass(frozen=True)
+class Preempt:
+    """Viewers need these leases back: cancel their checks now."""
+
+    account_id: int
+    lease_ids: tuple[int, ...]
+
+
+# --- checker <-> coordinator ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop the running check at once (its probe process is killed)."""
+
+    reason: str = "cancelled"
+
+
+@dataclass(frozen=True)
+class CheckFinished:
+    """A checker's report: how its probe ended."""
+
+    lease_id: int
+    job_id: int
+    outcome: ProbeOutcome
+    started_at: str
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class CheckerDied:
+    """A checker actor crashed; its lease must still be released exactly once."""
+
+    lease_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeaseExpired:
+    """The coordinator's watchdog: a check outlived its hard time limit."""
+
+    lease_id: int
+
+
+@dataclass(frozen=True)
+class JobReady:
+    """A job's retry delay is over; it may be queued again."""
+
+    job_id: int
+
+
+# --- outside world -> coordinator -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetAccounts:
+    """The accounts of the source, read afresh (each cycle): start, update or retire actors."""
+
+    accounts: tuple[Account, ...]
+
+
+@dataclass(frozen=True)
+class CheckCycle:
+    """Check these jobs; ``done`` (a pykka future) gets the ``CycleFinished``."""
+
+    cycle_id: int
+    jobs: tuple[Job, ...]
+    done: Any = None
+
+
+@dataclass(frozen=True)
+class AbortCycle:
+    """Stop the running cycle: cancel running checks, report the rest as cancelled."""
+
+    reason: str = "shutdown"
+
+
+@dataclass(frozen=True)
+class ViewersSeen:
+    """A new viewer snapshot for all accounts (from the viewer watcher)."""
+
+    snapshot: ViewerSnapshot
+
+
+@dataclass(frozen=True)
+class GetStatus:
+    """Ask for a snapshot of queues, leases and the running cycle (for tests and /api/status)."""
+
+
+# --- coordinator -> listeners ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CycleStarted:
+    """A cycle began."""
+
+    cycle_id: int
+    streams: int
+    started_at: str
+
+
+@dataclass(frozen=True)
+class ResultReady:
+    """The final result for one stream."""
+
+    cycle_id: int
+    result: CheckResult
+
+
+@dataclass(frozen=True)
+class CycleFinished:
+    """Every stream of the cycle has its one result."""
+
+    cycle_id: int
+    results: tuple[CheckResult, ...]
+    started_at: str
+    finished_at: str
+    duration_s: float
+    aborted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,84 @@
+"""One timer thread for the whole daemon: delayed messages without sleeping actors.
+
+Actors never sleep in their mailbox; when something must happen later (a retry
+delay, a stagger delay, a check's hard time limit) they ask for a callback here,
+and the callback only ``tell``\\ s an actor or cancels a token, both instant.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+logger = structlog.get_logger(__name__)
+
+
+class TimerHandle:
+    """A scheduled callback; :meth:`cancel` makes it a no-op."""
+
+    __slots__ = ("callback", "cancelled", "due")
+
+    def __init__(self, due: float, callback: Callable[[], object]) -> None:
+        self.due = due
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the callback (harmless if it already ran)."""
+        self.cancelled = True
+
+
+class Timers:
+    """Runs callbacks at a monotonic deadline on one daemon thread."""
+
+    def __init__(self, name: str = "timers") -> None:
+        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._counter = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback`` after ``delay`` seconds (0 or less: as soon as possible)."""
+        handle = TimerHandle(time.monotonic() + max(0.0, delay), callback)
+        with self._cond:
+            heapq.heappush(self._heap, (handle.due, next(self._counter), handle))
+            if self._heap[0][2] is handle:
+                self._cond.notify()
+        return handle
+
+    def stop(self) -> None:
+        """Drop every pending callback and end the thread."""
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                if self._stopped:
+                    return
+                _, _, handle = heapq.heappop(self._heap)
+            if handle.cancelled:
+                continue
+            try:
+                handle.callback()
+            except Exception:
+                logger.exception("timer_callback_failed")

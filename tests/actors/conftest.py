@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.coordinator import Coordinator, CoordinatorSettings
+from actors.jobs import jobs_for
+from actors.messages import CheckCycle, CycleFinished, SetAccounts, ViewersSeen
+from actors.timers import Timers
+from domain.models import Account, Stream, ViewerSnapshot
+from tests.actors.fakes import FakeProbe
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture
+def timers() -> Iterator[Timers]:
+    service = Timers()
+    yield service
+    service.stop()
+
+
+class Harness:
+    """A coordinator with its accounts, driven by messages from the test."""
+
+    def __init__(self, timers: Timers) -> None:
+        self.timers = timers
+        self.coordinator: pykka.ActorRef[Any] | None = None
+        self._cycle_ids = iter(range(1, 1000))
+
+    def start(
+        self,
+        accounts: list[Account],
+        probe: FakeProbe,
+        settings: CoordinatorSettings | None = None,
+        listeners: tuple[pykka.ActorRef[Any], ...] = (),
+    ) -> pykka.ActorRef[Any]:
+        self.coordinator = Coordinator.start(
+            probe, settings or CoordinatorSettings(), listeners, None, self.timers
+        )
+        self.coordinator.tell(SetAccounts(tuple(accounts)))
+        return self.coordinator
+
+    def begin(self, streams: list[Stream]) -> pykka.ThreadingFuture[CycleFinished]:
+        assert self.coordinator is not None
+        done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
+        self.coordinator.tell(CheckCycle(next(self._cycle_ids), jobs_for(streams), done))
+        return done
+
+    def run(self, streams: list[Stream], timeout: float = 15.0) -> CycleFinished:
+        return self.begin(streams).get(timeout=timeout)
+
+    def viewers(
+        self, profiles: dict[int, int] | None = None, accounts: dict[int, int] | None = None
+    ) -> None:
+        assert self.coordinator is not None
+        self.coordinator.tell(ViewersSeen(ViewerSnapshot(profiles or {}, accounts or {})))
+
+    def status(self) -> dict[str, Any]:
+        assert self.coordinator is not None
+        from actors.messages import GetStatus
+
+        return self.coordinator.ask(GetStatus(), timeout=5)
+
+
+@pytest.fixture
+def harness(timers: Timers) -> Harness:
+    return Harness(timers)

@@ -1,0 +1,207 @@
+"""Fake probes for actor tests: they record who holds which connection, and when."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from domain.cancel import CancelToken
+from domain.models import (
+    Account,
+    OutcomeKind,
+    ProbeOutcome,
+    ProbeRequest,
+    Profile,
+    Stream,
+    StreamInfo,
+)
+
+_LOGIN = re.compile(r"/live/(?P<login>[^/]+)/")
+
+
+def profile_account(account_id: int, limits: list[int], stagger: float | None = None) -> Account:
+    """An account whose profile ``i`` rewrites the login part of the URL to its own id."""
+    profiles = tuple(
+        Profile(
+            id=account_id * 100 + i,
+            name=f"login{i}",
+            max_streams=limit,
+            is_default=i == 0,
+            search_pattern=r"/live/[^/]+/",
+            replace_pattern=f"/live/p{account_id * 100 + i}/",
+        )
+        for i, limit in enumerate(limits)
+    )
+    return Account(
+        id=account_id,
+        name=f"acc{account_id}",
+        max_streams=limits[0],
+        profiles=profiles,
+        stagger_delay=stagger,
+    )
+
+
+def simple_account(account_id: int, max_streams: int, stagger: float | None = None) -> Account:
+    """An account given without profiles: one default login with ``max_streams``."""
+    return profile_account(account_id, [max_streams], stagger)
+
+
+def stream(stream_id: int, account_id: int, name: str = "") -> Stream:
+    """A stream whose URL names its login (rewritten per profile) and its id."""
+    return Stream(
+        id=stream_id,
+        name=name or f"s{stream_id}",
+        account_id=account_id,
+        url=f"http://127.0.0.1:9/live/base/pw/{stream_id}.ts",
+    )
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the fake probe treats one stream."""
+
+    duration: float = 0.0
+    kind: OutcomeKind = "ok"
+    gated: bool = False
+    """Run until the test calls :meth:`FakeProbe.open_gate` (or the check is cancelled)."""
+    hang: bool = False
+    """Run until cancelled."""
+    raises: bool = False
+    ignore_cancel: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    what: str
+    stream_id: int
+    account_id: int
+    login: str
+
+
+class FakeProbe:
+    """A probe that sleeps (on the cancel token), fails, hangs or waits for a gate.
+
+    It counts open "connections" per login (the URL part a profile rewrites) and
+    in total, and calls ``on_start`` under its lock so a test can check limits
+    at the instant a connection opens.
+    """
+
+    def __init__(
+        self,
+        behaviours: dict[int, Behaviour] | None = None,
+        default: Behaviour | None = None,
+    ) -> None:
+        self.behaviours = behaviours or {}
+        self.default = default or Behaviour()
+        self.lock = threading.Lock()
+        self.events: list[Event] = []
+        self.open: dict[str, int] = defaultdict(int)
+        self.open_total = 0
+        self.max_open: dict[str, int] = defaultdict(int)
+        self.max_total = 0
+        self.calls: dict[int, int] = defaultdict(int)
+        self.violations: list[str] = []
+        self.limit_check: object = None
+        self._started: dict[int, threading.Event] = defaultdict(threading.Event)
+        self._ended: dict[int, threading.Event] = defaultdict(threading.Event)
+        self._gates: dict[int, threading.Event] = defaultdict(threading.Event)
+        self._cond = threading.Condition(self.lock)
+
+    # --- test side ----------------------------------------------------------------
+
+    def started(self, stream_id: int, timeout: float = 5.0) -> bool:
+        return self._started[stream_id].wait(timeout)
+
+    def ended(self, stream_id: int, timeout: float = 5.0) -> bool:
+        return self._ended[stream_id].wait(timeout)
+
+    def open_gate(self, stream_id: int) -> None:
+        self._gates[stream_id].set()
+
+    def wait_open(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until exactly ``count`` connections are open."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.open_total == count, timeout)
+
+    def running_ids(self) -> set[int]:
+        with self.lock:
+            opened = {e.stream_id for e in self.events if e.what == "start"}
+            closed = [e.stream_id for e in self.events if e.what == "end"]
+        running = set(opened)
+        for sid in closed:
+            running.discard(sid)
+        return running
+
+    def first(self, what: str, stream_id: int) -> float:
+        with self.lock:
+            return next(e.at for e in self.events if e.what == what and e.stream_id == stream_id)
+
+    # --- probe side ---------------------------------------------------------------
+
+    def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
+        login = _login(request.url)
+        behaviour = self.behaviours.get(request.stream_id, self.default)
+        with self._cond:
+            self.open[login] += 1
+            self.open_total += 1
+            self.max_open[login] = max(self.max_open[login], self.open[login])
+            self.max_total = max(self.max_total, self.open_total)
+            self.calls[request.stream_id] += 1
+            self.events.append(
+                Event(time.monotonic(), "start", request.stream_id, request.account_id, login)
+            )
+            check = self.limit_check
+            if callable(check):
+                problem = check(login, dict(self.open), self.open_total)
+                if problem:
+                    self.violations.append(problem)
+            self._cond.notify_all()
+        self._started[request.stream_id].set()
+        try:
+            return self._run(behaviour, request, token)
+        finally:
+            with self._cond:
+                self.open[login] -= 1
+                self.open_total -= 1
+                self.events.append(
+                    Event(time.monotonic(), "end", request.stream_id, request.account_id, login)
+                )
+                self._cond.notify_all()
+            self._ended[request.stream_id].set()
+
+    def _run(self, behaviour: Behaviour, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
+        if behaviour.raises:
+            raise RuntimeError("probe blew up")
+        if behaviour.ignore_cancel:
+            time.sleep(behaviour.duration)
+        elif behaviour.gated:
+            gate = self._gates[request.stream_id]
+            token.on_cancel(gate.set)
+            gate.wait()
+        elif behaviour.hang:
+            token.wait()
+        else:
+            token.wait(behaviour.duration)
+        if token.cancelled and not behaviour.ignore_cancel:
+            return ProbeOutcome(kind="cancelled", reason=token.reason)
+        info = StreamInfo(
+            resolution="1280x720",
+            width=1280,
+            height=720,
+            fps=25.0,
+            video_codec="h264",
+            audio_codec="aac",
+            bitrate_kbps=3000.0,
+        )
+        if behaviour.kind == "ok":
+            return ProbeOutcome(kind="ok", info=info)
+        return ProbeOutcome(kind=behaviour.kind, reason=f"fake_{behaviour.kind}")
+
+
+def _login(url: str) -> str:
+    match = _LOGIN.search(url)
+    return match.group("login") if match else "?"

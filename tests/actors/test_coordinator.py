@@ -1,0 +1,296 @@
+"""The lease protocol end to end through real actors and a fake probe."""
+
+from __future__ import annotations
+
+import itertools
+
+import pykka
+import pytest
+from structlog.testing import capture_logs
+
+from actors.account import AccountActor
+from actors.coordinator import CoordinatorSettings
+from actors.messages import AbortCycle, Cancel, GetUsage, SetAccounts
+from tests.actors.conftest import Harness
+from tests.actors.fakes import Behaviour, FakeProbe, profile_account, simple_account, stream
+
+A1, A2, B1, B2, B3 = 1, 2, 3, 4, 5
+
+
+def seed_streams() -> list:
+    return [
+        stream(A1, 1, "A1"),
+        stream(A2, 1, "A2"),
+        stream(B1, 2, "B1"),
+        stream(B2, 2, "B2"),
+        stream(B3, 2, "B3"),
+    ]
+
+
+def all_leases_released() -> bool:
+    for ref in pykka.ActorRegistry.get_by_class(AccountActor):
+        usage = ref.ask(GetUsage(), timeout=5)
+        if any(leases for _viewers, leases, _limit in usage.values()):
+            return False
+    return True
+
+
+def test_seed_scenario_first_wave_and_handover(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 1), simple_account(2, 2)], probe)
+    with capture_logs() as logs:
+        done = harness.begin(seed_streams())
+        assert probe.wait_open(3)
+        assert probe.running_ids() == {A1, B1, B2}
+
+        probe.open_gate(A1)
+        assert probe.started(A2)
+        assert probe.running_ids() == {A2, B1, B2}
+
+        probe.open_gate(B1)
+        assert probe.started(B3)
+        assert probe.running_ids() == {A2, B2, B3}
+
+        for sid in (A2, B2, B3):
+            probe.open_gate(sid)
+        finished = done.get(timeout=10)
+
+    assert sorted(r.stream_id for r in finished.results) == [1, 2, 3, 4, 5]
+    assert all(r.status == "ok" for r in finished.results)
+    assert probe.max_open["p100"] == 1
+    assert probe.max_open["p200"] == 2
+    assert all_leases_released()
+
+    events = {entry["event"]: entry for entry in logs}
+    assert events["cycle_started"]["streams"] == 5
+    assert events["cycle_accounts"]["streams_by_account"] == {1: 2, 2: 3}
+    per_account = {e["account_id"]: e for e in logs if e["event"] == "cycle_account"}
+    assert per_account[1]["streams"] == 2
+    assert per_account[1]["limit"] == 1
+    assert per_account[2]["streams"] == 3
+    assert per_account[2]["limit"] == 2
+    assert events["cycle_finished"]["completed"] == 5
+    assert events["cycle_finished"]["total"] == 5
+
+
+def test_one_viewer_leaves_one_slot(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 2)], probe)
+    harness.viewers(accounts={1: 1})
+    status = harness.status()  # the viewer snapshot is in before the cycle starts
+    assert status["accounts"][1]["limit"] == 2
+    done = harness.begin([stream(1, 1), stream(2, 1)])
+    assert probe.wait_open(1)
+    first = probe.running_ids().pop()
+    assert not probe.started(3 - first, timeout=0.2)
+    probe.open_gate(first)
+    assert probe.started(3 - first)
+    probe.open_gate(3 - first)
+    finished = done.get(timeout=10)
+    assert len(finished.results) == 2
+    assert probe.max_open["p100"] == 1
+
+
+def test_viewer_on_second_profile_counts_against_that_profile(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([profile_account(1, [1, 1])], probe)
+    harness.viewers(profiles={101: 1})
+    harness.status()
+    done = harness.begin([stream(1, 1), stream(2, 1)])
+    assert probe.wait_open(1)
+    assert not probe.wait_open(2, timeout=0.2)
+    assert probe.open["p100"] == 1
+    for sid in (1, 2):
+        probe.open_gate(sid)
+    done.get(timeout=10)
+    assert probe.max_open.get("p101", 0) == 0
+
+
+def test_unlimited_account_runs_everything_at_once(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 0)], probe)
+    done = harness.begin([stream(i, 1) for i in range(1, 9)])
+    assert probe.wait_open(8)
+    for i in range(1, 9):
+        probe.open_gate(i)
+    assert len(done.get(timeout=10).results) == 8
+
+
+@pytest.mark.parametrize(("global_limit", "expected"), [(0, 6), (2, 2), (5, 5)])
+def test_global_limit_caps_all_accounts(harness: Harness, global_limit: int, expected: int):
+    probe = FakeProbe(default=Behaviour(duration=0.05))
+    harness.start(
+        [simple_account(1, 0), simple_account(2, 3), simple_account(3, 3)],
+        probe,
+        CoordinatorSettings(global_limit=global_limit),
+    )
+    streams = [stream(i, 1 + i % 3) for i in range(1, 31)]
+    finished = harness.run(streams)
+    assert len(finished.results) == 30
+    assert probe.max_total <= max(expected, 0) if global_limit else probe.max_total <= 6 + 24
+    if global_limit:
+        assert probe.max_total == expected
+
+
+def test_stagger_spaces_openings_on_one_account(harness: Harness):
+    probe = FakeProbe(default=Behaviour(duration=0.0))
+    harness.start([simple_account(1, 3, stagger=0.15), simple_account(2, 3)], probe)
+    finished = harness.run(
+        [stream(i, 1) for i in range(1, 4)] + [stream(i, 2) for i in range(4, 7)]
+    )
+    assert len(finished.results) == 6
+    starts = sorted(e.at for e in probe.events if e.what == "start" and e.account_id == 1)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= 0.14 for gap in gaps), gaps
+    other = sorted(e.at for e in probe.events if e.what == "start" and e.account_id == 2)
+    assert other[-1] - other[0] < 0.1  # no stagger on account 2
+
+
+def test_full_account_never_delays_another(harness: Harness):
+    """A (max 1) with 2 gated streams does not hold back B's six checks."""
+    probe = FakeProbe(
+        behaviours={1: Behaviour(gated=True), 2: Behaviour(gated=True)},
+        default=Behaviour(duration=0.0),
+    )
+    harness.start([simple_account(1, 1), simple_account(2, 3)], probe)
+    done = harness.begin([stream(1, 1), stream(2, 1)] + [stream(i, 2) for i in range(3, 9)])
+    for i in range(3, 9):
+        assert probe.ended(i)
+    assert probe.running_ids() == {1}
+    probe.open_gate(1)
+    probe.open_gate(2)
+    assert len(done.get(timeout=10).results) == 8
+
+
+def test_release_happens_once_however_the_check_ends(harness: Harness):
+    probe = FakeProbe(
+        behaviours={
+            1: Behaviour(kind="dead"),
+            2: Behaviour(raises=True),
+            3: Behaviour(kind="error"),
+            4: Behaviour(hang=True),
+            5: Behaviour(duration=0.01),
+        }
+    )
+    settings = CoordinatorSettings(check_duration=0.2, check_timeout=0.3, retries=0)
+    harness.start([simple_account(1, 1)], probe, settings)
+    finished = harness.run([stream(i, 1) for i in range(1, 6)])
+    by_id = {r.stream_id: r for r in finished.results}
+    assert by_id[1].status == "dead"
+    assert by_id[2].status == "error"
+    assert by_id[2].error.startswith("probe_crashed")
+    assert by_id[3].status == "error"
+    assert by_id[4].status == "dead"
+    assert by_id[4].error == "timeout"
+    assert by_id[5].status == "ok"
+    assert probe.max_open["p100"] == 1
+    assert all_leases_released()
+
+
+def test_retries_do_not_hold_a_slot(harness: Harness):
+    probe = FakeProbe(behaviours={1: Behaviour(kind="busy")}, default=Behaviour(duration=0.0))
+    settings = CoordinatorSettings(retries=2, busy_backoff=0.05, retry_delay=0.05)
+    harness.start([simple_account(1, 1)], probe, settings)
+    finished = harness.run([stream(1, 1), stream(2, 1), stream(3, 1)])
+    by_id = {r.stream_id: r for r in finished.results}
+    assert by_id[1].status == "error"
+    assert by_id[1].error == "provider_busy"
+    assert probe.calls[1] == 3
+    # The other streams ran during stream 1's backoff instead of after it.
+    assert probe.first("start", 2) < probe.first("start", 1) + 0.05 or probe.calls[2] == 1
+
+
+def test_cancel_reaches_running_checker_and_job_is_requeued(harness: Harness):
+    probe = FakeProbe(default=Behaviour(hang=True))
+    harness.start([simple_account(1, 1)], probe)
+    done = harness.begin([stream(1, 1)])
+    assert probe.started(1)
+    checks = harness.status()["checks"]
+    assert len(checks) == 1
+    checks[0]["checker"].tell(Cancel())
+    assert probe.ended(1, timeout=1.0)
+    # The job went back to the queue and runs again.
+    with probe.lock:
+        pass
+    assert probe.wait_open(1)
+    assert probe.calls[1] == 2
+    harness.coordinator.tell(AbortCycle("test"))
+    finished = done.get(timeout=5)
+    assert [r.status for r in finished.results] == ["cancelled"]
+    assert all_leases_released()
+
+
+def test_stopped_checker_releases_its_lease(harness: Harness):
+    probe = FakeProbe(behaviours={1: Behaviour(hang=True)}, default=Behaviour(duration=0.0))
+    harness.start([simple_account(1, 1)], probe, CoordinatorSettings(max_requeues=0))
+    done = harness.begin([stream(1, 1), stream(2, 1)])
+    assert probe.started(1)
+    checker = harness.status()["checks"][0]["checker"]
+    checker.stop()
+    finished = done.get(timeout=5)
+    by_id = {r.stream_id: r for r in finished.results}
+    assert by_id[1].status == "cancelled"
+    assert by_id[2].status == "ok"
+    assert all_leases_released()
+
+
+def test_limits_raised_while_running_start_waiting_jobs(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 1)], probe)
+    done = harness.begin([stream(i, 1) for i in range(1, 5)])
+    assert probe.wait_open(1)
+    harness.coordinator.tell(SetAccounts((simple_account(1, 3),)))
+    assert probe.wait_open(3)
+    # Lower to 1: nothing new starts until under the new limit.
+    harness.coordinator.tell(SetAccounts((simple_account(1, 1),)))
+    harness.status()
+    running = sorted(probe.running_ids())
+    probe.open_gate(running[0])
+    assert probe.wait_open(2)
+    assert not probe.wait_open(3, timeout=0.2)
+    probe.open_gate(running[1])
+    assert probe.wait_open(1)
+    for i in range(1, 5):
+        probe.open_gate(i)
+    assert len(done.get(timeout=10).results) == 4
+    assert all_leases_released()
+
+
+def test_viewers_arriving_preempt_the_newest_check(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 2)], probe)
+    done = harness.begin([stream(1, 1), stream(2, 1)])
+    assert probe.wait_open(2)
+    newest = max(probe.running_ids(), key=lambda sid: probe.first("start", sid))
+    harness.viewers(accounts={1: 1})
+    assert probe.ended(newest, timeout=1.0)
+    assert probe.wait_open(1)
+    oldest = ({1, 2} - {newest}).pop()
+    probe.open_gate(oldest)
+    assert probe.started(newest, timeout=5)  # re-queued and started again once room appeared
+    probe.open_gate(newest)
+    finished = done.get(timeout=10)
+    assert sorted(r.status for r in finished.results) == ["ok", "ok"]
+    assert probe.calls[newest] == 2
+
+
+def test_duplicate_urls_are_checked_once(harness: Harness):
+    probe = FakeProbe()
+    harness.start([simple_account(1, 1)], probe)
+    twin = stream(2, 1)
+    twin = type(twin)(id=2, name="twin", account_id=1, url=stream(1, 1).url)
+    finished = harness.run([stream(1, 1), twin])
+    assert sorted(r.stream_id for r in finished.results) == [1, 2]
+    assert sum(probe.calls.values()) == 1
+
+
+def test_overlapping_cycle_is_refused(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 1)], probe)
+    first = harness.begin([stream(1, 1)])
+    assert probe.started(1)
+    second = harness.begin([stream(2, 1)])
+    with pytest.raises(RuntimeError, match="already running"):
+        second.get(timeout=5)
+    probe.open_gate(1)
+    assert len(first.get(timeout=5).results) == 1
