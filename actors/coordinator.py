@@ -55,6 +55,13 @@ logger = structlog.get_logger(__name__)
 Scorer = Callable[[StreamInfo], float]
 
 
+@dataclass(frozen=True)
+class _WaitExpired:
+    """Private: the cycle's ``max_wait`` is over."""
+
+    cycle_id: int
+
+
 class CycleBusyError(RuntimeError):
     """A cycle was started while another one is still running."""
 
@@ -74,6 +81,9 @@ class CoordinatorSettings:
     busy_backoff: float = 10.0
     max_requeues: int = 10
     user_agent: str | None = None
+    max_wait: float = 3600.0
+    """Seconds a cycle's jobs may wait for a free slot (viewers may hold them all);
+    after that the jobs still waiting end as ``cancelled`` with ``no_free_slot``."""
     watchdog_grace: float = 15.0
     """Seconds past a check's own hard limit before the coordinator gives up on it."""
 
@@ -114,6 +124,7 @@ class _Cycle:
     done: Any
     results: list[CheckResult] = field(default_factory=list)
     aborting: bool = False
+    wait_deadline: TimerHandle | None = None
 
 
 class Coordinator(pykka.ThreadingActor):
@@ -164,6 +175,7 @@ class Coordinator(pykka.ThreadingActor):
             ViewersSeen: self._on_viewers_seen,
             AbortCycle: self._on_abort,
             GetStatus: self._status,
+            _WaitExpired: self._on_wait_expired,
         }
 
     # --- life cycle ---------------------------------------------------------------
@@ -286,7 +298,30 @@ class Coordinator(pykka.ThreadingActor):
                 self._finish_job(job, ProbeOutcome(kind="error", reason="unknown_account"))
             else:
                 entry.waiting.append(job)
+        ref = self.actor_ref
+        cycle.wait_deadline = self._timers.call_later(
+            self._settings.max_wait, lambda: tell_quietly(ref, _WaitExpired(cycle.cycle_id))
+        )
         self._pump()
+        self._maybe_finish_cycle()
+
+    def _on_wait_expired(self, message: _WaitExpired) -> None:
+        cycle = self._cycle
+        if cycle is None or cycle.cycle_id != message.cycle_id:
+            return
+        expired = ProbeOutcome(kind="cancelled", reason="no_free_slot")
+        left = 0
+        for entry in self._accounts.values():
+            while entry.waiting:
+                self._finish_job(entry.waiting.popleft(), expired)
+                left += 1
+        for job, handle in list(self._delayed.values()):
+            handle.cancel()
+            self._finish_job(job, expired)
+            left += 1
+        self._delayed.clear()
+        logger.warning("cycle_wait_expired", cycle_id=cycle.cycle_id, jobs=left)
+        cycle.aborting = True  # what still runs finishes; nothing is re-queued
         self._maybe_finish_cycle()
 
     def _on_abort(self, message: AbortCycle) -> None:
@@ -314,6 +349,8 @@ class Coordinator(pykka.ThreadingActor):
         if cycle is None or cycle.open_jobs:
             return
         self._cycle = None
+        if cycle.wait_deadline is not None:
+            cycle.wait_deadline.cancel()
         duration = time.monotonic() - cycle.started_mono
         finished = CycleFinished(
             cycle_id=cycle.cycle_id,

@@ -1,0 +1,382 @@
+"""The results store: every check and every cycle, in one SQLite file.
+
+The file is in WAL mode with ``synchronous=NORMAL``, and each row is committed
+on its own as soon as it is recorded, so a killed daemon loses at most the row
+being written and leaves a readable database. The schema version lives in
+``PRAGMA user_version``; :data:`_MIGRATIONS` lists the steps from one version
+to the next, and each step runs in its own transaction.
+
+Threads: a :class:`ResultStore` belongs to ONE thread (in the daemon, the
+``ResultSink`` actor's). Its connection is opened lazily by the first method
+call, in the calling thread, and every later call must come from that same
+thread. The constructor only opens the file briefly to check and migrate it,
+so a bad path or a corrupt file fails at once in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from domain.models import CheckResult, Status
+
+
+class StoreError(Exception):
+    """The results database cannot be opened, read or written; names the file."""
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    """One row of the ``cycles`` table."""
+
+    id: int
+    started_at: str
+    finished_at: str | None
+    """``None`` while the cycle runs, or when the daemon died during it."""
+    streams: int
+    checked: int | None
+    alive: int | None
+    dead: int | None
+
+
+# Written out (not formatted in) so every statement is a plain literal.
+_SELECT_LATEST = (
+    "SELECT id, cycle_id, stream_id, account_id, profile_id, status, resolution, fps, "
+    "video_codec, audio_codec, bitrate_kbps, score, started_at, finished_at, error "
+    "FROM latest_checks"
+)
+_SELECT_HISTORY = (
+    "SELECT id, cycle_id, stream_id, account_id, profile_id, status, resolution, fps, "
+    "video_codec, audio_codec, bitrate_kbps, score, started_at, finished_at, error "
+    "FROM checks WHERE stream_id = ? ORDER BY finished_at DESC, id DESC LIMIT ?"
+)
+
+
+def _schema_v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE cycles (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            streams INTEGER NOT NULL,
+            checked INTEGER,
+            alive INTEGER,
+            dead INTEGER
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            cycle_id INTEGER NOT NULL REFERENCES cycles(id),
+            stream_id INTEGER NOT NULL,
+            account_id INTEGER NOT NULL,
+            profile_id INTEGER,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'dead', 'error', 'cancelled')),
+            resolution TEXT,
+            fps REAL,
+            video_codec TEXT,
+            audio_codec TEXT,
+            bitrate_kbps REAL,
+            score REAL NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX checks_stream_finished ON checks (stream_id, finished_at)")
+    db.execute("CREATE INDEX checks_cycle ON checks (cycle_id)")
+    db.execute(
+        """
+        CREATE VIEW latest_checks AS
+        SELECT id, cycle_id, stream_id, account_id, profile_id, status, resolution, fps,
+               video_codec, audio_codec, bitrate_kbps, score, started_at, finished_at, error
+        FROM (
+            SELECT *, ROW_NUMBER() OVER (
+                PARTITION BY stream_id ORDER BY finished_at DESC, id DESC
+            ) AS position
+            FROM checks
+        )
+        WHERE position = 1
+        """
+    )
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+"""Step ``i`` takes the schema from version ``i`` to ``i + 1``; append, never edit."""
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class ResultStore:
+    """Check results and cycles in a SQLite file; used from one thread only.
+
+    Args:
+        path: The database file; created (with its folder) if missing.
+
+    Raises:
+        StoreError: The file cannot be opened, is not a SQLite database, or
+            was written by a newer schema version.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._owner: int | None = None
+        self._closed = False
+        # Fail fast in the caller's thread; the working connection opens lazily.
+        self._open().close()
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; later calls raise :class:`StoreError`. Idempotent."""
+        if self._db is not None:
+            self._check_thread()
+        self._closed = True
+        if self._db is not None:
+            db, self._db = self._db, None
+            try:
+                db.close()
+            except sqlite3.Error as exc:
+                raise self._error("cannot close", exc) from exc
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- writing ----------------------------------------------------------------------
+
+    def start_cycle(self, started_at: str, streams: int) -> int:
+        """Record the start of a cycle over ``streams`` streams; return its id."""
+        with self._write("cannot start a cycle") as db:
+            cursor = db.execute(
+                "INSERT INTO cycles (started_at, streams) VALUES (?, ?)", (started_at, streams)
+            )
+        return cast("int", cursor.lastrowid)
+
+    def record(self, cycle_id: int, result: CheckResult) -> None:
+        """Store one check result of cycle ``cycle_id``, committed at once."""
+        row = (
+            cycle_id,
+            result.stream_id,
+            result.account_id,
+            result.profile_id,
+            result.status,
+            result.resolution,
+            result.fps,
+            result.video_codec,
+            result.audio_codec,
+            result.bitrate_kbps,
+            result.score,
+            result.started_at,
+            result.finished_at,
+            result.error,
+        )
+        with self._write(f"cannot record the check of stream {result.stream_id}") as db:
+            db.execute(
+                "INSERT INTO checks (cycle_id, stream_id, account_id, profile_id, status, "
+                "resolution, fps, video_codec, audio_codec, bitrate_kbps, score, "
+                "started_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def finish_cycle(
+        self, cycle_id: int, finished_at: str, checked: int, alive: int, dead: int
+    ) -> None:
+        """Record the end of cycle ``cycle_id`` and its counts."""
+        with self._write(f"cannot finish cycle {cycle_id}") as db:
+            db.execute(
+                "UPDATE cycles SET finished_at = ?, checked = ?, alive = ?, dead = ? WHERE id = ?",
+                (finished_at, checked, alive, dead, cycle_id),
+            )
+
+    def prune(self, older_than_days: int) -> int:
+        """Delete checks (and then empty cycles) older than ``older_than_days`` days.
+
+        A check's age is that of its ``finished_at`` (else ``started_at``), read
+        as ISO 8601 (``Z`` or an offset, else UTC). ``0`` keeps everything, as
+        ``results.history_days = 0`` does.
+
+        Returns:
+            The number of checks deleted.
+
+        Raises:
+            ValueError: ``older_than_days`` is negative.
+        """
+        if older_than_days < 0:
+            message = f"older_than_days must be >= 0, got {older_than_days}"
+            raise ValueError(message)
+        if older_than_days == 0:
+            return 0
+        cutoff = f"-{older_than_days} days"
+        with self._write("cannot prune") as db:
+            deleted = db.execute(
+                "DELETE FROM checks "
+                "WHERE julianday(COALESCE(finished_at, started_at)) < julianday('now', ?)",
+                (cutoff,),
+            ).rowcount
+            db.execute(
+                "DELETE FROM cycles "
+                "WHERE julianday(COALESCE(finished_at, started_at)) < julianday('now', ?) "
+                "AND NOT EXISTS (SELECT 1 FROM checks WHERE checks.cycle_id = cycles.id)",
+                (cutoff,),
+            )
+        return deleted
+
+    # --- reading ----------------------------------------------------------------------
+
+    def latest(self) -> dict[int, CheckResult]:
+        """Each stream's latest result (whatever its status), by stream id."""
+        rows = self._read("cannot read the latest checks", _SELECT_LATEST)
+        return {row["stream_id"]: _result(row) for row in rows}
+
+    def history(self, stream_id: int, limit: int = 20) -> list[CheckResult]:
+        """The latest ``limit`` results of ``stream_id``, newest first."""
+        rows = self._read(
+            f"cannot read the history of stream {stream_id}",
+            _SELECT_HISTORY,
+            (stream_id, limit),
+        )
+        return [_result(row) for row in rows]
+
+    def cycles(self, limit: int = 10) -> list[CycleRecord]:
+        """The latest ``limit`` cycles, newest first."""
+        rows = self._read(
+            "cannot read the cycles",
+            "SELECT id, started_at, finished_at, streams, checked, alive, dead "
+            "FROM cycles ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [CycleRecord(**dict(row)) for row in rows]
+
+    # --- internals --------------------------------------------------------------------
+
+    def _error(self, action: str, exc: BaseException) -> StoreError:
+        return StoreError(f"{self.path}: {action}: {exc}")
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection with the pragmas set and the schema migrated."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error("cannot open the results database", exc) from exc
+        try:
+            db.row_factory = sqlite3.Row
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                message = f"cannot switch to WAL mode (journal_mode is {mode})"
+                raise StoreError(f"{self.path}: {message}")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._error("not a usable results database", exc) from exc
+        except StoreError:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            message = (
+                f"{self.path}: schema version {version} is newer than this program's "
+                f"({SCHEMA_VERSION}); upgrade the daemon or use another database file"
+            )
+            raise StoreError(message)
+        for step in range(version, SCHEMA_VERSION):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _MIGRATIONS[step](db)
+                # PRAGMA takes no parameters; the value is our own int.
+                db.execute(f"PRAGMA user_version = {step + 1:d}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _check_thread(self) -> None:
+        if self._owner is not None and threading.get_ident() != self._owner:
+            message = (
+                f"{self.path}: ResultStore used from a second thread; "
+                "it belongs to the thread that first used it"
+            )
+            raise RuntimeError(message)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self.path}: the results store is closed")
+        self._check_thread()
+        if self._db is None:
+            self._db = self._open()
+            self._owner = threading.get_ident()
+        return self._db
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One committed transaction; a SQLite error becomes a :class:`StoreError`."""
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(action, exc) from exc
+        try:
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._error(action, exc) from exc
+        except BaseException:
+            self._rollback(db)
+            raise
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        if db.in_transaction:
+            # The original error is the one worth reporting.
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def _read(self, action: str, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        db = self._connection()
+        try:
+            return db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(action, exc) from exc
+
+
+def _result(row: sqlite3.Row) -> CheckResult:
+    return CheckResult(
+        stream_id=row["stream_id"],
+        account_id=row["account_id"],
+        profile_id=row["profile_id"],
+        status=cast("Status", row["status"]),
+        resolution=row["resolution"],
+        fps=row["fps"],
+        video_codec=row["video_codec"],
+        audio_codec=row["audio_codec"],
+        bitrate_kbps=row["bitrate_kbps"],
+        score=row["score"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+    )

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.store import SCHEMA_VERSION, CycleRecord, ResultStore, StoreError
+from domain.models import CheckResult
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def result(stream_id: int, finished_at: str, status: str = "ok", **kw) -> CheckResult:
+    return CheckResult(
+        stream_id=stream_id,
+        account_id=kw.pop("account_id", 1),
+        profile_id=kw.pop("profile_id", 11),
+        status=status,  # type: ignore[arg-type]
+        started_at=kw.pop("started_at", finished_at),
+        finished_at=finished_at,
+        **kw,
+    )
+
+
+def iso(delta: timedelta = timedelta()) -> str:
+    return (datetime.now(UTC) + delta).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "results.sqlite"
+
+
+@pytest.fixture
+def store(db_path):
+    with ResultStore(db_path) as s:
+        yield s
+
+
+def test_rows_survive_reopening(db_path):
+    full = result(
+        1,
+        "2026-08-20T10:00:10Z",
+        resolution="1920x1080",
+        fps=25.0,
+        video_codec="h264",
+        audio_codec="aac",
+        bitrate_kbps=4500.0,
+        score=0.83,
+        started_at="2026-08-20T10:00:00Z",
+    )
+    dead = result(2, "2026-08-20T10:00:11Z", status="dead", error="http_404", profile_id=None)
+    with ResultStore(db_path) as store:
+        cycle = store.start_cycle("2026-08-20T10:00:00Z", 2)
+        store.record(cycle, full)
+        store.record(cycle, dead)
+        store.finish_cycle(cycle, "2026-08-20T10:00:12Z", checked=2, alive=1, dead=1)
+    with ResultStore(db_path) as store:
+        assert store.latest() == {1: full, 2: dead}
+        assert store.cycles() == [
+            CycleRecord(
+                id=cycle,
+                started_at="2026-08-20T10:00:00Z",
+                finished_at="2026-08-20T10:00:12Z",
+                streams=2,
+                checked=2,
+                alive=1,
+                dead=1,
+            )
+        ]
+
+
+def test_latest_view_takes_each_streams_newest_row(store):
+    first = store.start_cycle("2026-08-20T10:00:00Z", 2)
+    store.record(first, result(1, "2026-08-20T10:00:05Z", score=0.5))
+    store.record(first, result(2, "2026-08-20T10:00:06Z", status="dead"))
+    second = store.start_cycle("2026-08-20T16:00:00Z", 1)
+    store.record(second, result(1, "2026-08-20T16:00:05Z", status="error", error="timeout"))
+    latest = store.latest()
+    assert latest[1].status == "error"
+    assert latest[1].error == "timeout"
+    assert latest[2].status == "dead"
+    assert [r.finished_at for r in store.history(1)] == [
+        "2026-08-20T16:00:05Z",
+        "2026-08-20T10:00:05Z",
+    ]
+    assert len(store.history(1, limit=1)) == 1
+    assert store.history(99) == []
+    assert [c.id for c in store.cycles()] == [second, first]
+    assert store.cycles()[0].finished_at is None
+
+
+def test_wal_mode_and_schema_version(store, db_path):
+    store.latest()  # opens the working connection
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        names = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+    finally:
+        raw.close()
+    assert {"cycles", "checks", "latest_checks", "checks_stream_finished"} <= names
+
+
+def test_synchronous_is_normal(store):
+    store.latest()
+    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+def test_reopening_does_not_migrate_again(db_path):
+    ResultStore(db_path).close()
+    ResultStore(db_path).close()  # would fail with "table cycles already exists"
+
+
+def test_folder_is_created(tmp_path):
+    path = tmp_path / "var" / "lib" / "r.sqlite"
+    ResultStore(path).close()
+    assert path.exists()
+
+
+def test_corrupt_file_names_the_path(db_path):
+    db_path.write_bytes(b"this is not a database, just some text " * 200)
+    with pytest.raises(StoreError) as info:
+        ResultStore(db_path)
+    assert str(db_path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unopenable_path_names_the_path(tmp_path):
+    path = tmp_path / "a-directory"
+    path.mkdir()
+    with pytest.raises(StoreError, match="a-directory"):
+        ResultStore(path)
+
+
+def test_newer_schema_is_refused(db_path):
+    raw = sqlite3.connect(db_path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer"):
+        ResultStore(db_path)
+
+
+def test_unknown_cycle_is_a_store_error(store):
+    with pytest.raises(StoreError, match="stream 1"):
+        store.record(12345, result(1, iso()))
+
+
+def test_closed_store_refuses_work(db_path):
+    store = ResultStore(db_path)
+    store.latest()
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.latest()
+
+
+def test_connection_belongs_to_the_first_thread_that_uses_it(db_path):
+    store = ResultStore(db_path)  # constructed here, used first by the worker
+    used = threading.Event()
+    may_close = threading.Event()
+    got: list[object] = []
+
+    def work() -> None:
+        cycle = store.start_cycle(iso(), 1)
+        store.record(cycle, result(1, iso()))
+        got.append(store.latest())
+        used.set()
+        may_close.wait(timeout=10)
+        store.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert used.wait(timeout=10)
+        assert got
+        assert got[0]
+        with pytest.raises(RuntimeError, match="second thread"):
+            store.latest()
+    finally:
+        may_close.set()
+        worker.join(timeout=10)
+    with pytest.raises(StoreError, match="closed"):
+        store.latest()
+
+
+def test_prune_deletes_old_rows_and_empty_cycles(store):
+    old = store.start_cycle("2000-01-01T00:00:00Z", 2)
+    store.record(old, result(1, "2000-01-01T00:00:05Z"))
+    store.record(old, result(2, "2000-01-01T00:00:06+00:00"))
+    store.finish_cycle(old, "2000-01-01T00:00:07Z", 2, 2, 0)
+    recent = store.start_cycle(iso(timedelta(days=-1)), 1)
+    store.record(recent, result(1, iso(timedelta(days=-1))))
+    assert store.prune(0) == 0
+    assert store.prune(90) == 2
+    assert [c.id for c in store.cycles()] == [recent]
+    assert set(store.latest()) == {1}
+    assert store.prune(90) == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        store.prune(-1)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    from pathlib import Path
+    from adapters.store import ResultStore
+    from domain.models import CheckResult
+
+    path = Path(sys.argv[1])
+    store = ResultStore(path)
+    cycle = store.start_cycle("2026-08-20T10:00:00Z", 3)
+    for stream_id in (1, 2):
+        done = "2026-08-20T10:00:0%dZ" % stream_id
+        store.record(cycle, CheckResult(stream_id=stream_id, account_id=1, profile_id=11,
+                                        status="ok", finished_at=done))
+    # A third row is in flight, not committed, when the process is killed.
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("BEGIN IMMEDIATE")
+    raw.execute("INSERT INTO checks (cycle_id, stream_id, account_id, status, score) "
+                "VALUES (?, 3, 1, 'ok', 1.0)", (cycle,))
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_killed_writer_leaves_a_readable_database(db_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    with ResultStore(db_path) as store:
+        assert set(store.latest()) == {1, 2}
+        (cycle,) = store.cycles()
+        assert cycle.finished_at is None
+        assert store._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        # and it is writable again: the dead writer's lock is gone
+        store.finish_cycle(cycle.id, "2026-08-20T10:01:00Z", 2, 2, 0)
