@@ -84,8 +84,8 @@ class AccountActor(pykka.ThreadingActor):
         match message:
             case RequestLease():
                 self._on_request(message)
-            case ReleaseLease(lease_id=lease_id):
-                self._on_release(lease_id)
+            case ReleaseLease():
+                self._on_release(message)
             case ViewersChanged(viewers=viewers):
                 self._on_viewers(viewers)
             case LimitsChanged(account=account, stagger_delay=stagger):
@@ -124,9 +124,12 @@ class AccountActor(pykka.ThreadingActor):
             LeaseGranted(request_id=request.request_id, lease=lease, free_after=self._free_now())
         )
 
-    def _on_release(self, lease_id: int) -> None:
-        self._preempting.discard(lease_id)
-        if self._slots.release(lease_id):
+    def _on_release(self, message: ReleaseLease) -> None:
+        self._preempting.discard(message.lease_id)
+        released = self._slots.release(message.lease_id)
+        if message.then is not None:
+            self._on_request(message.then)
+        if released:
             self._announce_free()
 
     def _on_viewers(self, viewers: dict[int, int]) -> None:

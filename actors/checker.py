@@ -1,6 +1,6 @@
 """``CheckerActor``: one per running check, owning one probe run.
 
-The probe blocks, so it runs on a thread of its own; the actor's mailbox stays
+The probe blocks, so it runs on a worker thread; the actor's mailbox stays
 free for ``Cancel``, which cancels the probe's token (the ffmpeg probe kills its
 process group on it). Whatever happens, the coordinator hears exactly once how
 the check ended: from the probe's return, from ``on_stop`` if the actor was
@@ -9,7 +9,6 @@ stopped first, or ``CheckerDied`` from ``on_failure`` if it crashed.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -20,7 +19,7 @@ import structlog
 
 from actors.messages import Cancel, CheckerDied, CheckFinished, Job, Lease
 from actors.tell import tell_quietly
-from actors.timers import TimerHandle, Timers
+from actors.workers import BlockingWork
 from domain.cancel import CancelToken
 from domain.models import Probe, ProbeOutcome, ProbeRequest
 from domain.urls import redact_url
@@ -49,8 +48,9 @@ class CheckerActor(pykka.ThreadingActor):
         lease: the lease the check holds (its URL is the one to open).
         probe: the probe function (ffmpeg in production, fakes in tests).
         request: what the probe is asked to do.
-        timers: the shared timer thread, for the hard time limit.
-        hard_limit: seconds after which the check is cancelled as a timeout.
+        workers: the threads blocking probe runs go to.
+
+    The coordinator enforces the hard time limit by sending ``Cancel("timeout")``.
     """
 
     use_daemon_thread = True
@@ -62,8 +62,7 @@ class CheckerActor(pykka.ThreadingActor):
         lease: Lease,
         probe: Probe,
         request: ProbeRequest,
-        timers: Timers,
-        hard_limit: float,
+        workers: BlockingWork,
     ) -> None:
         super().__init__()
         self._coordinator = coordinator
@@ -71,22 +70,15 @@ class CheckerActor(pykka.ThreadingActor):
         self._lease = lease
         self._probe = probe
         self._request = request
-        self._timers = timers
-        self._hard_limit = hard_limit
+        self._workers = workers
         self._token = CancelToken()
-        self._timeout: TimerHandle | None = None
         self._reported = False
         self._probe_returned = False
         self._started_at = utc_now()
 
     def on_start(self) -> None:
-        """Start the probe thread and the hard time limit."""
-        token = self._token
-        self._timeout = self._timers.call_later(self._hard_limit, lambda: token.cancel("timeout"))
-        thread = threading.Thread(
-            target=self._run_probe, name=f"probe-{self._lease.lease_id}", daemon=True
-        )
-        thread.start()
+        """Start the probe on a worker thread."""
+        self._workers.run(self._run_probe)
 
     def on_receive(self, message: Any) -> Any:
         """Handle ``Cancel`` and the probe thread's return."""
@@ -155,7 +147,5 @@ class CheckerActor(pykka.ThreadingActor):
         )
 
     def _cleanup(self) -> None:
-        if self._timeout is not None:
-            self._timeout.cancel()
         if not self._probe_returned:
             self._token.cancel("checker_stopped")

@@ -48,6 +48,7 @@ from actors.messages import (
 from actors.slots import UNLIMITED, capacity
 from actors.tell import tell_quietly
 from actors.timers import TimerHandle, Timers
+from actors.workers import BlockingWork
 from domain.models import Account, CheckResult, Probe, ProbeOutcome, ProbeRequest, StreamInfo
 
 logger = structlog.get_logger(__name__)
@@ -60,6 +61,13 @@ class _WaitExpired:
     """Private: the cycle's ``max_wait`` is over."""
 
     cycle_id: int
+
+
+@dataclass(frozen=True)
+class _HardLimit:
+    """Private: a check reached ``check.duration + check.timeout``."""
+
+    lease_id: int
 
 
 class CycleBusyError(RuntimeError):
@@ -155,6 +163,7 @@ class Coordinator(pykka.ThreadingActor):
         self._scorer: Scorer = scorer or (lambda _info: 0.0)
         self._own_timers = timers is None
         self._timers = timers or Timers()
+        self._workers = BlockingWork()
         self._accounts: dict[int, _AccountEntry] = {}
         self._requests: dict[int, Job] = {}
         self._running: dict[int, _Running] = {}
@@ -176,6 +185,7 @@ class Coordinator(pykka.ThreadingActor):
             AbortCycle: self._on_abort,
             GetStatus: self._status,
             _WaitExpired: self._on_wait_expired,
+            _HardLimit: self._on_hard_limit,
         }
 
     # --- life cycle ---------------------------------------------------------------
@@ -199,6 +209,7 @@ class Coordinator(pykka.ThreadingActor):
             entry.ref.stop(block=False)
         if self._own_timers:
             self._timers.stop()
+        self._workers.stop()
 
     # --- dispatch -----------------------------------------------------------------
 
@@ -408,10 +419,13 @@ class Coordinator(pykka.ThreadingActor):
                 return
 
     def _request(self, entry: _AccountEntry, job: Job) -> None:
+        entry.ref.tell(self._new_request(entry, job))
+
+    def _new_request(self, entry: _AccountEntry, job: Job) -> RequestLease:
         request_id = next(self._request_ids)
         self._requests[request_id] = job
         entry.in_flight += 1
-        entry.ref.tell(RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream))
+        return RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream)
 
     def _on_granted(self, message: LeaseGranted) -> None:
         job = self._requests.pop(message.request_id)
@@ -436,18 +450,11 @@ class Coordinator(pykka.ThreadingActor):
             other_checks_running=entry.running,
         )
         checker = CheckerActor.start(
-            self.actor_ref,
-            job,
-            lease,
-            self._probe,
-            request,
-            self._timers,
-            self._settings.hard_limit,
+            self.actor_ref, job, lease, self._probe, request, self._workers
         )
         ref = self.actor_ref
         watchdog = self._timers.call_later(
-            self._settings.hard_limit + self._settings.watchdog_grace,
-            lambda: tell_quietly(ref, LeaseExpired(lease.lease_id)),
+            self._settings.hard_limit, lambda: tell_quietly(ref, _HardLimit(lease.lease_id))
         )
         self._running[lease.lease_id] = _Running(job, lease, checker, watchdog)
         entry.running += 1
@@ -483,6 +490,18 @@ class Coordinator(pykka.ThreadingActor):
     def _on_checker_died(self, message: CheckerDied) -> None:
         outcome = ProbeOutcome(kind="error", reason=f"checker_died: {message.reason}")
         self._end_run(message.lease_id, outcome)
+
+    def _on_hard_limit(self, message: _HardLimit) -> None:
+        """The check ran out of time: cancel it, and give it a grace period to report."""
+        run = self._running.get(message.lease_id)
+        if run is None:
+            return
+        tell_quietly(run.checker, Cancel("timeout"))
+        ref = self.actor_ref
+        run.watchdog = self._timers.call_later(
+            self._settings.watchdog_grace,
+            lambda: tell_quietly(ref, LeaseExpired(message.lease_id)),
+        )
 
     def _on_lease_expired(self, message: LeaseExpired) -> None:
         lease_id = message.lease_id
@@ -523,11 +542,15 @@ class Coordinator(pykka.ThreadingActor):
         entry = self._accounts.get(run.lease.account_id)
         if entry is not None:
             entry.running -= 1
-            entry.ref.tell(ReleaseLease(lease_id))
+        self._settle(run.job, outcome, run.lease, started_at, finished_at)
+        if entry is not None:
+            follow = None
+            if entry.waiting and not entry.retired and self._budget_left() > 0:
+                follow = self._new_request(entry, entry.waiting.popleft())
+            entry.ref.tell(ReleaseLease(lease_id, follow))
             if entry.retired and entry.running == 0 and entry.in_flight == 0:
                 entry.ref.stop(block=False)
                 del self._accounts[run.lease.account_id]
-        self._settle(run.job, outcome, run.lease, started_at, finished_at)
         self._pump()
         self._maybe_finish_cycle()
 

@@ -71,9 +71,14 @@ class RequestLease:
 
 @dataclass(frozen=True)
 class ReleaseLease:
-    """The check holding ``lease_id`` has ended; releasing twice is harmless."""
+    """The check holding ``lease_id`` has ended; releasing twice is harmless.
+
+    ``then`` hands the freed slot straight to the account's next waiting job:
+    the account answers it as any ``RequestLease``, saving a round trip.
+    """
 
     lease_id: int
+    then: RequestLease | None = None
 
 
 @dataclass(frozen=True)

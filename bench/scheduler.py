@@ -1,0 +1,283 @@
+"""Benchmark of the actor scheduler with a probe that sleeps each stream's duration.
+
+Usage::
+
+    python -m bench.scheduler bench/scenarios/seed.json
+    python -m bench.scheduler --generate 10000 200   # 10,000 streams over 200 accounts
+
+Prints one JSON object: ``makespan_s``, ``lower_bound_s`` (the longest of: each
+account's total duration over its free slots, the total over the global limit,
+the longest single check), ``ratio``, ``max_concurrency`` per account id,
+``violations``, ``grant_latency_ms`` (p50/p99 from a check ending to the next
+check starting on the slot it freed), ``overhead_ms_per_check`` (CPU time of the
+whole process per check: the probe only sleeps, so every CPU cycle is ours) and
+``max_rss_mb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.coordinator import Coordinator, CoordinatorSettings
+from actors.jobs import jobs_for
+from actors.messages import CheckCycle, CycleFinished, SetAccounts, ViewersSeen
+from actors.slots import UNLIMITED, capacity
+from actors.timers import Timers
+from domain.cancel import CancelToken
+from domain.models import (
+    Account,
+    ProbeOutcome,
+    ProbeRequest,
+    Profile,
+    Stream,
+    StreamInfo,
+    ViewerSnapshot,
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A benchmark input: accounts, streams with durations, viewers, global limit."""
+
+    global_limit: int
+    accounts: tuple[Account, ...]
+    streams: tuple[Stream, ...]
+    durations: dict[int, float]
+    viewers: dict[int, int]
+
+
+def load_scenario(data: dict[str, Any]) -> Scenario:
+    """Build a scenario from the JSON shape documented in the README."""
+    accounts = []
+    for raw in data["accounts"]:
+        profiles = tuple(
+            Profile(
+                id=int(p["id"]),
+                name=str(p.get("name", "")),
+                max_streams=int(p.get("max_streams", 0)),
+                is_default=bool(p.get("is_default", False)),
+            )
+            for p in raw.get("profiles", ())
+        )
+        accounts.append(
+            Account(
+                id=int(raw["id"]),
+                name=str(raw.get("name", raw["id"])),
+                max_streams=int(raw.get("max_streams", 0)),
+                profiles=profiles,
+                stagger_delay=0.0,
+            )
+        )
+    streams = tuple(
+        Stream(
+            id=int(s["id"]),
+            name=str(s.get("name", s["id"])),
+            account_id=int(s["m3u_account"]),
+            url=f"http://127.0.0.1:9/live/u/p/{s['id']}.ts",
+        )
+        for s in data["streams"]
+    )
+    durations = {int(s["id"]): float(s["duration_s"]) for s in data["streams"]}
+    viewers = {int(k): int(v) for k, v in data.get("viewers", {}).items()}
+    return Scenario(int(data.get("global_limit", 0)), tuple(accounts), streams, durations, viewers)
+
+
+def generate(streams: int, accounts: int, seed: int = 7) -> dict[str, Any]:
+    """A large random scenario: limits 0/1/2/3/5, durations 10-50 ms, no global limit."""
+    rng = random.Random(seed)
+    return {
+        "global_limit": 0,
+        "accounts": [
+            {"id": a, "name": f"acc{a}", "max_streams": rng.choice([0, 1, 2, 3, 5])}
+            for a in range(1, accounts + 1)
+        ],
+        "streams": [
+            {
+                "id": i,
+                "name": f"s{i}",
+                "m3u_account": 1 + i % accounts,
+                "duration_s": round(rng.uniform(0.01, 0.05), 3),
+            }
+            for i in range(1, streams + 1)
+        ],
+        "viewers": {},
+    }
+
+
+class SleepProbe:
+    """Sleeps the stream's duration (on the cancel token) and records open connections."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._durations = scenario.durations
+        self._limits = {a.id: _free_slots(a, scenario.viewers) for a in scenario.accounts}
+        self._global = scenario.global_limit
+        self._lock = threading.Lock()
+        self.open: dict[int, int] = defaultdict(int)
+        self.open_total = 0
+        self.max_open: dict[int, int] = defaultdict(int)
+        self.violations = 0
+        self.events: list[tuple[float, str, int]] = []
+
+    def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
+        account = request.account_id
+        with self._lock:
+            self.open[account] += 1
+            self.open_total += 1
+            self.max_open[account] = max(self.max_open[account], self.open[account])
+            limit = self._limits[account]
+            if limit < UNLIMITED and self.open[account] > limit:
+                self.violations += 1
+            if self._global and self.open_total > self._global:
+                self.violations += 1
+            self.events.append((time.perf_counter(), "start", account))
+        token.wait(self._durations[request.stream_id])
+        with self._lock:
+            self.events.append((time.perf_counter(), "end", account))
+            self.open[account] -= 1
+            self.open_total -= 1
+        return ProbeOutcome(kind="ok", info=StreamInfo(resolution="1280x720", height=720))
+
+
+def _free_slots(account: Account, viewers: dict[int, int]) -> int:
+    total = capacity(account)
+    if total >= UNLIMITED:
+        return UNLIMITED
+    return max(0, total - viewers.get(account.id, 0))
+
+
+def lower_bound(scenario: Scenario) -> float:
+    """No schedule can finish sooner than this."""
+    per_account: dict[int, list[float]] = defaultdict(list)
+    for stream in scenario.streams:
+        per_account[stream.account_id].append(scenario.durations[stream.id])
+    bounds = [max(scenario.durations.values(), default=0.0)]
+    by_id = {a.id: a for a in scenario.accounts}
+    for account_id, durations in per_account.items():
+        slots = _free_slots(by_id[account_id], scenario.viewers)
+        if slots < UNLIMITED:
+            bounds.append(sum(durations) / max(slots, 1))
+    if scenario.global_limit:
+        bounds.append(sum(scenario.durations.values()) / scenario.global_limit)
+    return max(bounds)
+
+
+def grant_latencies(events: list[tuple[float, str, int]], global_limit: int) -> list[float]:
+    """Seconds from each slot freeing to the check that took it.
+
+    Ends and starts are paired first in, first out per account (every start
+    after an account's first wave reuses a slot an end freed). When the global
+    limit was full at an end, the start it let through is paired with it too,
+    and the later of the two causes counts.
+    """
+    events = sorted(events)
+    freed: dict[int, deque[float]] = defaultdict(deque)
+    global_freed: deque[float] = deque()
+    open_total = 0
+    latencies = []
+    for at, kind, account in events:
+        if kind == "end":
+            if global_limit and open_total >= global_limit:
+                global_freed.append(at)
+            open_total -= 1
+            freed[account].append(at)
+            continue
+        open_total += 1
+        causes = []
+        if freed[account]:
+            causes.append(freed[account].popleft())
+        if global_freed:
+            causes.append(global_freed.popleft())
+        if causes:
+            latencies.append(at - max(causes))
+    return latencies
+
+
+def run(scenario: Scenario) -> dict[str, Any]:
+    """Run the scenario through the real actors and measure it."""
+    probe = SleepProbe(scenario)
+    timers = Timers()
+    settings = CoordinatorSettings(
+        global_limit=scenario.global_limit,
+        check_duration=max(scenario.durations.values(), default=1.0),
+        check_timeout=30.0,
+        retries=0,
+    )
+    coordinator = Coordinator.start(probe, settings, (), None, timers)
+    try:
+        coordinator.tell(SetAccounts(scenario.accounts))
+        coordinator.tell(ViewersSeen(ViewerSnapshot(accounts=dict(scenario.viewers))))
+        jobs = jobs_for(scenario.streams)
+        done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        coordinator.tell(CheckCycle(1, jobs, done))
+        finished = done.get(timeout=3600)
+        makespan = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+    finally:
+        pykka.ActorRegistry.stop_all()
+        timers.stop()
+    bound = lower_bound(scenario)
+    latencies = sorted(grant_latencies(probe.events, scenario.global_limit))
+    return {
+        "streams": len(scenario.streams),
+        "accounts": len(scenario.accounts),
+        "results": len(finished.results),
+        "makespan_s": round(makespan, 4),
+        "lower_bound_s": round(bound, 4),
+        "ratio": round(makespan / bound, 4) if bound else None,
+        "max_concurrency": {str(k): v for k, v in sorted(probe.max_open.items())},
+        "violations": probe.violations,
+        "grant_latency_ms": {
+            "p50": round(_percentile(latencies, 0.50) * 1000, 3),
+            "p99": round(_percentile(latencies, 0.99) * 1000, 3),
+            "samples": len(latencies),
+        },
+        "overhead_ms_per_check": round(cpu * 1000 / max(len(jobs), 1), 4),
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[min(98, int(q * 100) - 1)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: a scenario file, or ``--generate STREAMS ACCOUNTS``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.scheduler", description=__doc__)
+    parser.add_argument("scenario", nargs="?", type=Path, help="scenario JSON file")
+    parser.add_argument("--generate", nargs=2, type=int, metavar=("STREAMS", "ACCOUNTS"))
+    args = parser.parse_args(argv)
+    if args.generate:
+        data = generate(*args.generate)
+    elif args.scenario:
+        data = json.loads(args.scenario.read_text())
+    else:
+        parser.error("give a scenario file or --generate STREAMS ACCOUNTS")
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(40),  # errors only
+    )
+    print(json.dumps(run(load_scenario(data)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

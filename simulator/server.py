@@ -1,0 +1,478 @@
+"""A loopback HTTP server that behaves like an IPTV (Xtream Codes style) provider.
+
+It serves ``/live/{user}/{pass}/{stream}.ts`` (and the bare
+``/{user}/{pass}/{stream}``) by looping an MPEG-TS sample at about real-time
+rate, enforces each account's connection cap over the connections currently
+streaming, and records what happened (highest concurrency per login,
+refusals, served streams) so tests can check that the daemon never opened one
+connection too many.
+
+This is test and demo tooling, not actor code: a lock and a condition guard
+the counters, and handler threads wait on events, never on bare sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import structlog
+
+from simulator.media import SAMPLE_SECONDS, load_sample
+
+log = structlog.get_logger(__name__)
+
+Behaviour = Literal[
+    "ok", "dead", "refused", "slow_start", "stall", "lowres", "noaudio", "hevc", "close"
+]
+"""How a simulated stream answers; ``lowres``/``noaudio``/``hevc`` are ``ok``
+streams of that sample variant."""
+
+_VARIANT_SHORTCUTS = {"lowres": "lowres", "noaudio": "noaudio", "hevc": "hevc"}
+CHUNK_BYTES = 188 * 100
+"""One write: a whole number of 188-byte TS packets."""
+_POLL_S = 0.1
+"""How often waiting handler threads look at their client and the stop flag."""
+
+
+@dataclass(frozen=True)
+class SimAccount:
+    """One provider login and its connection cap (0 = unlimited)."""
+
+    username: str
+    password: str
+    max_connections: int = 1
+
+
+@dataclass(frozen=True)
+class SimStream:
+    """One stream id's behaviour and the sample it plays."""
+
+    behaviour: Behaviour = "ok"
+    variant: str = "hd"
+    start_delay_s: float = 3.0
+    """``slow_start``: seconds before the response begins."""
+    stall_after_s: float = 1.0
+    """``stall``: seconds of data sent before going silent."""
+
+    def resolved(self) -> tuple[str, str]:
+        """The (behaviour, variant) pair, with variant shortcuts turned into ``ok``."""
+        shortcut = _VARIANT_SHORTCUTS.get(self.behaviour)
+        if shortcut is not None:
+            return "ok", shortcut
+        return self.behaviour, self.variant
+
+
+class Refusal(NamedTuple):
+    """A connection refused because its login was at its cap."""
+
+    username: str
+    stream_id: int
+    at: float
+    """``time.monotonic()`` of the refusal."""
+
+
+@dataclass(frozen=True)
+class SimStats:
+    """A consistent copy of the simulator's counters."""
+
+    open_connections: dict[str, int] = field(default_factory=dict)
+    max_concurrency: dict[str, int] = field(default_factory=dict)
+    refused: tuple[Refusal, ...] = ()
+    served: dict[int, int] = field(default_factory=dict)
+    """Connections that got a 200 answer, per stream id."""
+    user_agents: tuple[str, ...] = ()
+    """``User-Agent`` of every stream request, oldest first."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sim: ProviderSimulator
+
+    def __init__(self, sim: ProviderSimulator) -> None:
+        self.sim = sim
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        if isinstance(request, socket.socket):
+            self.sim._track(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        if isinstance(request, socket.socket):
+            self.sim._untrack(request)
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence the default stderr access log; the simulator logs with structlog."""
+        del format, args
+
+    def do_GET(self) -> None:
+        """Answer a stream request as the provider would."""
+        self.server.sim._handle(self)
+
+    def do_HEAD(self) -> None:
+        """Answer HEAD like GET without a body loop (nothing probes with it)."""
+        self.send_error(405)
+
+
+class ProviderSimulator:
+    """A fake IPTV provider on 127.0.0.1 with per-login connection caps.
+
+    Args:
+        accounts: The logins it knows.
+        streams: Stream id to behaviour.
+        cache_dir: Sample cache folder; the default cache if ``None``.
+        refuse_status: HTTP status for a connection over the cap.
+        refuse_reason: Reason phrase (and body) of that answer.
+        lifetime_s: Seconds after :meth:`start` when it stops by itself.
+        burst_s: Seconds of media sent at once when a stream starts, as real
+            providers do, before pacing at the sample's byte rate.
+    """
+
+    def __init__(
+        self,
+        accounts: list[SimAccount],
+        streams: dict[int, SimStream],
+        *,
+        cache_dir: Path | None = None,
+        refuse_status: int = 403,
+        refuse_reason: str = "Max connections reached",
+        lifetime_s: float = 300.0,
+        burst_s: float = 1.0,
+    ) -> None:
+        self.accounts = {a.username: a for a in accounts}
+        self.streams = dict(streams)
+        self.refuse_status = refuse_status
+        self.refuse_reason = refuse_reason
+        self.lifetime_s = lifetime_s
+        self.burst_s = burst_s
+        variants = {s.resolved()[1] for s in self.streams.values()}
+        self._samples = {v: load_sample(v, cache_dir) for v in sorted(variants)}
+        self._cond = threading.Condition()
+        self._open: dict[str, int] = {}
+        self._max: dict[str, int] = {}
+        self._refused: list[Refusal] = []
+        self._served: dict[int, int] = {}
+        self._user_agents: list[str] = []
+        self._clients: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+        self.base_url = ""
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> str:
+        """Bind to a free loopback port, serve in a daemon thread, return the base URL."""
+        if self._stopping.is_set():
+            message = "a stopped ProviderSimulator cannot be started again"
+            raise RuntimeError(message)
+        if self._server is not None:
+            return self.base_url
+        server = _Server(self)
+        self._server = server
+        port = server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sim-{port}",
+            daemon=True,
+        )
+        self._thread.start()
+        self._timer = threading.Timer(self.lifetime_s, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+        log.info("simulator_started", base_url=self.base_url, lifetime_s=self.lifetime_s)
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop listening and close every open client connection.
+
+        Idempotent and safe from any thread (the lifetime timer calls it too);
+        a second caller returns once the first has finished.
+        """
+        self._stopping.set()  # handler threads waiting on clients or pacing give up now
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            try:
+                self._shut_down()
+            finally:
+                self._stopped.set()
+
+    def _shut_down(self) -> None:
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        server = self._server
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._cond:
+            clients = list(self._clients)
+            self._cond.notify_all()
+        for client in clients:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        log.info("simulator_stopped", base_url=self.base_url, clients_closed=len(clients))
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` finished (by hand or at the end of the lifetime)."""
+        return self._stopped.is_set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the simulator stopped; False if ``timeout`` passed first."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> ProviderSimulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- what tests read -------------------------------------------------
+
+    def url(self, username: str, password: str, stream_id: int) -> str:
+        """The Xtream-style URL of a stream for a login."""
+        return f"{self.base_url}/live/{username}/{password}/{stream_id}.ts"
+
+    def stats(self) -> SimStats:
+        """A consistent snapshot of all counters."""
+        with self._cond:
+            return self._snapshot()
+
+    @property
+    def max_concurrency(self) -> dict[str, int]:
+        """Highest number of simultaneously open streams seen, per username."""
+        with self._cond:
+            return dict(self._max)
+
+    @property
+    def refused(self) -> list[Refusal]:
+        """Connections refused for being over the cap, oldest first."""
+        with self._cond:
+            return list(self._refused)
+
+    @property
+    def served(self) -> dict[int, int]:
+        """Connections answered with a stream, per stream id."""
+        with self._cond:
+            return dict(self._served)
+
+    def open_connections(self, username: str) -> int:
+        """Streams currently open for ``username``."""
+        with self._cond:
+            return self._open.get(username, 0)
+
+    def wait_until(self, predicate: Callable[[SimStats], bool], timeout: float) -> bool:
+        """Block until ``predicate(stats)`` holds; False if ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self._snapshot()), timeout)
+
+    def wait_for_connections(self, username: str, n: int, timeout: float) -> bool:
+        """Block until at least ``n`` streams are open for ``username``."""
+        return self.wait_until(lambda s: s.open_connections.get(username, 0) >= n, timeout)
+
+    def wait_for_idle(self, username: str | None = None, timeout: float = 5.0) -> bool:
+        """Block until no stream is open (for ``username``, or for anyone)."""
+        if username is None:
+            return self.wait_until(lambda s: not any(s.open_connections.values()), timeout)
+        return self.wait_until(lambda s: s.open_connections.get(username, 0) == 0, timeout)
+
+    def wait_for_refusals(self, n: int, timeout: float) -> bool:
+        """Block until at least ``n`` connections were refused over a cap."""
+        return self.wait_until(lambda s: len(s.refused) >= n, timeout)
+
+    # -- internals ---------------------------------------------------------
+
+    def _snapshot(self) -> SimStats:
+        return SimStats(
+            open_connections=dict(self._open),
+            max_concurrency=dict(self._max),
+            refused=tuple(self._refused),
+            served=dict(self._served),
+            user_agents=tuple(self._user_agents),
+        )
+
+    def _track(self, client: socket.socket) -> None:
+        with self._cond:
+            self._clients.add(client)
+
+    def _untrack(self, client: socket.socket) -> None:
+        with self._cond:
+            self._clients.discard(client)
+
+    def _acquire(self, username: str, stream_id: int) -> bool:
+        account = self.accounts[username]
+        with self._cond:
+            current = self._open.get(username, 0)
+            if account.max_connections and current >= account.max_connections:
+                self._refused.append(Refusal(username, stream_id, time.monotonic()))
+                self._cond.notify_all()
+                return False
+            self._open[username] = current + 1
+            self._max[username] = max(self._max.get(username, 0), current + 1)
+            self._cond.notify_all()
+            return True
+
+    def _release(self, username: str) -> None:
+        with self._cond:
+            self._open[username] = self._open.get(username, 0) - 1
+            self._cond.notify_all()
+
+    def _handle(self, handler: _Handler) -> None:
+        with self._cond:
+            self._user_agents.append(handler.headers.get("User-Agent", ""))
+        parsed = _parse_path(handler.path)
+        if parsed is None:
+            handler.send_error(404, "Not Found")
+            return
+        username, password, stream_id = parsed
+        account = self.accounts.get(username)
+        if account is None or account.password != password:
+            handler.send_error(401, "Unauthorized")
+            return
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.behaviour == "dead":
+            handler.send_error(404, "Not Found")
+            return
+        if stream.behaviour == "refused":
+            self._send_refusal(handler)
+            return
+        if not self._acquire(username, stream_id):
+            log.info("simulator_refused", username=username, stream_id=stream_id)
+            self._send_refusal(handler)
+            return
+        try:
+            self._serve(handler, stream, stream_id)
+        finally:
+            self._release(username)
+
+    def _send_refusal(self, handler: _Handler) -> None:
+        body = f"{self.refuse_reason.lower()}\n".encode()
+        handler.send_response(self.refuse_status, self.refuse_reason)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _serve(self, handler: _Handler, stream: SimStream, stream_id: int) -> None:
+        behaviour, variant = stream.resolved()
+        client = handler.connection
+        if behaviour == "close":
+            handler.close_connection = True
+            client.shutdown(socket.SHUT_RDWR)
+            return
+        if behaviour == "slow_start" and not self._idle(client, stream.start_delay_s):
+            return
+        sample = self._samples[variant]
+        byte_rate = len(sample) / SAMPLE_SECONDS
+        handler.send_response(200)
+        handler.send_header("Content-Type", "video/mp2t")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with self._cond:
+            self._served[stream_id] = self._served.get(stream_id, 0) + 1
+        limit = int(byte_rate * stream.stall_after_s) if behaviour == "stall" else None
+        try:
+            self._pace(handler, sample, byte_rate, limit)
+            if limit is not None:
+                handler.wfile.flush()
+                self._idle(client, None)
+        except OSError:
+            pass  # the client went away: that is how most streams end
+
+    def _pace(self, handler: _Handler, sample: bytes, byte_rate: float, limit: int | None) -> None:
+        """Write ``sample`` in a loop at ``byte_rate`` (after a burst) until told to stop."""
+        started = time.monotonic()
+        burst = byte_rate * self.burst_s
+        sent = 0
+        for chunk in _chunks(sample):
+            if self._stopping.is_set():
+                return
+            if limit is not None and sent >= limit:
+                return
+            due = started + (sent - burst) / byte_rate
+            delay = due - time.monotonic()
+            # Waiting on the socket (not a bare sleep) notices a client that hung
+            # up at once, so its slot is free before the next connection arrives.
+            if delay > 0 and not self._idle(handler.connection, delay):
+                return
+            handler.wfile.write(chunk)
+            sent += len(chunk)
+
+    def _idle(self, client: socket.socket, seconds: float | None) -> bool:
+        """Hold the connection open without sending.
+
+        Returns:
+            True when ``seconds`` passed with the client still there; False when
+            the client hung up or the simulator is stopping.
+        """
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not self._stopping.is_set():
+            remaining = _POLL_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            readable, _, _ = select.select([client], [], [], min(remaining, _POLL_S))
+            if readable:
+                try:
+                    data = client.recv(4096, socket.MSG_PEEK)
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                client.recv(len(data))  # drain whatever the client sends meanwhile
+        return False
+
+
+def _chunks(sample: bytes) -> Iterator[bytes]:
+    """The sample cut in TS-aligned chunks, looping forever."""
+    while True:
+        for offset in range(0, len(sample), CHUNK_BYTES):
+            yield sample[offset : offset + CHUNK_BYTES]
+
+
+def _parse_path(path: str) -> tuple[str, str, int] | None:
+    """``(username, password, stream_id)`` from an Xtream-style path, or ``None``."""
+    parts = [unquote(p) for p in urlsplit(path).path.split("/") if p]
+    if parts and parts[0] == "live":
+        parts = parts[1:]
+    if len(parts) != 3:
+        return None
+    username, password, name = parts
+    name = name.removesuffix(".ts")
+    if not name.isdigit():
+        return None
+    return username, password, int(name)

@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import structlog.testing
+
+from adapters.ffmpeg import (
+    FfmpegNotFound,
+    FfmpegProbe,
+    find_ffmpeg,
+    parse_http_failure,
+    parse_payload_bytes,
+    parse_stream_info,
+    redact_text,
+)
+from domain.cancel import CancelToken
+from domain.models import ProbeOutcome, ProbeRequest
+from simulator.server import SimAccount, SimStream
+
+DURATION_S = 1.0
+TIMEOUT_S = 2.5
+WAIT_S = 10.0
+
+STDERR = """\
+[in#0/mpegts @ 0x55] Packet corrupt (stream = 0, dts = 482400).
+Input #0, mpegts, from 'http://host/live/user/secret/1.ts':
+  Duration: N/A, start: 1.458667, bitrate: N/A
+  Program 1
+  Stream #0:0[0x100]: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p(tv, bt709, \
+progressive), 1920x1080 [SAR 1:1 DAR 16:9], 29.97 fps, 29.97 tbr, 90k tbn
+  Stream #0:1[0x101](eng): Audio: ac3 ([129][0][0][0] / 0x0081), 48000 Hz, 5.1(side), fltp, 384 kb/s
+  Stream #0:2[0x102]: Audio: aac (LC) ([15][0][0][0] / 0x000F), 44100 Hz, stereo, fltp
+Stream mapping:
+  Stream #0:0 -> #0:0 (copy)
+Output #0, null, to 'pipe:':
+  Stream #0:0: Video: mpeg2video, yuv420p, 720x576, q=2-31, 25 fps
+[out#0/null @ 0x55] video:126KiB audio:24KiB subtitle:0KiB other streams:0KiB global headers:0KiB
+""".splitlines()
+
+
+# -- pure parsing ----------------------------------------------------------------
+
+
+def test_input_dump_is_parsed_from_the_input_section_only():
+    info = parse_stream_info(STDERR)
+    assert info is not None
+    assert (info.resolution, info.width, info.height) == ("1920x1080", 1920, 1080)
+    assert info.fps == 29.97
+    assert (info.video_codec, info.pixel_format, info.stream_type) == ("h264", "yuv420p", "mpegts")
+    assert (info.audio_codec, info.audio_channels, info.sample_rate) == ("ac3", "5.1(side)", 48000)
+    assert info.bitrate_kbps is None
+
+
+def test_no_input_dump_means_not_opened():
+    assert parse_stream_info(["Error opening input: Server returned 404 Not Found"]) is None
+
+
+def test_payload_bytes_sum_the_summary():
+    assert parse_payload_bytes(STDERR) == (126 + 24) * 1024
+    assert parse_payload_bytes(["video:1.5MiB audio:0kB"]) == int(1.5 * 1024 * 1024)
+    assert parse_payload_bytes(["nothing"]) is None
+
+
+def test_http_failures_prefer_the_exact_code():
+    lines = [
+        "[http @ 0x1] HTTP error 458 Max connections",
+        "Error opening input: Server returned 4XX Client Error, but not one of 40{0,1,3,4}",
+    ]
+    failure = parse_http_failure(lines)
+    assert failure is not None
+    assert (failure.status, failure.family, failure.text) == (458, 4, "Max connections")
+    bare = parse_http_failure(["Error opening input: Server returned 5XX Server Error reply"])
+    assert bare is not None
+    assert (bare.status, bare.family) == (None, 5)
+    auth = parse_http_failure(["Server returned 401 Unauthorized (authorization failed)"])
+    assert auth is not None
+    assert auth.status == 401
+
+
+def test_redact_text_hides_credentials_in_messages():
+    text = "Error opening input file http://h/live/user/secret/1.ts."
+    assert "secret" not in redact_text(text)
+    assert "user" not in redact_text(text)
+
+
+def test_find_ffmpeg(tmp_path: Path):
+    assert os.access(find_ffmpeg(), os.X_OK)
+    with pytest.raises(FfmpegNotFound, match="not an executable"):
+        find_ffmpeg(str(tmp_path / "missing"))
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    with pytest.raises(FfmpegNotFound, match=r"check\.ffmpeg"):
+        find_ffmpeg(str(plain))
+    assert find_ffmpeg(find_ffmpeg()) == find_ffmpeg()
+
+
+# -- against the simulator ----------------------------------------------------------
+
+
+def _request(url: str, **kwargs: object) -> ProbeRequest:
+    fields: dict[str, object] = {"duration": DURATION_S, "timeout": TIMEOUT_S}
+    fields.update(kwargs)
+    return ProbeRequest(url=url, user_agent="test-agent", **fields)  # type: ignore[arg-type]
+
+
+def _probe(ffmpeg_path: str, url: str, **kwargs: object) -> ProbeOutcome:
+    return FfmpegProbe(ffmpeg_path)(_request(url, **kwargs), CancelToken())
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture
+def sim(provider):
+    streams = {
+        1: SimStream("ok"),
+        2: SimStream("dead"),
+        3: SimStream("refused"),
+        4: SimStream("slow_start", start_delay_s=1.0),
+        5: SimStream("stall", stall_after_s=0.5),
+        6: SimStream("lowres"),
+        7: SimStream("noaudio"),
+        8: SimStream("hevc"),
+        9: SimStream("close"),
+        10: SimStream("ok", "fhd"),
+    }
+    return provider([SimAccount("u", "p", 0), SimAccount("one", "p", 1)], streams)
+
+
+def test_ok_stream(ffmpeg_path, sim):
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1))
+    assert outcome.kind == "ok", outcome
+    info = outcome.info
+    assert (info.resolution, info.fps, info.video_codec) == ("1280x720", 25.0, "h264")
+    assert (info.audio_codec, info.audio_channels, info.sample_rate) == ("aac", "stereo", 48000)
+    assert info.pixel_format == "yuv420p"
+    assert info.stream_type == "mpegts"
+    assert info.bitrate_kbps is not None
+    assert info.bitrate_kbps > 100
+    assert sim.wait_for_idle("u", timeout=WAIT_S)
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "resolution", "video", "audio"),
+    [
+        (6, "320x240", "h264", "aac"),
+        (7, "1280x720", "h264", None),
+        (8, "1280x720", "hevc", "aac"),
+        (10, "1920x1080", "h264", "aac"),
+    ],
+)
+def test_variants(ffmpeg_path, sim, stream_id, resolution, video, audio):
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", stream_id))
+    assert outcome.kind == "ok", outcome
+    assert (outcome.info.resolution, outcome.info.video_codec) == (resolution, video)
+    assert outcome.info.audio_codec == audio
+    assert outcome.info.bitrate_kbps
+
+
+def test_slow_start_within_timeout_is_ok(ffmpeg_path, sim):
+    assert _probe(ffmpeg_path, sim.url("u", "p", 4)).kind == "ok"
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "reason"),
+    [
+        ("/live/u/p/2.ts", "dead", "http_404"),
+        ("/live/u/p/3.ts", "busy", "http_403"),
+        ("/live/u/wrong/1.ts", "dead", "http_401"),
+        ("/live/u/p/9.ts", "dead", "connection_closed"),
+    ],
+)
+def test_failures_to_open(ffmpeg_path, sim, path, kind, reason):
+    outcome = _probe(ffmpeg_path, sim.base_url + path)
+    assert (outcome.kind, outcome.reason) == (kind, reason)
+
+
+def test_close_on_connect_while_others_run_is_busy(ffmpeg_path, sim):
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 9), other_checks_running=1)
+    assert (outcome.kind, outcome.reason) == ("busy", "closed_on_connect")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason_phrase", "kind", "reason"),
+    [
+        (429, "Too Many Requests", "busy", "http_429"),
+        (458, "Unknown", "busy", "http_458"),
+        (509, "Bandwidth Limit Exceeded", "busy", "http_509"),
+        (503, "Service Unavailable", "dead", "http_5xx"),
+        (410, "Too many connections", "busy", "http_410"),
+    ],
+)
+def test_refusal_statuses(ffmpeg_path, provider, status, reason_phrase, kind, reason):
+    sim = provider(
+        [SimAccount("u", "p", 1)],
+        {1: SimStream("refused")},
+        refuse_status=status,
+        refuse_reason=reason_phrase,
+    )
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1))
+    assert (outcome.kind, outcome.reason) == (kind, reason)
+
+
+def test_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
+    probe = FfmpegProbe(ffmpeg_path)
+    holder = CancelToken()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(probe, _request(sim.url("one", "p", 1), duration=30), holder)
+        assert sim.wait_for_connections("one", 1, timeout=WAIT_S)
+        outcome = _probe(ffmpeg_path, sim.url("one", "p", 6))
+        holder.cancel("test done")
+        assert held.result(timeout=WAIT_S).kind == "cancelled"
+    assert (outcome.kind, outcome.reason) == ("busy", "http_403")
+    assert sim.max_concurrency["one"] == 1
+    assert [r.username for r in sim.refused] == ["one"]
+
+
+def test_stall_is_dead_no_data_within_timeout(ffmpeg_path, sim):
+    started = time.monotonic()
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 5), timeout=2.0)
+    elapsed = time.monotonic() - started
+    assert (outcome.kind, outcome.reason) == ("dead", "no_data")
+    assert elapsed < 2.0 + 1.5
+    assert sim.wait_for_idle("u", timeout=WAIT_S)
+
+
+def test_connection_refused(ffmpeg_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    outcome = _probe(ffmpeg_path, f"http://127.0.0.1:{port}/live/u/p/1.ts")
+    assert (outcome.kind, outcome.reason) == ("dead", "connection_refused")
+
+
+def test_missing_binary_is_an_error(tmp_path):
+    probe = FfmpegProbe(str(tmp_path / "no-ffmpeg"))
+    outcome = probe(_request("http://127.0.0.1:9/x.ts"), CancelToken())
+    assert (outcome.kind, outcome.reason) == ("error", "ffmpeg_start_failed")
+
+
+def test_already_cancelled_token_starts_nothing(ffmpeg_path):
+    spawned: list[int] = []
+    token = CancelToken()
+    token.cancel("preempted")
+    outcome = FfmpegProbe(ffmpeg_path, on_spawn=spawned.append)(
+        _request("http://127.0.0.1:9/x.ts"), token
+    )
+    assert (outcome.kind, outcome.reason) == ("cancelled", "preempted")
+    assert spawned == []
+
+
+def _start_long_probe(
+    ffmpeg_path: str, url: str, token: CancelToken, pool: ThreadPoolExecutor
+) -> tuple[Future[ProbeOutcome], int]:
+    spawned: list[int] = []
+    ready = threading.Event()
+
+    def on_spawn(pid: int) -> None:
+        spawned.append(pid)
+        ready.set()
+
+    probe = FfmpegProbe(ffmpeg_path, on_spawn=on_spawn)
+    future = pool.submit(probe, _request(url, duration=30, timeout=10), token)
+    assert ready.wait(WAIT_S)
+    return future, spawned[0]
+
+
+def test_cancel_kills_ffmpeg_within_a_second(ffmpeg_path, sim):
+    token = CancelToken()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future, pid = _start_long_probe(ffmpeg_path, sim.url("u", "p", 1), token, pool)
+        assert sim.wait_for_connections("u", 1, timeout=WAIT_S)
+        started = time.monotonic()
+        token.cancel("viewer_needs_slot")
+        outcome = future.result(timeout=1.0)
+        assert time.monotonic() - started < 1.0
+    assert (outcome.kind, outcome.reason) == ("cancelled", "viewer_needs_slot")
+    assert _group_gone(pid)
+    assert sim.wait_for_idle("u", timeout=WAIT_S)
+
+
+def test_ffmpeg_killed_from_outside_is_an_error(ffmpeg_path, sim):
+    token = CancelToken()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future, pid = _start_long_probe(ffmpeg_path, sim.url("u", "p", 1), token, pool)
+        assert sim.wait_for_connections("u", 1, timeout=WAIT_S)
+        os.kill(pid, signal.SIGKILL)
+        outcome = future.result(timeout=WAIT_S)
+    assert (outcome.kind, outcome.reason) == ("error", "probe_killed")
+    assert _group_gone(pid)
+    token.cancel()  # a late cancel must not signal a reaped (maybe reused) pid
+
+
+def test_user_agent_is_sent_and_logs_are_redacted(ffmpeg_path, sim):
+    with structlog.testing.capture_logs() as logs:
+        outcome = _probe(ffmpeg_path, sim.url("u", "secretpass", 2))
+    assert outcome.kind == "dead"
+    assert sim.stats().user_agents == ("test-agent",)
+    finished = [entry for entry in logs if entry["event"] == "probe_finished"]
+    assert len(finished) == 1
+    assert "/live/***/***/2.ts" in finished[0]["url"]
+    assert "secretpass" not in repr(logs)
+    default_agent = FfmpegProbe(ffmpeg_path, user_agent_default="fallback-agent")
+    request = ProbeRequest(sim.url("u", "p", 2), None, DURATION_S, TIMEOUT_S)
+    assert default_agent(request, CancelToken()).reason == "http_404"
+    assert sim.stats().user_agents[-1] == "fallback-agent"

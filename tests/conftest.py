@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.sim_fixtures", "tests.fakes.fixtures"]
