@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.models import Account, CheckResult, ProbeOutcome, Stream, ViewerSnapshot
+from domain.models import Account, CheckResult, Inventory, ProbeOutcome, Stream, ViewerSnapshot
 
 # --- the work -------------------------------------------------------------------
 
@@ -251,3 +251,24 @@ class CycleFinished:
     duration_s: float
     aborted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- scheduler / sink -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunNow:
+    """Start a cycle now (unless one is running: then it is skipped and logged)."""
+
+
+@dataclass(frozen=True)
+class CycleInventory:
+    """The inventory a cycle was built from (the sink orders channels with it)."""
+
+    cycle_id: int
+    inventory: Inventory
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Ask the sink to answer once everything before this message is written."""

@@ -1,0 +1,44 @@
+"""The seams between the actors and the outside world.
+
+Actors call these; adapters implement them. Every method may block (file or
+HTTP I/O), so only actors whose job is I/O call them (the scheduler, the
+viewer watcher, the result sink), never the coordinator or an account actor.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from domain.models import CheckResult, Inventory, ViewerSnapshot
+
+
+class SourceError(Exception):
+    """The source could not be read (down, bad answer, bad file); one line naming what."""
+
+
+class InventorySource(Protocol):
+    """Where accounts, streams and channels come from (a file or Dispatcharr)."""
+
+    def load(self) -> Inventory:
+        """Read the inventory afresh (limits included). Raises :class:`SourceError`."""
+        ...
+
+
+class ViewerSource(Protocol):
+    """Who is watching now, per profile and account."""
+
+    def read(self) -> ViewerSnapshot:
+        """Read the viewer snapshot. Raises :class:`SourceError` when it can't."""
+        ...
+
+
+class ResultWriter(Protocol):
+    """Writes results back to where the streams live (Dispatcharr), or nowhere."""
+
+    def write_result(self, result: CheckResult) -> None:
+        """Store one stream's stats. Raises :class:`SourceError` on failure."""
+        ...
+
+    def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
+        """Order each channel's streams best first; returns counts (changed, skipped, ...)."""
+        ...
