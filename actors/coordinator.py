@@ -42,6 +42,7 @@ from actors.messages import (
     ResultReady,
     SetAccounts,
     SlotsFreed,
+    Subscribe,
     ViewersChanged,
     ViewersSeen,
 )
@@ -159,7 +160,8 @@ class Coordinator(pykka.ThreadingActor):
         super().__init__()
         self._probe = probe
         self._settings = settings
-        self._listeners = listeners
+        self._listeners = list(listeners)
+        self._abort_waiters: list[Any] = []
         self._scorer: Scorer = scorer or (lambda _info: 0.0)
         self._own_timers = timers is None
         self._timers = timers or Timers()
@@ -184,6 +186,7 @@ class Coordinator(pykka.ThreadingActor):
             ViewersSeen: self._on_viewers_seen,
             AbortCycle: self._on_abort,
             GetStatus: self._status,
+            Subscribe: self._on_subscribe,
             _WaitExpired: self._on_wait_expired,
             _HardLimit: self._on_hard_limit,
         }
@@ -293,7 +296,7 @@ class Coordinator(pykka.ThreadingActor):
         logger.info("cycle_accounts", cycle_id=cycle.cycle_id, streams_by_account=dict(by_account))
         for account_id, count in sorted(by_account.items()):
             entry = self._accounts.get(account_id)
-            limit = entry.capacity if entry else None
+            limit = _shown_limit(entry.capacity) if entry else None
             logger.info(
                 "cycle_account",
                 cycle_id=cycle.cycle_id,
@@ -335,11 +338,19 @@ class Coordinator(pykka.ThreadingActor):
         cycle.aborting = True  # what still runs finishes; nothing is re-queued
         self._maybe_finish_cycle()
 
+    def _on_subscribe(self, message: Subscribe) -> None:
+        if message.listener not in self._listeners:
+            self._listeners.append(message.listener)
+
     def _on_abort(self, message: AbortCycle) -> None:
         reason = message.reason
         cycle = self._cycle
         if cycle is None:
+            if message.done is not None:
+                message.done.set(None)
             return
+        if message.done is not None:
+            self._abort_waiters.append(message.done)
         cycle.aborting = True
         logger.warning("cycle_aborting", cycle_id=cycle.cycle_id, reason=reason)
         cancelled = ProbeOutcome(kind="cancelled", reason=reason)
@@ -384,6 +395,9 @@ class Coordinator(pykka.ThreadingActor):
             listener.tell(finished)
         if cycle.done is not None:
             cycle.done.set(finished)
+        for waiter in self._abort_waiters:
+            waiter.set(finished)
+        self._abort_waiters.clear()
 
     # --- granting -----------------------------------------------------------------
 
@@ -664,7 +678,7 @@ class Coordinator(pykka.ThreadingActor):
             "accounts": {
                 account_id: {
                     "name": entry.account.name,
-                    "limit": entry.capacity,
+                    "limit": _shown_limit(entry.capacity),
                     "waiting": len(entry.waiting),
                     "running": entry.running,
                 }
@@ -687,3 +701,8 @@ def _backlog_per_slot(entry: _AccountEntry) -> float:
     work = len(entry.waiting) + entry.running + entry.in_flight
     slots = entry.capacity if entry.capacity < UNLIMITED else max(work, 1)
     return work / max(slots, 1)
+
+
+def _shown_limit(capacity: int) -> int:
+    """Limits as users write them: 0 means unlimited."""
+    return 0 if capacity >= UNLIMITED else capacity

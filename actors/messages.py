@@ -203,9 +203,20 @@ class CheckCycle:
 
 @dataclass(frozen=True)
 class AbortCycle:
-    """Stop the running cycle: cancel running checks, report the rest as cancelled."""
+    """Stop the running cycle: cancel running checks, report the rest as cancelled.
+
+    ``done`` (a pykka future, optional) is set once no cycle runs any more.
+    """
 
     reason: str = "shutdown"
+    done: Any = None
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Add a listener for ``CycleStarted``, ``ResultReady`` and ``CycleFinished``."""
+
+    listener: Any
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,300 @@
+"""``Scheduler``: when the next cycle runs, and what it checks.
+
+At each start it reads the inventory afresh (limits included, so a changed
+``max_streams`` takes effect without a restart), hands the accounts to the
+coordinator and the inventory to the listeners, then asks for the cycle. One
+cycle at a time: the next start is planned only when the running cycle has
+finished (the scheduler listens to the coordinator for ``CycleFinished``), from
+the cron expression or ``interval`` after the previous start. Reading the
+inventory blocks this actor's own thread, which only gets ticks and ``RunNow``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pykka
+import structlog
+from croniter import croniter
+
+from actors.jobs import jobs_for
+from actors.messages import (
+    CheckCycle,
+    CycleFinished,
+    CycleInventory,
+    CycleStarted,
+    GetStatus,
+    ResultReady,
+    RunNow,
+    SetAccounts,
+    Subscribe,
+)
+from actors.tell import tell_quietly
+from actors.timers import TimerHandle, Timers
+from domain.config import ScheduleSection
+from domain.ports import InventorySource
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Due:
+    """Private: the planned start time has come. ``token`` tells a stale tick from the current."""
+
+    token: int
+
+
+@dataclass(frozen=True)
+class _CycleRefused:
+    """Private: the coordinator refused our cycle (another one was running)."""
+
+    cycle_id: int
+    error: str
+
+
+class _CycleDone(pykka.ThreadingFuture[Any]):
+    """The ``done`` of our ``CheckCycle``: a refusal comes back to us as a message.
+
+    A finished cycle reaches the scheduler as a listener (``CycleFinished``); a
+    refused one only fails this future, and without hearing of it the scheduler
+    would wait for a cycle that never runs. The coordinator sets it on its own
+    thread, so it only tells.
+    """
+
+    def __init__(self, scheduler: pykka.ActorRef[Any], cycle_id: int) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+        self._cycle_id = cycle_id
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        """Fail the future and tell the scheduler why."""
+        super().set_exception(exc_info)
+        error = "refused"
+        if exc_info is not None and exc_info[1] is not None:
+            error = str(exc_info[1])
+        tell_quietly(self._scheduler, _CycleRefused(self._cycle_id, error))
+
+
+def next_delay(cron: str, now: datetime) -> float:
+    """Seconds from ``now`` to the next fire time of ``cron`` (strictly after ``now``).
+
+    Args:
+        cron: a cron expression (5 fields, as croniter reads it).
+        now: the current time; naive means local time (the delay then follows
+            the local clock through DST changes), aware is taken as it is.
+
+    Returns:
+        The delay in seconds, never negative.
+
+    Raises:
+        ValueError: ``cron`` is not a valid cron expression.
+    """
+    if not croniter.is_valid(cron):
+        message = f"not a valid cron expression: {cron!r}"
+        raise ValueError(message)
+    fire: datetime = croniter(cron, now).get_next(datetime)
+    if now.tzinfo is None:
+        delay = fire.timestamp() - now.timestamp()
+    else:
+        delay = (fire - now).total_seconds()
+    return max(0.0, delay)
+
+
+def _local_now() -> datetime:
+    return datetime.now()
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.isoformat(timespec="seconds")
+
+
+class Scheduler(pykka.ThreadingActor):
+    """Starts check cycles on the schedule, or at once on ``RunNow``; never two at once.
+
+    It subscribes itself to the coordinator when it starts, so it hears
+    ``CycleFinished`` (a second ``Subscribe`` from the app is harmless).
+
+    Messages: ``RunNow`` (start now, or log ``cycle_skipped_overlap`` when a
+    cycle runs), ``CycleFinished`` (plan the next start), ``GetStatus``
+    (answers a dict: the running cycle, the next start, the last source error).
+
+    Args:
+        coordinator: gets ``SetAccounts`` and ``CheckCycle``.
+        source: where the inventory is read, afresh for each cycle.
+        timers: the shared timer thread.
+        schedule: ``[schedule]``: ``cron``, or else ``interval``, and ``run_at_start``.
+        listeners: told ``CycleInventory`` before each cycle (the result sink).
+        clock: the local wall clock, for cron and the logged start times.
+        first_cycle_id: the id of the first cycle; later ones count up.
+
+    Raises:
+        ValueError: the cron expression or the interval is not usable.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        coordinator: pykka.ActorRef[Any],
+        source: InventorySource,
+        timers: Timers,
+        schedule: ScheduleSection,
+        listeners: tuple[pykka.ActorRef[Any], ...] = (),
+        clock: Callable[[], datetime] | None = None,
+        first_cycle_id: int = 1,
+    ) -> None:
+        super().__init__()
+        self._cron = schedule.cron.strip()
+        self._interval = 0.0
+        if self._cron:
+            next_delay(self._cron, datetime.now())  # fail fast on a bad expression
+        else:
+            self._interval = schedule.interval_s
+            if self._interval <= 0:
+                message = f"schedule interval must be positive, got {schedule.interval!r}"
+                raise ValueError(message)
+        self._coordinator = coordinator
+        self._source = source
+        self._timers = timers
+        self._run_at_start = schedule.run_at_start
+        self._listeners = listeners
+        self._clock = clock or _local_now
+        self._cycle_ids = itertools.count(first_cycle_id)
+        self._running: int | None = None
+        self._last_start = time.monotonic()
+        """Monotonic time of the last start attempt: the interval counts from it."""
+        self._timer: TimerHandle | None = None
+        self._token = 0
+        self._next_at: str | None = None
+        self._last_error: str | None = None
+        self._cycles_started = 0
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Listen to the coordinator, then start a cycle or plan the first one."""
+        self._coordinator.tell(Subscribe(self.actor_ref))
+        if self._run_at_start:
+            self._start_cycle("start")
+        else:
+            self._last_start = time.monotonic()
+            self._plan_next()
+
+    def on_stop(self) -> None:
+        """Drop the planned start (a running cycle is the coordinator's to abort)."""
+        self._cancel_timer()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """Drop the planned start when crashing too."""
+        self._cancel_timer()
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message; only starting a cycle blocks (reading the inventory)."""
+        match message:
+            case _Due(token=token):
+                if token == self._token:
+                    self._timer = None
+                    self._start_cycle("schedule")
+            case RunNow():
+                self._start_cycle("run_now")
+            case CycleFinished():
+                self._on_finished(message)
+            case _CycleRefused():
+                self._on_refused(message)
+            case CycleStarted() | ResultReady():
+                pass  # listener traffic we do not need
+            case GetStatus():
+                return self._status()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # --- cycles -------------------------------------------------------------------
+
+    def _start_cycle(self, reason: str) -> None:
+        if self._running is not None:
+            logger.warning("cycle_skipped_overlap", running_cycle_id=self._running, reason=reason)
+            return
+        self._cancel_timer()
+        self._next_at = None
+        self._last_start = time.monotonic()
+        try:
+            inventory = self._source.load()
+        except Exception as exc:  # noqa: BLE001 - the daemon never dies of a source failure
+            self._last_error = str(exc) or repr(exc)
+            logger.error("cycle_source_failed", error=self._last_error, reason=reason)
+            self._plan_next()
+            return
+        self._last_error = None
+        cycle_id = next(self._cycle_ids)
+        self._running = cycle_id
+        self._cycles_started += 1
+        jobs = jobs_for(inventory.streams)
+        logger.info(
+            "cycle_triggered",
+            cycle_id=cycle_id,
+            reason=reason,
+            accounts=len(inventory.accounts),
+            streams=len(inventory.streams),
+            jobs=len(jobs),
+        )
+        tell_quietly(self._coordinator, SetAccounts(inventory.accounts))
+        for listener in self._listeners:
+            tell_quietly(listener, CycleInventory(cycle_id, inventory))
+        done = _CycleDone(self.actor_ref, cycle_id)
+        tell_quietly(self._coordinator, CheckCycle(cycle_id, jobs, done))
+
+    def _on_finished(self, message: CycleFinished) -> None:
+        if message.cycle_id != self._running:
+            return  # not ours (or heard twice)
+        self._running = None
+        self._plan_next()
+
+    def _on_refused(self, message: _CycleRefused) -> None:
+        if message.cycle_id != self._running:
+            return
+        self._running = None
+        logger.warning("cycle_refused", cycle_id=message.cycle_id, error=message.error)
+        self._plan_next()
+
+    # --- planning -----------------------------------------------------------------
+
+    def _plan_next(self) -> None:
+        """Plan the next start: cron's next fire time, or ``interval`` after the last start."""
+        if self.actor_stopped.is_set():
+            return
+        now = self._clock()
+        if self._cron:
+            delay = next_delay(self._cron, now)
+        else:
+            delay = max(0.0, self._last_start + self._interval - time.monotonic())
+        self._cancel_timer()
+        token = self._token
+        ref = self.actor_ref
+        self._timer = self._timers.call_later(delay, lambda: tell_quietly(ref, _Due(token)))
+        self._next_at = _iso(now + timedelta(seconds=delay))
+        logger.info("cycle_scheduled", next_start=self._next_at, delay_s=round(delay, 3))
+
+    def _cancel_timer(self) -> None:
+        """Cancel the planned start; a ``_Due`` already in the mailbox goes stale too."""
+        self._token += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "running_cycle_id": self._running,
+            "next_start": self._next_at,
+            "cycles_started": self._cycles_started,
+            "last_source_error": self._last_error,
+            "cron": self._cron or None,
+            "interval_s": None if self._cron else self._interval,
+        }

@@ -1,0 +1,209 @@
+"""``ViewerWatcher``: reads who is watching, every ``poll_interval``, and tells the coordinator.
+
+It is an I/O actor: the read blocks its own thread, which only ever gets timer
+ticks and ``RunNow``. The next tick is asked for only once the current read is
+over, so a slow source never piles reads up. A failed read never lowers the
+viewer counts: the watcher then assumes the worst it saw recently, because
+freeing a slot a viewer still holds would let a check take his connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.messages import RunNow, ViewersSeen
+from actors.tell import tell_quietly
+from actors.timers import TimerHandle, Timers
+from domain.models import ViewerSnapshot
+from domain.ports import ViewerSource
+
+logger = structlog.get_logger(__name__)
+
+_MIN_WORST_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """Private: the poll interval is over. ``token`` tells a stale tick from the current one."""
+
+    token: int
+
+
+def worst_of(snapshots: list[ViewerSnapshot]) -> ViewerSnapshot:
+    """The per-profile and per-account maximum over ``snapshots``.
+
+    Args:
+        snapshots: viewer snapshots; a profile or account missing from one counts 0 there.
+
+    Returns:
+        A snapshot holding, for every profile and account, its highest count.
+    """
+    profiles: dict[int, int] = {}
+    accounts: dict[int, int] = {}
+    for snapshot in snapshots:
+        for profile_id, count in snapshot.profiles.items():
+            profiles[profile_id] = max(profiles.get(profile_id, 0), count)
+        for account_id, count in snapshot.accounts.items():
+            accounts[account_id] = max(accounts.get(account_id, 0), count)
+    return ViewerSnapshot(profiles=profiles, accounts=accounts)
+
+
+def _total(counts: dict[int, int]) -> int:
+    return sum(counts.values())
+
+
+class ViewerWatcher(pykka.ThreadingActor):
+    """Polls a :class:`ViewerSource` and sends every snapshot to the coordinator.
+
+    Every good read is sent as ``ViewersSeen`` (accounts take it idempotently).
+    A failed read sends the maximum over the good snapshots of the last
+    ``worst_window`` seconds (the newest good snapshot always counts, however
+    old), or nothing before the first good read.
+
+    Messages: ``RunNow`` reads at once (and restarts the interval from there).
+
+    Args:
+        coordinator: gets ``ViewersSeen``.
+        source: where viewer counts are read.
+        timers: the shared timer thread.
+        poll_interval: seconds between the end of one read and the next.
+        worst_window: seconds of good reads a failed read falls back on;
+            default ``max(60, 3 * poll_interval)``.
+
+    Raises:
+        ValueError: ``poll_interval`` is not positive or ``worst_window`` is negative.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        coordinator: pykka.ActorRef[Any],
+        source: ViewerSource,
+        timers: Timers,
+        poll_interval: float,
+        worst_window: float | None = None,
+    ) -> None:
+        super().__init__()
+        if poll_interval <= 0:
+            message = f"viewers poll_interval must be positive, got {poll_interval!r}"
+            raise ValueError(message)
+        if worst_window is None:
+            worst_window = max(_MIN_WORST_WINDOW_S, 3 * poll_interval)
+        if worst_window < 0:
+            message = f"viewers worst_window must not be negative, got {worst_window!r}"
+            raise ValueError(message)
+        self._coordinator = coordinator
+        self._source = source
+        self._timers = timers
+        self._poll_interval = poll_interval
+        self._worst_window = worst_window
+        self._history: deque[tuple[float, ViewerSnapshot]] = deque()
+        self._last: ViewerSnapshot | None = None
+        self._timer: TimerHandle | None = None
+        self._token = 0
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Read at once; the read schedules the next one."""
+        self._poll()
+
+    def on_stop(self) -> None:
+        """Drop the pending tick."""
+        self._cancel_timer()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """Drop the pending tick when crashing too."""
+        self._cancel_timer()
+
+    def on_receive(self, message: Any) -> Any:
+        """Poll on a current tick or ``RunNow``; anything else goes to pykka."""
+        match message:
+            case _Tick(token=token):
+                if token == self._token:
+                    self._timer = None
+                    self._poll()
+            case RunNow():
+                self._poll()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # --- polling ------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        """Read once, send what it means, then ask for the next tick."""
+        self._cancel_timer()
+        try:
+            self._read_and_send()
+        finally:
+            self._schedule()
+
+    def _read_and_send(self) -> None:
+        try:
+            snapshot = self._source.read()
+        except Exception as exc:  # noqa: BLE001 - a failed read must never kill the watcher
+            self._on_failed_read(exc)
+            return
+        now = time.monotonic()
+        self._history.append((now, snapshot))
+        self._prune(now)
+        logger.debug(
+            "viewers_read",
+            profiles_total=_total(snapshot.profiles),
+            accounts_total=_total(snapshot.accounts),
+        )
+        if snapshot != self._last:
+            logger.info(
+                "viewers_changed",
+                profiles=dict(snapshot.profiles),
+                accounts=dict(snapshot.accounts),
+                before=None if self._last is None else _shown(self._last),
+            )
+        self._last = snapshot
+        tell_quietly(self._coordinator, ViewersSeen(snapshot))
+
+    def _on_failed_read(self, exc: Exception) -> None:
+        self._prune(time.monotonic())
+        assumed = worst_of([s for _at, s in self._history]) if self._history else None
+        logger.warning(
+            "viewers_read_failed",
+            error=str(exc) or repr(exc),
+            error_type=type(exc).__name__,
+            assumed=None if assumed is None else _shown(assumed),
+        )
+        if assumed is not None:
+            tell_quietly(self._coordinator, ViewersSeen(assumed))
+
+    def _prune(self, now: float) -> None:
+        """Forget good reads older than the window, but always keep the newest."""
+        while len(self._history) > 1 and now - self._history[0][0] > self._worst_window:
+            self._history.popleft()
+
+    # --- timer --------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if self.actor_stopped.is_set():
+            return
+        self._token += 1
+        token = self._token
+        ref = self.actor_ref
+        self._timer = self._timers.call_later(
+            self._poll_interval, lambda: tell_quietly(ref, _Tick(token))
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _shown(snapshot: ViewerSnapshot) -> dict[str, dict[int, int]]:
+    return {"profiles": dict(snapshot.profiles), "accounts": dict(snapshot.accounts)}

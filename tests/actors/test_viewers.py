@@ -1,0 +1,231 @@
+"""The viewer watcher: polling, the worst-case fallback, and feeding a real coordinator."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pykka
+import pytest
+from structlog.testing import capture_logs
+
+from actors.messages import RunNow, ViewersSeen
+from actors.timers import Timers
+from actors.viewers import ViewerWatcher, worst_of
+from domain.models import ViewerSnapshot
+from domain.ports import SourceError
+from tests.actors.conftest import Harness
+from tests.actors.fakes import Behaviour, FakeProbe, simple_account, stream
+
+NOBODY = ViewerSnapshot()
+
+
+class ScriptedViewers:
+    """A viewer source that plays a script (snapshots or exceptions); the last step repeats."""
+
+    def __init__(self, *script: ViewerSnapshot | Exception, delay: float = 0.0) -> None:
+        self.script = list(script)
+        self.delay = delay
+        self.reads = 0
+        self.started: list[float] = []
+        self.ended: list[float] = []
+        self._cond = threading.Condition()
+
+    def read(self) -> ViewerSnapshot:
+        with self._cond:
+            step = self.script[min(self.reads, len(self.script) - 1)]
+            self.started.append(time.monotonic())
+        if self.delay:
+            threading.Event().wait(self.delay)  # a slow source
+        with self._cond:
+            self.reads += 1
+            self.ended.append(time.monotonic())
+            self._cond.notify_all()
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def wait_reads(self, count: int, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.reads >= count, timeout)
+
+
+class Inbox:
+    """What a recording actor received, with a way to wait for it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._cond = threading.Condition()
+
+    def put(self, message: Any) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait_count(self, count: int, timeout: float = 5.0) -> list[Any]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.messages) >= count, timeout), self.messages
+            return list(self.messages)
+
+
+class Recorder(pykka.ThreadingActor):
+    """Stands in for the coordinator: records every message."""
+
+    use_daemon_thread = True
+
+    def __init__(self, inbox: Inbox) -> None:
+        super().__init__()
+        self.inbox = inbox
+
+    def on_receive(self, message: Any) -> Any:
+        self.inbox.put(message)
+
+
+def start_watcher(
+    source: ScriptedViewers,
+    timers: Timers,
+    poll_interval: float = 3600.0,
+    worst_window: float | None = None,
+) -> tuple[pykka.ActorRef[Any], Inbox]:
+    inbox = Inbox()
+    recorder = Recorder.start(inbox)
+    watcher = ViewerWatcher.start(recorder, source, timers, poll_interval, worst_window)
+    return watcher, inbox
+
+
+def snapshots(inbox: Inbox, count: int) -> list[ViewerSnapshot]:
+    messages = inbox.wait_count(count)
+    assert all(isinstance(m, ViewersSeen) for m in messages)
+    return [m.snapshot for m in messages]
+
+
+def test_worst_of_takes_the_maximum_per_profile_and_account():
+    worst = worst_of(
+        [
+            ViewerSnapshot(profiles={11: 2}, accounts={1: 1}),
+            ViewerSnapshot(profiles={11: 1, 12: 1}, accounts={2: 3}),
+        ]
+    )
+    assert worst == ViewerSnapshot(profiles={11: 2, 12: 1}, accounts={1: 1, 2: 3})
+    assert worst_of([]) == NOBODY
+
+
+def test_reads_at_start_and_then_every_interval(timers: Timers):
+    one = ViewerSnapshot(accounts={1: 1})
+    two = ViewerSnapshot(accounts={1: 2})
+    source = ScriptedViewers(one, one, two)
+    with capture_logs() as logs:
+        _watcher, inbox = start_watcher(source, timers, poll_interval=0.05)
+        seen = snapshots(inbox, 4)
+    assert seen[:4] == [one, one, two, two]  # sent every time, changed or not
+    events = [e["event"] for e in logs]
+    assert events.count("viewers_changed") == 2
+    assert events.count("viewers_read") >= 4
+    read = next(e for e in logs if e["event"] == "viewers_read")
+    assert read["log_level"] == "debug"
+    assert read["accounts_total"] == 1
+    changed = [e for e in logs if e["event"] == "viewers_changed"]
+    assert changed[1]["accounts"] == {1: 2}
+    assert changed[1]["log_level"] == "info"
+
+
+def test_next_read_is_planned_only_after_the_slow_one_ended(timers: Timers):
+    source = ScriptedViewers(NOBODY, delay=0.1)
+    start_watcher(source, timers, poll_interval=0.05)
+    assert source.wait_reads(4)
+    for ended, started in zip(source.ended, source.started[1:], strict=False):
+        assert started - ended >= 0.045  # a full interval after the previous read ended
+
+
+def test_run_now_reads_at_once(timers: Timers):
+    source = ScriptedViewers(NOBODY, ViewerSnapshot(profiles={11: 1}))
+    watcher, inbox = start_watcher(source, timers)
+    watcher.tell(RunNow())
+    assert snapshots(inbox, 2)[1] == ViewerSnapshot(profiles={11: 1})
+
+
+def test_failed_read_sends_the_worst_recent_snapshot_not_zero(timers: Timers):
+    busy = ViewerSnapshot(profiles={11: 2}, accounts={1: 1})
+    quieter = ViewerSnapshot(profiles={11: 1, 12: 1})
+    source = ScriptedViewers(busy, quieter, SourceError("viewers: connection refused"))
+    watcher, inbox = start_watcher(source, timers)
+    with capture_logs() as logs:
+        watcher.tell(RunNow())
+        watcher.tell(RunNow())
+        seen = snapshots(inbox, 3)
+    assert seen[2] == ViewerSnapshot(profiles={11: 2, 12: 1}, accounts={1: 1})
+    failed = next(e for e in logs if e["event"] == "viewers_read_failed")
+    assert failed["log_level"] == "warning"
+    assert failed["error"] == "viewers: connection refused"
+    assert watcher.is_alive()
+
+
+def test_failed_read_falls_back_on_the_newest_once_the_window_passed(timers: Timers):
+    busy = ViewerSnapshot(accounts={1: 3})
+    quieter = ViewerSnapshot(accounts={1: 1})
+    source = ScriptedViewers(busy, quieter, RuntimeError("bad json"))
+    watcher, inbox = start_watcher(source, timers, worst_window=0.0)
+    watcher.tell(RunNow())
+    watcher.tell(RunNow())
+    assert snapshots(inbox, 3)[2] == quieter
+
+
+def test_failed_read_before_any_good_one_sends_nothing(timers: Timers):
+    later = ViewerSnapshot(accounts={1: 1})
+    source = ScriptedViewers(SourceError("down"), ValueError(), later)
+    with capture_logs() as logs:
+        watcher, inbox = start_watcher(source, timers)
+        watcher.tell(RunNow())
+        assert source.wait_reads(2)
+        watcher.tell(RunNow())
+        assert snapshots(inbox, 1) == [later]  # the failures sent nothing
+    failures = [e for e in logs if e["event"] == "viewers_read_failed"]
+    assert len(failures) == 2
+    assert failures[0]["assumed"] is None
+    assert failures[1]["error"] == "ValueError()"
+
+
+def test_bad_poll_interval_fails_fast(timers: Timers):
+    with pytest.raises(ValueError, match="poll_interval"):
+        ViewerWatcher.start(None, ScriptedViewers(NOBODY), timers, 0)
+
+
+def test_stop_cancels_the_pending_read(timers: Timers):
+    source = ScriptedViewers(NOBODY)
+    watcher, _inbox = start_watcher(source, timers, poll_interval=0.1)
+    assert source.wait_reads(1)
+    watcher.stop(timeout=5)
+    assert not source.wait_reads(2, timeout=0.3)
+
+
+def test_viewer_arriving_preempts_and_a_failed_read_keeps_his_slot(harness: Harness):
+    """Watcher -> real coordinator -> account actor -> preemption of the gated check."""
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 1)], probe)
+    done = harness.begin([stream(1, 1)])
+    assert probe.started(1)
+
+    source = ScriptedViewers(
+        NOBODY, ViewerSnapshot(accounts={1: 1}), SourceError("viewers: timeout"), NOBODY
+    )
+    assert harness.coordinator is not None
+    watcher = ViewerWatcher.start(harness.coordinator, source, harness.timers, 3600.0)
+    assert source.wait_reads(1)
+    assert probe.calls[1] == 1
+
+    watcher.tell(RunNow())  # a viewer starts watching on the 1-slot account
+    assert probe.ended(1, timeout=2)
+    assert not probe.wait_open(1, timeout=0.2)  # the re-queued check waits for the slot
+
+    watcher.tell(RunNow())  # the source fails: the viewer is still assumed there
+    assert source.wait_reads(3)
+    assert not probe.wait_open(1, timeout=0.3)
+    assert probe.calls[1] == 1
+
+    watcher.tell(RunNow())  # the viewer left: the check runs again
+    probe.open_gate(1)  # (cancelling it already opened its gate)
+    finished = done.get(timeout=10)
+    assert [r.status for r in finished.results] == ["ok"]
+    assert probe.calls[1] == 2
+    assert probe.max_open["p100"] == 1
