@@ -1,9 +1,210 @@
-"""The command line; filled in by the process shell."""
+"""The command line: ``run``, ``once``, ``validate`` and ``demo``.
+
+Bad input (config, inventory) ends with exit code 2 and one line naming what is
+wrong, never a traceback. ``once`` exits 0 also when some streams are dead.
+"""
 
 from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from actors.messages import AbortCycle, CycleFinished
+from adapters.sources import Sources, build_sources
+from app import logs
+from app.daemon import Daemon
+from app.report import build_report, write_report
+from domain.config import Config, ConfigError, load_config
+from domain.models import Inventory
+from domain.ports import SourceError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+_DEFAULT_CONFIG = Path("config.toml")
+
+logger = structlog.get_logger(__name__)
+
+
+class BadInputError(Exception):
+    """Config or inventory is wrong: exit 2 with this one-line message."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one sub-command per mode."""
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Limit-aware IPTV stream checker for Dispatcharr.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config_help = "config file (TOML); default ./config.toml"
+    run = commands.add_parser("run", help="the long-running daemon")
+    run.add_argument("--config", type=Path, default=None, help=config_help)
+    once = commands.add_parser("once", help="one full check cycle, then exit")
+    once.add_argument("--config", type=Path, default=None, help=config_help)
+    once.add_argument("--report", type=Path, default=None, help="write the cycle report here")
+    validate = commands.add_parser("validate", help="check the config and its inventory")
+    validate.add_argument("--config", type=Path, default=None, help=config_help)
+    demo = commands.add_parser("demo", help="run against the built-in provider simulator")
+    demo.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)"
+    )
+    demo.add_argument("--once", action="store_true", help="one cycle, then stop")
+    demo.add_argument("--report", type=Path, default=None, help="write the last cycle's report")
+    demo.add_argument("--log-format", choices=("console", "json"), default="console")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command named in ``argv``; return the process exit code."""
-    del argv
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "demo"
+    if args.command is None:
+        args = parser.parse_args(["demo"])
+    try:
+        handler: Callable[[argparse.Namespace], int] = _COMMANDS[command]
+        return handler(args)
+    except BadInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
+    """Config and sources, or :class:`BadInputError`."""
+    path: Path | None = args.config
+    if path is None:
+        if not _DEFAULT_CONFIG.exists():
+            message = "no config file: pass --config PATH (every key: config/default.toml)"
+            raise BadInputError(message)
+        path = _DEFAULT_CONFIG
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from exc
+    logs.configure(config.log.format, config.log.level)
+    try:
+        sources = build_sources(config)
+    except SourceError as exc:
+        raise BadInputError(str(exc)) from exc
+    return config, sources
+
+
+def _load_inventory(sources: Sources) -> Inventory:
+    try:
+        return sources.inventory.load()
+    except SourceError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check the config and the inventory it points to."""
+    _config, sources = _load(args)
+    inventory = _load_inventory(sources)
+    print(
+        f"ok: {args.config or _DEFAULT_CONFIG}: {len(inventory.accounts)} accounts, "
+        f"{len(inventory.streams)} streams, {len(inventory.channels)} channels"
+    )
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    """One cycle; write the report; exit 0 even if streams are dead."""
+    config, sources = _load(args)
+    inventory = _load_inventory(sources)
+    daemon = Daemon(config, sources)
+    with _stop_on_signals() as stopping:
+        daemon.start(scheduled=False)
+        try:
+            finished = _run_interruptibly(daemon, inventory, stopping)
+        finally:
+            daemon.stop()
+    if args.report is not None:
+        write_report(args.report, build_report(finished))
+    return EXIT_OK if not finished.aborted else EXIT_FAILED
+
+
+def _run_interruptibly(
+    daemon: Daemon, inventory: Inventory, stopping: threading.Event
+) -> CycleFinished:
+    """Run one cycle on a helper thread so SIGINT/SIGTERM can abort it."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["finished"] = daemon.run_cycle(inventory)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread below
+            box["error"] = exc
+        finally:
+            stopping.set()
+
+    thread = threading.Thread(target=work, name="once", daemon=True)
+    thread.start()
+    stopping.wait()
+    if "finished" not in box and "error" not in box:
+        daemon.coordinator.tell(AbortCycle("signal"))
+        thread.join(timeout=30)
+    if "error" in box:
+        raise box["error"]
+    finished: CycleFinished = box["finished"]
+    return finished
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The long-running daemon, until SIGINT/SIGTERM."""
+    config, sources = _load(args)
+    daemon = Daemon(config, sources)
+    with _stop_on_signals() as stopping:
+        daemon.start(scheduled=True)
+        try:
+            stopping.wait()
+        finally:
+            daemon.stop()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded demo against the loopback provider simulator."""
+    from app.demo import run_demo
+
+    logs.configure(args.log_format, "info")
+    with _stop_on_signals() as stopping:
+        return run_demo(stopping, seconds=args.seconds, once=args.once, report=args.report)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM set the event instead of raising; old handlers come back after."""
+    stopping = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal_received", signal=signal.Signals(signum).name)
+        stopping.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopping
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "once": cmd_once,
+    "validate": cmd_validate,
+    "demo": cmd_demo,
+}

@@ -1,0 +1,540 @@
+"""The ports of :mod:`domain.ports`, for an inventory file and for Dispatcharr.
+
+:func:`build_sources` picks the implementations from the config:
+
+- ``source.type = "file"``: :class:`FileInventorySource`,
+  :class:`FileViewerSource` and :class:`NullWriter` (nothing to write back to).
+- ``source.type = "dispatcharr"``: one :class:`~adapters.dispatcharr.DispatcharrClient`
+  shared by :class:`DispatcharrInventorySource`, :class:`DispatcharrViewerSource`
+  and :class:`DispatcharrWriter`. One client, not one per actor, because a JWT
+  login costs one of Dispatcharr's three logins a minute; the client serialises
+  token renewal, so sharing it between the scheduler, the viewer watcher and
+  the result sink is safe.
+
+Every failure leaves these classes as a :class:`~domain.ports.SourceError`
+with a one-line message naming the file and field, or the Dispatcharr endpoint;
+the original exception is kept as ``__cause__``.
+
+The write-back follows the safety rules of the design: a channel's stream list
+is only ever permuted. The channel is read afresh right before each write; when
+its membership changed since the cycle read it, or anything about the answer is
+unsure, the channel is left alone. Dispatcharr has no conditional PATCH, so a
+user edit landing between that fresh read and the PATCH (milliseconds) cannot
+be detected; the window is kept as short as one request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import structlog
+
+from adapters.dispatcharr import (
+    ACCOUNTS_PATH,
+    CHANNELS_PATH,
+    PROXY_STATS_PATH,
+    STREAMS_PATH,
+    DispatcharrClient,
+    DispatcharrError,
+    DispatcharrUnavailable,
+)
+from adapters.dispatcharr_source import (
+    build_inventory,
+    parse_accounts,
+    parse_channels,
+    parse_streams,
+    plan_reorder,
+    stats_patch,
+    viewers_from_status,
+)
+from adapters.inventory_file import InventoryError, load_inventory, load_viewers
+from domain.config import AccountOverride, Config, DispatcharrSection
+from domain.models import Account, CheckResult, Inventory, ViewerSnapshot
+from domain.ports import InventorySource, ResultWriter, SourceError, ViewerSource
+from domain.urls import redact_url
+
+log = structlog.get_logger(__name__)
+
+REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
+"""Counts :meth:`DispatcharrWriter.reorder` always returns."""
+_INFORMATIVE: Final = frozenset({"ok", "dead", "error"})
+"""Statuses that say something about a stream; ``cancelled`` says nothing."""
+
+
+def apply_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> Inventory:
+    """``inventory`` with each account passed through its ``[accounts."<id>"]`` override."""
+    if not overrides:
+        return inventory
+    accounts = tuple(
+        overrides.get(account.id, AccountOverride()).apply(account)
+        for account in inventory.accounts
+    )
+    return replace(inventory, accounts=accounts)
+
+
+# --- file -------------------------------------------------------------------------------
+
+
+class FileInventorySource:
+    """The inventory file of ``source.type = "file"``, read afresh on every load.
+
+    Args:
+        path: The inventory JSON file.
+        overrides: Per-account overrides by account id (``config.accounts``).
+    """
+
+    def __init__(self, path: Path, overrides: Mapping[int, AccountOverride] | None = None) -> None:
+        self.path = path
+        self._overrides: Mapping[int, AccountOverride] = dict(overrides or {})
+
+    def load(self) -> Inventory:
+        """Read and validate the file, overrides applied.
+
+        Raises:
+            SourceError: The file is missing, not JSON or has a bad field; the
+                message names the file and the field.
+        """
+        try:
+            inventory = load_inventory(self.path)
+        except InventoryError as exc:
+            raise SourceError(str(exc)) from exc
+        return apply_overrides(inventory, self._overrides)
+
+
+class FileViewerSource:
+    """The optional viewer file (``source.viewers_path``), read on every poll.
+
+    Args:
+        path: The viewer JSON file; ``None`` means nobody ever watches.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def read(self) -> ViewerSnapshot:
+        """The viewer counts in the file; empty without a file configured.
+
+        Raises:
+            SourceError: The file is missing, unreadable or has a bad count.
+        """
+        if self.path is None:
+            return ViewerSnapshot()
+        try:
+            return load_viewers(self.path)
+        except InventoryError as exc:  # ViewersFileError is one
+            raise SourceError(str(exc)) from exc
+
+
+class NullWriter:
+    """The write-back of ``source.type = "file"``: there is nothing to write to."""
+
+    def write_result(self, result: CheckResult) -> None:
+        """Do nothing; the results store keeps the result."""
+
+    def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
+        """Do nothing; no counts."""
+        return {}
+
+
+# --- Dispatcharr ------------------------------------------------------------------------
+
+
+def _source_error(action: str, endpoint: str, exc: DispatcharrError) -> SourceError:
+    """A one-line :class:`SourceError` for ``exc``, naming ``endpoint``; raise it ``from exc``."""
+    text = str(exc)
+    if not text.startswith("/"):  # the client's errors mostly start with their endpoint
+        text = f"{endpoint}: {text}"
+    message = f"Dispatcharr {action} failed: {text}"
+    return SourceError(message)
+
+
+@dataclass(frozen=True)
+class LoadedAccounts:
+    """What :class:`DispatcharrInventorySource` read last, for the viewer source.
+
+    Attributes:
+        accounts: The usable accounts, overrides applied.
+        stream_accounts: Stream id to account id, for every stream read (not
+            only those the cycle checks), so a live channel without a profile
+            id still maps to its account.
+    """
+
+    accounts: tuple[Account, ...]
+    stream_accounts: Mapping[int, int]
+
+
+class DispatcharrInventorySource:
+    """Accounts, streams and channels from Dispatcharr's REST API.
+
+    Args:
+        client: The shared client.
+        section: ``[dispatcharr]``: which streams and channels to check.
+        overrides: Per-account overrides by account id (``config.accounts``).
+    """
+
+    def __init__(
+        self,
+        client: DispatcharrClient,
+        section: DispatcharrSection,
+        overrides: Mapping[int, AccountOverride] | None = None,
+    ) -> None:
+        self._client = client
+        self._section = section
+        self._overrides: Mapping[int, AccountOverride] = dict(overrides or {})
+        self._lock = threading.Lock()
+        self._last: LoadedAccounts | None = None
+
+    @property
+    def last_loaded(self) -> LoadedAccounts | None:
+        """The accounts and stream map of the last good :meth:`load`, if any."""
+        with self._lock:
+            return self._last
+
+    def load(self) -> Inventory:
+        """Read accounts (with profiles), then streams, then channels, and build the inventory.
+
+        Raises:
+            SourceError: Dispatcharr is unreachable, refuses the credentials or
+                answers with a wrong shape; the message names the endpoint.
+        """
+        endpoint = ACCOUNTS_PATH
+        try:
+            accounts = parse_accounts(self._client.accounts())
+            endpoint = STREAMS_PATH
+            streams = parse_streams(self._client.streams(), accounts)
+            endpoint = CHANNELS_PATH
+            channels = parse_channels(self._client.channels())
+        except DispatcharrError as exc:
+            raise _source_error("inventory load", endpoint, exc) from exc
+        section = self._section
+        inventory = build_inventory(
+            accounts,
+            streams,
+            channels,
+            include_all_streams=section.include_all_streams,
+            exclude_groups=section.exclude_groups,
+            exclude_channels=section.exclude_channels,
+        )
+        inventory = apply_overrides(inventory, self._overrides)
+        loaded = LoadedAccounts(
+            accounts=inventory.accounts,
+            stream_accounts=MappingProxyType({s.id: s.account_id for s in streams}),
+        )
+        with self._lock:
+            self._last = loaded
+        log.info(
+            "inventory_loaded",
+            source=redact_url(self._client.base_url),
+            accounts=len(inventory.accounts),
+            streams=len(inventory.streams),
+            channels=len(inventory.channels),
+        )
+        return inventory
+
+
+class DispatcharrViewerSource:
+    """Viewers from Dispatcharr's proxy status (``/proxy/stats/``, else ``/proxy/ts/status``).
+
+    Args:
+        client: The shared client.
+        inventory_source: Supplies the accounts and the stream map it loaded
+            last; before its first load the accounts are read on each poll.
+    """
+
+    def __init__(
+        self, client: DispatcharrClient, inventory_source: DispatcharrInventorySource
+    ) -> None:
+        self._client = client
+        self._inventory_source = inventory_source
+
+    def read(self) -> ViewerSnapshot:
+        """Connections held by viewers per profile (and per account).
+
+        Raises:
+            SourceError: Dispatcharr is unreachable or answers with a wrong shape.
+        """
+        loaded = self._inventory_source.last_loaded
+        endpoint = ACCOUNTS_PATH
+        try:
+            if loaded is None:
+                # No inventory yet: without the profiles no viewer could be
+                # placed, so read them now (again next poll, until a load).
+                loaded = LoadedAccounts(parse_accounts(self._client.accounts()), {})
+            endpoint = PROXY_STATS_PATH
+            status = self._client.proxy_stats()
+            return viewers_from_status(status, loaded.accounts, loaded.stream_accounts)
+        except DispatcharrError as exc:
+            raise _source_error("viewer read", endpoint, exc) from exc
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class DispatcharrWriter:
+    """Writes stats into each stream and orders each channel's streams best first.
+
+    Args:
+        client: The shared client.
+        reorder: Reorder channels at the end of a cycle (``results.reorder``).
+        dry_run: Log what would be written instead of writing (``results.dry_run``).
+    """
+
+    def __init__(
+        self, client: DispatcharrClient, *, reorder: bool = True, dry_run: bool = False
+    ) -> None:
+        self._client = client
+        self._reorder_enabled = reorder
+        self._dry_run = dry_run
+        self._disabled_logged = False
+
+    # --- stats ----------------------------------------------------------------------
+
+    def write_result(self, result: CheckResult) -> None:
+        """Merge ``result`` into the stream's ``stream_stats`` and PATCH it.
+
+        Cancelled results are skipped: the check learned nothing.
+
+        Raises:
+            SourceError: The stream could not be read or written.
+        """
+        if result.status == "cancelled":
+            log.debug("stats_skipped", stream_id=result.stream_id, reason="cancelled")
+            return
+        endpoint = f"{STREAMS_PATH}{result.stream_id}/"
+        try:
+            existing = self._client.stream(result.stream_id)
+            body = stats_patch(
+                existing.get("stream_stats"),
+                result,
+                checked_at=result.finished_at or _utc_now(),
+            )
+            if self._dry_run:
+                log.info("stats_dry_run", stream_id=result.stream_id, body=body)
+                return
+            self._client.patch_stream(result.stream_id, body)
+        except DispatcharrError as exc:
+            raise _source_error("stats write", endpoint, exc) from exc
+        log.debug("stats_written", stream_id=result.stream_id, status=result.status)
+
+    # --- reorder --------------------------------------------------------------------
+
+    def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
+        """Order the streams of every channel checked this cycle best first, dead last.
+
+        Only channels with at least one stream that was checked (``ok``,
+        ``dead`` or ``error``) are touched. Each is read afresh right before
+        its write and left alone when its membership changed since
+        ``inventory`` was read, or when anything about it is unsure. One
+        failing channel never stops the others; only an unreachable
+        Dispatcharr ends the pass (the rest count as skipped).
+
+        Returns:
+            ``changed``, ``unchanged``, ``skipped`` and ``failed`` channel
+            counts; in a dry run also ``planned`` (would have changed). With
+            reordering disabled, ``{"disabled": 1}``.
+        """
+        if not self._reorder_enabled:
+            if not self._disabled_logged:
+                self._disabled_logged = True
+                log.info("reorder_disabled")
+            return {"disabled": 1}
+        scores = {r.stream_id: (r.status, r.score) for r in results if r.status in _INFORMATIVE}
+        counts = dict.fromkeys(REORDER_KEYS, 0)
+        if self._dry_run:
+            counts["planned"] = 0
+        channels = [c for c in inventory.channels if any(s in scores for s in c.stream_ids)]
+        for index, channel in enumerate(channels):
+            if len(set(channel.stream_ids)) < 2:
+                counts["unchanged"] += 1  # one stream has one order: no need to ask
+                continue
+            try:
+                outcome = self._reorder_channel(channel.id, channel.stream_ids, scores)
+            except DispatcharrUnavailable as exc:
+                # Not even an answer, after the client's retries: every other
+                # channel would wait through the same retries, so stop here.
+                rest = len(channels) - index
+                log.error(
+                    "reorder_aborted",
+                    channel_id=channel.id,
+                    remaining=rest,
+                    error=str(exc),
+                )
+                counts["skipped"] += rest
+                break
+            except Exception:  # a bug on one channel must not cost the others
+                log.exception("reorder_failed", channel_id=channel.id)
+                outcome = "failed"
+            counts[outcome] += 1
+        return counts
+
+    def _reorder_channel(
+        self,
+        channel_id: int,
+        cycle_ids: tuple[int, ...],
+        scores: Mapping[int, tuple[str, float]],
+    ) -> str:
+        """Reorder one channel; returns the key of the counts to bump.
+
+        Raises:
+            DispatcharrUnavailable: Only when Dispatcharr did not answer at all
+                (``status`` is ``None``); an answered 5xx skips the channel.
+        """
+        current = self._read_current(channel_id, cycle_ids)
+        if current is None:
+            return "skipped"
+        new_order = plan_reorder(current, scores)
+        if new_order is None:
+            return "unchanged"
+        return self._write_order(channel_id, current, new_order)
+
+    def _read_current(self, channel_id: int, cycle_ids: tuple[int, ...]) -> list[int] | None:
+        """The channel's stream ids as Dispatcharr has them now, or ``None`` to leave it alone.
+
+        Raises:
+            DispatcharrUnavailable: Dispatcharr did not answer at all.
+        """
+        try:
+            fresh = self._client.channel(channel_id)
+        except DispatcharrUnavailable as exc:
+            if exc.status is None:
+                raise
+            log.warning(
+                "reorder_skipped", channel_id=channel_id, reason="read_failed", error=str(exc)
+            )
+            return None
+        except DispatcharrError as exc:
+            log.warning(
+                "reorder_skipped", channel_id=channel_id, reason="read_failed", error=str(exc)
+            )
+            return None
+        current = _stream_ids(fresh, channel_id)
+        if current is None:
+            log.warning("reorder_skipped", channel_id=channel_id, reason="bad_shape")
+        elif len(set(current)) != len(current):
+            log.warning("reorder_skipped", channel_id=channel_id, reason="duplicate_stream_ids")
+            current = None
+        elif set(current) != set(cycle_ids):
+            log.info(
+                "reorder_skipped_changed",
+                channel_id=channel_id,
+                cycle_streams=list(cycle_ids),
+                current_streams=current,
+            )
+            current = None
+        return current
+
+    def _write_order(self, channel_id: int, current: list[int], new_order: list[int]) -> str:
+        """PATCH ``new_order`` (a permutation of ``current``); returns the count key."""
+        if Counter(new_order) != Counter(current):
+            # Never send a list that adds or drops a stream: Dispatcharr would
+            # take it as the channel's new membership.
+            log.error("reorder_refused", channel_id=channel_id, reason="not_a_permutation")
+            return "skipped"
+        if self._dry_run:
+            log.info("reorder_dry_run", channel_id=channel_id, old=current, new=new_order)
+            return "planned"
+        try:
+            answer = self._client.patch_channel(channel_id, {"streams": new_order})
+        except DispatcharrError as exc:
+            log.error("reorder_failed", channel_id=channel_id, error=str(exc))
+            return "failed"
+        log.info("channel_reordered", channel_id=channel_id, old=current, new=new_order)
+        written = answer.get("streams")
+        if isinstance(written, list) and written != new_order:
+            log.warning(
+                "reorder_unconfirmed", channel_id=channel_id, expected=new_order, got=written
+            )
+        return "changed"
+
+
+def _stream_ids(channel: Mapping[str, Any], channel_id: int) -> list[int] | None:
+    """The channel's stream ids in order, or ``None`` when the answer is not as expected."""
+    if channel.get("id") != channel_id:
+        return None
+    streams = channel.get("streams")
+    if not isinstance(streams, list):
+        return None
+    ids: list[int] = []
+    for entry in streams:
+        if isinstance(entry, bool) or not isinstance(entry, int):
+            return None
+        ids.append(entry)
+    return ids
+
+
+# --- wiring -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The ports the daemon runs with, and the Dispatcharr client to close at the end."""
+
+    inventory: InventorySource
+    viewers: ViewerSource
+    writer: ResultWriter
+    client: DispatcharrClient | None = None
+
+
+def build_sources(config: Config, environ: Mapping[str, str] | None = None) -> Sources:
+    """The sources ``config.source.type`` asks for.
+
+    Args:
+        config: The validated config.
+        environ: Where the password and API key variables are looked up;
+            ``None`` is the process environment.
+
+    Raises:
+        SourceError: ``type = "dispatcharr"`` without credentials; the message
+            names the environment variables to set.
+    """
+    if config.source.type == "file":
+        return Sources(
+            inventory=FileInventorySource(config.source.path, config.accounts),
+            viewers=FileViewerSource(config.source.viewers_path),
+            writer=NullWriter(),
+        )
+    section = config.dispatcharr
+    password = section.password(environ)
+    api_key = section.api_key(environ)
+    if not api_key and not (section.username and password):
+        raise SourceError(_credentials_message(section))
+    try:
+        client = DispatcharrClient(
+            section.url,
+            username=section.username,
+            password=password or "",
+            api_key=api_key,
+            timeout=section.timeout,
+        )
+    except DispatcharrError as exc:  # pragma: no cover - credentials checked above
+        raise SourceError(str(exc)) from exc
+    inventory = DispatcharrInventorySource(client, section, config.accounts)
+    return Sources(
+        inventory=inventory,
+        viewers=DispatcharrViewerSource(client, inventory),
+        writer=DispatcharrWriter(
+            client, reorder=config.results.reorder, dry_run=config.results.dry_run
+        ),
+        client=client,
+    )
+
+
+def _credentials_message(section: DispatcharrSection) -> str:
+    ways: list[str] = []
+    if section.api_key_env:
+        ways.append(f"set {section.api_key_env} to an API key")
+    if section.password_env and section.username:
+        ways.append(f"set {section.password_env} to the password of user {section.username!r}")
+    elif section.password_env:
+        ways.append(f"set [dispatcharr] username and {section.password_env} to its password")
+    if not ways:
+        ways.append("set [dispatcharr] api_key_env or password_env to an environment variable")
+    return f"[dispatcharr] {redact_url(section.url)}: no credentials: " + ", or ".join(ways)

@@ -1,0 +1,200 @@
+"""The process shell: builds the actors from the config, starts and stops them in order.
+
+Start order: timers, result sink, coordinator (which starts the account
+actors), viewer watcher, scheduler. Stop order is the reverse, in a
+``finally``: the running cycle is aborted (probes killed, leases released), the
+sink flushes, then every actor stops, with ``ActorRegistry.stop_all`` as the
+safety net.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.coordinator import Coordinator, CoordinatorSettings, Scorer
+from actors.jobs import jobs_for
+from actors.messages import (
+    AbortCycle,
+    CheckCycle,
+    CycleFinished,
+    CycleInventory,
+    Flush,
+    SetAccounts,
+)
+from actors.scheduler import Scheduler
+from actors.sink import ResultSink
+from actors.timers import Timers
+from actors.viewers import ViewerWatcher
+from adapters.sources import Sources
+from adapters.store import ResultStore
+from app.status import StatusServer
+from domain.config import Config
+from domain.models import Inventory, Probe, StreamInfo
+from domain.score import ScoreWeights, score
+
+logger = structlog.get_logger(__name__)
+
+_STOP_TIMEOUT_S = 10.0
+
+
+def coordinator_settings(config: Config) -> CoordinatorSettings:
+    """The coordinator's view of ``[concurrent_streams]`` and ``[check]``."""
+    streams = config.concurrent_streams
+    check = config.check
+    return CoordinatorSettings(
+        global_limit=streams.global_limit if streams.enabled else 1,
+        stagger_delay=streams.stagger_delay,
+        check_duration=check.duration,
+        check_timeout=check.timeout,
+        retries=check.retries,
+        retry_delay=check.retry_delay,
+        busy_backoff=check.busy_backoff,
+        max_requeues=check.max_requeues,
+        user_agent=check.user_agent or None,
+    )
+
+
+def make_scorer(config: Config) -> Scorer:
+    """The score function with the configured weights."""
+    section = config.score
+    weights = ScoreWeights(
+        resolution=section.resolution, bitrate=section.bitrate, fps=section.fps, codec=section.codec
+    )
+
+    def scorer(info: StreamInfo) -> float:
+        return score(info, weights)
+
+    return scorer
+
+
+def make_probe(config: Config) -> Probe:
+    """The real ffmpeg probe (config's binary, else PATH, else imageio-ffmpeg's)."""
+    from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
+
+    return FfmpegProbe(find_ffmpeg(config.check.ffmpeg), config.check.user_agent or None)
+
+
+@dataclass
+class _Actors:
+    timers: Timers
+    sink: pykka.ActorRef[Any]
+    coordinator: pykka.ActorRef[Any]
+    watcher: pykka.ActorRef[Any]
+    scheduler: pykka.ActorRef[Any] | None = None
+    status: StatusServer | None = None
+
+
+class Daemon:
+    """All actors of one daemon process, wired from a config.
+
+    Args:
+        config: the validated config.
+        sources: where inventory and viewers come from, where results go.
+        probe: the probe (ffmpeg unless a test hands another one).
+        extra_listeners: more actors told about cycles (the demo's printer).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        sources: Sources,
+        probe: Probe | None = None,
+        extra_listeners: tuple[pykka.ActorRef[Any], ...] = (),
+    ) -> None:
+        self.config = config
+        self.sources = sources
+        self.probe = probe or make_probe(config)
+        self._extra = extra_listeners
+        self._actors: _Actors | None = None
+        self._cycle_ids = itertools.count(1)
+
+    @property
+    def status_address(self) -> str | None:
+        """Where the status page listens, if it does."""
+        if self._actors is None or self._actors.status is None:
+            return None
+        return self._actors.status.address
+
+    @property
+    def coordinator(self) -> pykka.ActorRef[Any]:
+        """The coordinator (after :meth:`start`)."""
+        assert self._actors is not None, "daemon not started"
+        return self._actors.coordinator
+
+    def start(self, *, scheduled: bool) -> None:
+        """Start the actors; with ``scheduled`` cycles run on the config's schedule."""
+        config = self.config
+        timers = Timers()
+        database = config.results.database
+        sink = ResultSink.start(
+            lambda: ResultStore(database), self.sources.writer, config.results.history_days
+        )
+        coordinator = Coordinator.start(
+            self.probe,
+            coordinator_settings(config),
+            (sink, *self._extra),
+            make_scorer(config),
+            timers,
+        )
+        watcher = ViewerWatcher.start(
+            coordinator, self.sources.viewers, timers, config.viewers.poll_interval
+        )
+        self._actors = _Actors(timers, sink, coordinator, watcher)
+        if config.status.enabled:
+            try:
+                self._actors.status = StatusServer(
+                    config.status.host, config.status.port, coordinator
+                )
+                self._actors.status.start()
+            except OSError as exc:
+                logger.error("status_bind_failed", listen=config.status.listen, error=str(exc))
+        if scheduled:
+            scheduler = Scheduler.start(
+                coordinator, self.sources.inventory, timers, config.schedule, (sink, *self._extra)
+            )
+            self._actors.scheduler = scheduler
+        logger.info("daemon_started", scheduled=scheduled, source=config.source.type)
+
+    def run_cycle(self, inventory: Inventory, timeout: float | None = None) -> CycleFinished:
+        """Check ``inventory`` once and wait until every result is stored and written back."""
+        actors = self._actors
+        assert actors is not None, "daemon not started"
+        cycle_id = next(self._cycle_ids)
+        actors.coordinator.tell(SetAccounts(inventory.accounts))
+        for listener in (actors.sink, *self._extra):
+            listener.tell(CycleInventory(cycle_id, inventory))
+        done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
+        actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams), done))
+        finished = done.get(timeout=timeout)
+        actors.sink.ask(Flush(), timeout=timeout)
+        return finished
+
+    def stop(self) -> None:
+        """Abort the running cycle (probes killed, leases released), flush, stop everything."""
+        actors = self._actors
+        if actors is None:
+            return
+        self._actors = None
+        try:
+            if actors.status is not None:
+                actors.status.stop()
+            if actors.scheduler is not None:
+                actors.scheduler.stop(timeout=_STOP_TIMEOUT_S)
+            actors.watcher.stop(timeout=_STOP_TIMEOUT_S)
+            aborted: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+            actors.coordinator.tell(AbortCycle("shutdown", aborted))
+            aborted.get(timeout=_STOP_TIMEOUT_S)
+            actors.sink.ask(Flush(), timeout=_STOP_TIMEOUT_S)
+        except (pykka.Timeout, pykka.ActorDeadError) as exc:
+            logger.warning("daemon_stop_incomplete", error=repr(exc))
+        finally:
+            for ref in (actors.coordinator, actors.sink):
+                ref.stop(block=False)
+            pykka.ActorRegistry.stop_all(block=True, timeout=_STOP_TIMEOUT_S)
+            actors.timers.stop()
+            logger.info("daemon_stopped")
