@@ -120,8 +120,9 @@ class AccountActor(pykka.ThreadingActor):
             url=stream_url_for(self._account, profile, request.stream),
             user_agent=self._account.user_agent,
         )
-        self._coordinator.tell(
-            LeaseGranted(request_id=request.request_id, lease=lease, free_after=self._free_now())
+        tell_quietly(
+            self._coordinator,
+            LeaseGranted(request_id=request.request_id, lease=lease, free_after=self._free_now()),
         )
 
     def _on_release(self, message: ReleaseLease) -> None:
@@ -153,8 +154,9 @@ class AccountActor(pykka.ThreadingActor):
     # --- helpers ------------------------------------------------------------------
 
     def _deny(self, request: RequestLease, reason: str) -> None:
-        self._coordinator.tell(
-            LeaseDenied(request_id=request.request_id, account_id=self._account.id, reason=reason)
+        tell_quietly(
+            self._coordinator,
+            LeaseDenied(request_id=request.request_id, account_id=self._account.id, reason=reason),
         )
 
     def _free_now(self) -> int:
@@ -168,7 +170,7 @@ class AccountActor(pykka.ThreadingActor):
             return
         free = self._slots.free()
         if free > 0:
-            self._coordinator.tell(SlotsFreed(account_id=self._account.id, free=free))
+            tell_quietly(self._coordinator, SlotsFreed(account_id=self._account.id, free=free))
 
     def _stagger_wait(self) -> float:
         if self._stagger_delay <= 0:
@@ -189,4 +191,6 @@ class AccountActor(pykka.ThreadingActor):
             return
         self._preempting.update(lease_ids)
         self._log.info("account_preempt", lease_ids=lease_ids, usage=self._slots.usage())
-        self._coordinator.tell(Preempt(account_id=self._account.id, lease_ids=tuple(lease_ids)))
+        tell_quietly(
+            self._coordinator, Preempt(account_id=self._account.id, lease_ids=tuple(lease_ids))
+        )

@@ -109,8 +109,9 @@ class CheckerActor(pykka.ThreadingActor):
         self._cleanup()
         if not self._reported:
             self._reported = True
-            self._coordinator.tell(
-                CheckerDied(lease_id=self._lease.lease_id, reason=repr(exception_value))
+            tell_quietly(
+                self._coordinator,
+                CheckerDied(lease_id=self._lease.lease_id, reason=repr(exception_value)),
             )
 
     # --- internals ----------------------------------------------------------------
@@ -136,14 +137,15 @@ class CheckerActor(pykka.ThreadingActor):
         if self._reported:
             return
         self._reported = True
-        self._coordinator.tell(
+        tell_quietly(
+            self._coordinator,
             CheckFinished(
                 lease_id=self._lease.lease_id,
                 job_id=self._job.job_id,
                 outcome=outcome,
                 started_at=self._started_at,
                 finished_at=utc_now(),
-            )
+            ),
         )
 
     def _cleanup(self) -> None:

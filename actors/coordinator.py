@@ -232,7 +232,7 @@ class Coordinator(pykka.ThreadingActor):
 
     def _on_viewers_seen(self, message: ViewersSeen) -> None:
         for entry in self._accounts.values():
-            entry.ref.tell(ViewersChanged(message.snapshot.for_account(entry.account)))
+            tell_quietly(entry.ref, ViewersChanged(message.snapshot.for_account(entry.account)))
 
     def _on_set_accounts(self, message: SetAccounts) -> None:
         accounts = message.accounts
@@ -249,7 +249,7 @@ class Coordinator(pykka.ThreadingActor):
             entry.account = account
             entry.capacity = capacity(account)
             entry.retired = False
-            entry.ref.tell(LimitsChanged(account, self._stagger_for(account)))
+            tell_quietly(entry.ref, LimitsChanged(account, self._stagger_for(account)))
         for account_id, entry in list(self._accounts.items()):
             if account_id not in seen:
                 self._retire(account_id, entry)
@@ -305,7 +305,7 @@ class Coordinator(pykka.ThreadingActor):
                 limit=limit,
             )
         for listener in self._listeners:
-            listener.tell(CycleStarted(cycle.cycle_id, streams, cycle.started_at))
+            tell_quietly(listener, CycleStarted(cycle.cycle_id, streams, cycle.started_at))
         for job in message.jobs:
             entry = self._accounts.get(job.account_id)
             if entry is None or entry.retired:
@@ -392,7 +392,7 @@ class Coordinator(pykka.ThreadingActor):
             aborted=cycle.aborting,
         )
         for listener in self._listeners:
-            listener.tell(finished)
+            tell_quietly(listener, finished)
         if cycle.done is not None:
             cycle.done.set(finished)
         for waiter in self._abort_waiters:
@@ -433,7 +433,7 @@ class Coordinator(pykka.ThreadingActor):
                 return
 
     def _request(self, entry: _AccountEntry, job: Job) -> None:
-        entry.ref.tell(self._new_request(entry, job))
+        tell_quietly(entry.ref, self._new_request(entry, job))
 
     def _new_request(self, entry: _AccountEntry, job: Job) -> RequestLease:
         request_id = next(self._request_ids)
@@ -449,7 +449,7 @@ class Coordinator(pykka.ThreadingActor):
         entry.free_hint = message.free_after
         cycle = self._cycle
         if cycle is None or cycle.aborting or job.job_id not in cycle.open_jobs:
-            entry.ref.tell(ReleaseLease(lease.lease_id))
+            tell_quietly(entry.ref, ReleaseLease(lease.lease_id))
             if cycle is not None and job.job_id in cycle.open_jobs:
                 self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
                 self._maybe_finish_cycle()
@@ -561,7 +561,7 @@ class Coordinator(pykka.ThreadingActor):
             follow = None
             if entry.waiting and not entry.retired and self._budget_left() > 0:
                 follow = self._new_request(entry, entry.waiting.popleft())
-            entry.ref.tell(ReleaseLease(lease_id, follow))
+            tell_quietly(entry.ref, ReleaseLease(lease_id, follow))
             if entry.retired and entry.running == 0 and entry.in_flight == 0:
                 entry.ref.stop(block=False)
                 del self._accounts[run.lease.account_id]
@@ -655,7 +655,7 @@ class Coordinator(pykka.ThreadingActor):
             )
             cycle.results.append(result)
             for listener in self._listeners:
-                listener.tell(ResultReady(cycle.cycle_id, result))
+                tell_quietly(listener, ResultReady(cycle.cycle_id, result))
 
     # --- status -------------------------------------------------------------------
 

@@ -180,7 +180,7 @@ class Scheduler(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Listen to the coordinator, then start a cycle or plan the first one."""
-        self._coordinator.tell(Subscribe(self.actor_ref))
+        tell_quietly(self._coordinator, Subscribe(self.actor_ref))
         if self._run_at_start:
             self._start_cycle("start")
         else:

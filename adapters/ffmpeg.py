@@ -431,7 +431,7 @@ class FfmpegProbe:
         """The ffmpeg argv for ``request``."""
         timeout_us = str(max(1, int(request.timeout * 1_000_000)))
         analyze_us = str(max(100_000, int(min(request.duration, MAX_ANALYZE_S) * 1_000_000)))
-        cmd = [self.ffmpeg_path, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
+        cmd = [self.ffmpeg_path, "-hide_banner", "-nostdin", "-loglevel", "info"]
         cmd += ["-progress", "pipe:1", "-stats_period", "0.5"]
         user_agent = request.user_agent or self.user_agent_default
         if user_agent:
@@ -466,7 +466,11 @@ class FfmpegProbe:
             token.on_cancel(lambda: run.kill("cancelled") if run is not None else None)
             if self.on_spawn is not None:
                 self.on_spawn(proc.pid)
-            run.watch(no_data_s=request.timeout, wall_s=request.duration + request.timeout)
+            # While ffmpeg analyses the input (up to the analyse window of media,
+            # read at the stream's own pace) it reports no progress; ffmpeg's own
+            # -rw_timeout catches a silent socket, this guard a stuck process.
+            quiet = request.timeout + min(request.duration, MAX_ANALYZE_S)
+            run.watch(no_data_s=quiet, wall_s=request.duration + request.timeout)
         finally:
             if run is None:
                 _killpg(proc.pid)
