@@ -294,3 +294,16 @@ def test_overlapping_cycle_is_refused(harness: Harness):
         second.get(timeout=5)
     probe.open_gate(1)
     assert len(first.get(timeout=5).results) == 1
+
+
+def test_a_stopped_listener_does_not_stop_the_cycle(harness: Harness):
+    class Listener(pykka.ThreadingActor):
+        pass
+
+    listener = Listener.start()
+    probe = FakeProbe(default=Behaviour(duration=0.01))
+    harness.start([simple_account(1, 1)], probe, listeners=(listener,))
+    listener.stop()
+    finished = harness.run([stream(1, 1), stream(2, 1)])
+    assert len(finished.results) == 2
+    assert harness.status()["running"] == 0
