@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,10 +108,26 @@ class _AccountEntry:
     account: Account
     capacity: int
     waiting: deque[Job] = field(default_factory=deque)
+    waiting_work: float = 0.0
+    """Sum of the waiting jobs' expected seconds."""
     in_flight: int = 0
     running: int = 0
     free_hint: int = UNLIMITED
     retired: bool = False
+
+    def push(self, job: Job, *, front: bool = False) -> None:
+        """Queue a job (at the front when it lost its turn through a denial)."""
+        if front:
+            self.waiting.appendleft(job)
+        else:
+            self.waiting.append(job)
+        self.waiting_work += job.expected_s
+
+    def pop(self) -> Job:
+        """Take the next job."""
+        job = self.waiting.popleft()
+        self.waiting_work = max(0.0, self.waiting_work - job.expected_s)
+        return job
 
 
 @dataclass
@@ -120,6 +136,7 @@ class _Running:
     lease: Lease
     checker: pykka.ActorRef[Any]
     watchdog: TimerHandle
+    started: float = field(default_factory=time.monotonic)
     cancelling: bool = False
 
 
@@ -172,6 +189,9 @@ class Coordinator(pykka.ThreadingActor):
         self._delayed: dict[int, tuple[Job, TimerHandle]] = {}
         self._request_ids = itertools.count(1)
         self._cycle: _Cycle | None = None
+        self._budget_blocked = False
+        self._history: dict[int, float] = {}
+        """Seconds each stream's last check took, for ordering the next cycle."""
         self._handlers: dict[type, Callable[[Any], Any]] = {
             LeaseGranted: self._on_granted,
             LeaseDenied: self._on_denied,
@@ -259,8 +279,7 @@ class Coordinator(pykka.ThreadingActor):
     def _retire(self, account_id: int, entry: _AccountEntry) -> None:
         entry.retired = True
         while entry.waiting:
-            job = entry.waiting.popleft()
-            self._finish_job(job, ProbeOutcome(kind="error", reason="account_removed"))
+            self._finish_job(entry.pop(), ProbeOutcome(kind="error", reason="account_removed"))
         if entry.running == 0 and entry.in_flight == 0:
             entry.ref.stop(block=False)
             del self._accounts[account_id]
@@ -306,12 +325,22 @@ class Coordinator(pykka.ThreadingActor):
             )
         for listener in self._listeners:
             tell_quietly(listener, CycleStarted(cycle.cycle_id, streams, cycle.started_at))
-        for job in message.jobs:
+        # Longest expected check first (what it took last cycle; unknown counts
+        # as a full check): the tail of the cycle is then made of short ones.
+        default = self._settings.check_duration
+        expected = [
+            replace(job, expected_s=self._history.get(job.stream.id, default))
+            for job in message.jobs
+        ]
+        expected.sort(key=lambda job: job.expected_s, reverse=True)
+        known = {job.stream.id for job in message.jobs}
+        self._history = {sid: s for sid, s in self._history.items() if sid in known}
+        for job in expected:
             entry = self._accounts.get(job.account_id)
             if entry is None or entry.retired:
                 self._finish_job(job, ProbeOutcome(kind="error", reason="unknown_account"))
             else:
-                entry.waiting.append(job)
+                entry.push(job)
         ref = self.actor_ref
         cycle.wait_deadline = self._timers.call_later(
             self._settings.max_wait, lambda: tell_quietly(ref, _WaitExpired(cycle.cycle_id))
@@ -327,7 +356,7 @@ class Coordinator(pykka.ThreadingActor):
         left = 0
         for entry in self._accounts.values():
             while entry.waiting:
-                self._finish_job(entry.waiting.popleft(), expired)
+                self._finish_job(entry.pop(), expired)
                 left += 1
         for job, handle in list(self._delayed.values()):
             handle.cancel()
@@ -356,7 +385,7 @@ class Coordinator(pykka.ThreadingActor):
         cancelled = ProbeOutcome(kind="cancelled", reason=reason)
         for entry in self._accounts.values():
             while entry.waiting:
-                self._finish_job(entry.waiting.popleft(), cancelled)
+                self._finish_job(entry.pop(), cancelled)
         for job, handle in list(self._delayed.values()):
             handle.cancel()
             self._finish_job(job, cancelled)
@@ -407,30 +436,34 @@ class Coordinator(pykka.ThreadingActor):
             return UNLIMITED
         return limit - len(self._requests) - len(self._running)
 
-    def _pump(self) -> None:
+    def _pump(self, only: _AccountEntry | None = None) -> None:
         """Ask accounts for leases while the global budget has room.
 
-        Under a global limit the account with the most queued work per slot goes
-        first, so the slowest account is never starved by quick ones.
+        ``only`` names the one account an event concerned: while the global
+        budget is not what holds checks back, no other account can have become
+        ready, so the others are not scanned. Under a binding global limit every
+        account is considered and the one with the most queued work per slot
+        goes first, so the slowest account is never starved by quick ones.
         """
         budget = self._budget_left()
         if budget <= 0:
+            self._budget_blocked = True
             return
-        ready = [
-            e
-            for e in self._accounts.values()
-            if e.waiting and e.in_flight < e.free_hint and not e.retired
-        ]
-        if not ready:
-            return
+        if only is not None and not self._budget_blocked:
+            candidates: Iterable[_AccountEntry] = (only,)
+        else:
+            candidates = self._accounts.values()
+        ready = [e for e in candidates if e.waiting and e.in_flight < e.free_hint and not e.retired]
         if budget < sum(len(e.waiting) for e in ready):
             ready.sort(key=_backlog_per_slot, reverse=True)
         for entry in ready:
             while entry.waiting and entry.in_flight < entry.free_hint and budget > 0:
-                self._request(entry, entry.waiting.popleft())
+                self._request(entry, entry.pop())
                 budget -= 1
             if budget <= 0:
+                self._budget_blocked = True
                 return
+        self._budget_blocked = False
 
     def _request(self, entry: _AccountEntry, job: Job) -> None:
         tell_quietly(entry.ref, self._new_request(entry, job))
@@ -479,22 +512,22 @@ class Coordinator(pykka.ThreadingActor):
             profile_id=lease.profile_id,
             lease_id=lease.lease_id,
         )
-        self._pump()
+        self._pump(entry)
 
     def _on_denied(self, message: LeaseDenied) -> None:
         job = self._requests.pop(message.request_id)
         entry = self._accounts[message.account_id]
         entry.in_flight -= 1
         entry.free_hint = 0
-        entry.waiting.appendleft(job)
-        self._pump()
+        entry.push(job, front=True)
+        self._pump(entry)
 
     def _on_slots_freed(self, message: SlotsFreed) -> None:
         entry = self._accounts.get(message.account_id)
         if entry is None:
             return
         entry.free_hint = message.free
-        self._pump()
+        self._pump(entry)
 
     # --- ending checks ------------------------------------------------------------
 
@@ -553,19 +586,27 @@ class Coordinator(pykka.ThreadingActor):
         if run is None:
             return
         run.watchdog.cancel()
+        if outcome.kind in ("ok", "dead"):
+            self._history[run.job.stream.id] = time.monotonic() - run.started
         entry = self._accounts.get(run.lease.account_id)
         if entry is not None:
             entry.running -= 1
         self._settle(run.job, outcome, run.lease, started_at, finished_at)
         if entry is not None:
             follow = None
-            if entry.waiting and not entry.retired and self._budget_left() > 0:
-                follow = self._new_request(entry, entry.waiting.popleft())
+            if (
+                entry.waiting
+                and not entry.retired
+                and not self._budget_blocked
+                and self._budget_left() > 0
+            ):
+                # Hand the freed slot straight to this account's next job.
+                follow = self._new_request(entry, entry.pop())
             tell_quietly(entry.ref, ReleaseLease(lease_id, follow))
             if entry.retired and entry.running == 0 and entry.in_flight == 0:
                 entry.ref.stop(block=False)
                 del self._accounts[run.lease.account_id]
-        self._pump()
+        self._pump(entry)
         self._maybe_finish_cycle()
 
     def _settle(
@@ -608,7 +649,7 @@ class Coordinator(pykka.ThreadingActor):
             self._finish_job(job, ProbeOutcome(kind="error", reason="account_removed"))
             return
         if delay <= 0:
-            entry.waiting.append(job)
+            entry.push(job)
             return
         ref = self.actor_ref
         handle = self._timers.call_later(delay, lambda: tell_quietly(ref, JobReady(job.job_id)))
@@ -619,7 +660,7 @@ class Coordinator(pykka.ThreadingActor):
         if item is None:
             return
         self._enqueue(item[0], delay=0.0)
-        self._pump()
+        self._pump(self._accounts.get(item[0].account_id))
 
     def _finish_job(
         self,
@@ -698,9 +739,10 @@ class Coordinator(pykka.ThreadingActor):
 
 
 def _backlog_per_slot(entry: _AccountEntry) -> float:
-    work = len(entry.waiting) + entry.running + entry.in_flight
-    slots = entry.capacity if entry.capacity < UNLIMITED else max(work, 1)
-    return work / max(slots, 1)
+    """Expected seconds of queued work per slot of the account."""
+    if entry.capacity >= UNLIMITED:
+        return max((job.expected_s for job in entry.waiting), default=0.0)
+    return entry.waiting_work / max(entry.capacity, 1)
 
 
 def _shown_limit(capacity: int) -> int:

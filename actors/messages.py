@@ -38,6 +38,8 @@ class Job:
     """Retries used after errors or provider-busy refusals."""
     requeues: int = 0
     """Times the job was cancelled (preempted) and put back."""
+    expected_s: float = 0.0
+    """How long the check is expected to take (its last duration), for ordering."""
 
     @property
     def account_id(self) -> int:
