@@ -21,7 +21,7 @@ from actors.messages import (
     SlotsFreed,
     ViewersChanged,
 )
-from actors.slots import AccountSlots
+from actors.slots import UNLIMITED, AccountSlots
 from actors.tell import tell_quietly
 from actors.timers import TimerHandle, Timers
 from domain.models import Account
@@ -68,6 +68,8 @@ class AccountActor(pykka.ThreadingActor):
         self._last_open = -float("inf")
         self._stagger_timer: TimerHandle | None = None
         self._preempting: set[int] = set()
+        self._reported_free = UNLIMITED
+        """The room the coordinator last heard of; it starts out assuming plenty."""
         self._log = logger.bind(account_id=account.id)
 
     @property
@@ -122,7 +124,9 @@ class AccountActor(pykka.ThreadingActor):
         )
         tell_quietly(
             self._coordinator,
-            LeaseGranted(request_id=request.request_id, lease=lease, free_after=self._free_now()),
+            LeaseGranted(
+                request_id=request.request_id, lease=lease, free_after=self._report_free()
+            ),
         )
 
     def _on_release(self, message: ReleaseLease) -> None:
@@ -154,22 +158,33 @@ class AccountActor(pykka.ThreadingActor):
     # --- helpers ------------------------------------------------------------------
 
     def _deny(self, request: RequestLease, reason: str) -> None:
+        self._reported_free = 0
         tell_quietly(
             self._coordinator,
             LeaseDenied(request_id=request.request_id, account_id=self._account.id, reason=reason),
         )
 
-    def _free_now(self) -> int:
-        """Free slots, or 0 while the stagger delay holds new openings back."""
-        return 0 if self._stagger_wait() > 0 else self._slots.free()
+    def _report_free(self) -> int:
+        """Free slots as told to the coordinator (0 while the stagger delay holds openings back)."""
+        self._reported_free = 0 if self._stagger_wait() > 0 else self._slots.free()
+        return self._reported_free
 
     def _announce_free(self) -> None:
+        """Tell the coordinator about room, if it may be waiting for it.
+
+        The coordinator only waits on an account whose last answer said it had
+        no room (a denial, or a grant that took the last slot); otherwise its
+        own count of the room left still lets it ask.
+        """
+        if self._reported_free > 0:
+            return
         wait = self._stagger_wait()
         if wait > 0:
             self._schedule_stagger(wait)
             return
         free = self._slots.free()
         if free > 0:
+            self._reported_free = free
             tell_quietly(self._coordinator, SlotsFreed(account_id=self._account.id, free=free))
 
     def _stagger_wait(self) -> float:
