@@ -7,6 +7,9 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
+
+import pykka
 
 from domain.cancel import CancelToken
 from domain.models import (
@@ -205,3 +208,45 @@ class FakeProbe:
 def _login(url: str) -> str:
     match = _LOGIN.search(url)
     return match.group("login") if match else "?"
+
+
+class Inbox:
+    """What a recording actor received, with ways to wait for it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._cond = threading.Condition()
+
+    def put(self, message: Any) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait_count(self, count: int, timeout: float = 5.0) -> list[Any]:
+        """Wait for ``count`` messages of any kind; all received so far."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.messages) >= count, timeout), self.messages
+            return list(self.messages)
+
+    def wait_for(self, kind: type, count: int = 1, timeout: float = 5.0) -> list[Any]:
+        """Wait for ``count`` messages of type ``kind``; those received so far."""
+
+        def found() -> list[Any]:
+            return [m for m in self.messages if isinstance(m, kind)]
+
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(found()) >= count, timeout), self.messages
+            return found()
+
+
+class Recorder(pykka.ThreadingActor):
+    """Stands in for a coordinator or a listener: records every message in an inbox."""
+
+    use_daemon_thread = True
+
+    def __init__(self, inbox: Inbox) -> None:
+        super().__init__()
+        self.inbox = inbox
+
+    def on_receive(self, message: Any) -> Any:
+        self.inbox.put(message)

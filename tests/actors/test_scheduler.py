@@ -23,7 +23,7 @@ from domain.config import ScheduleSection
 from domain.models import Account, Inventory, Stream
 from domain.ports import SourceError
 from tests.actors.conftest import Harness
-from tests.actors.fakes import Behaviour, FakeProbe, simple_account, stream
+from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder, simple_account, stream
 
 HOUR = 3600.0
 
@@ -63,40 +63,6 @@ class ScriptedInventory:
     def wait_loads(self, count: int, timeout: float = 5.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.loads >= count, timeout)
-
-
-class Inbox:
-    """What a recording listener received, with a way to wait for it."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self._cond = threading.Condition()
-
-    def put(self, message: Any) -> None:
-        with self._cond:
-            self.messages.append(message)
-            self._cond.notify_all()
-
-    def wait_for(self, kind: type, count: int = 1, timeout: float = 5.0) -> list[Any]:
-        def found() -> list[Any]:
-            return [m for m in self.messages if isinstance(m, kind)]
-
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(found()) >= count, timeout), self.messages
-            return found()
-
-
-class Recorder(pykka.ThreadingActor):
-    """A listener of the scheduler and the coordinator: records every message."""
-
-    use_daemon_thread = True
-
-    def __init__(self, inbox: Inbox) -> None:
-        super().__init__()
-        self.inbox = inbox
-
-    def on_receive(self, message: Any) -> Any:
-        self.inbox.put(message)
 
 
 def start_scheduler(

@@ -16,7 +16,7 @@ from actors.viewers import ViewerWatcher, worst_of
 from domain.models import ViewerSnapshot
 from domain.ports import SourceError
 from tests.actors.conftest import Harness
-from tests.actors.fakes import Behaviour, FakeProbe, simple_account, stream
+from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder, simple_account, stream
 
 NOBODY = ViewerSnapshot()
 
@@ -49,37 +49,6 @@ class ScriptedViewers:
     def wait_reads(self, count: int, timeout: float = 5.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.reads >= count, timeout)
-
-
-class Inbox:
-    """What a recording actor received, with a way to wait for it."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self._cond = threading.Condition()
-
-    def put(self, message: Any) -> None:
-        with self._cond:
-            self.messages.append(message)
-            self._cond.notify_all()
-
-    def wait_count(self, count: int, timeout: float = 5.0) -> list[Any]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.messages) >= count, timeout), self.messages
-            return list(self.messages)
-
-
-class Recorder(pykka.ThreadingActor):
-    """Stands in for the coordinator: records every message."""
-
-    use_daemon_thread = True
-
-    def __init__(self, inbox: Inbox) -> None:
-        super().__init__()
-        self.inbox = inbox
-
-    def on_receive(self, message: Any) -> Any:
-        self.inbox.put(message)
 
 
 def start_watcher(
