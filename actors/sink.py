@@ -9,14 +9,14 @@ that one write: it is logged and the sink goes on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pykka
 import structlog
 
 from actors.messages import CycleFinished, CycleInventory, CycleStarted, Flush, ResultReady
 from adapters.store import ResultStore, StoreError
-from domain.models import Inventory
+from domain.models import CheckResult, Inventory
 from domain.ports import ResultWriter, SourceError
 
 T = TypeVar("T")
@@ -101,7 +101,7 @@ class ResultSink(pykka.ThreadingActor):
         if store is not None and db_cycle is not None:
             _guarded("store_failed", lambda: store.record(db_cycle, result), result.stream_id)
         if _guarded(
-            "writeback_failed", lambda: self._writer.write_result(result), result.stream_id
+            "writeback_failed", lambda: _done(self._writer.write_result, result), result.stream_id
         ):
             self.written += 1
 
@@ -129,7 +129,10 @@ class ResultSink(pykka.ThreadingActor):
 
 
 def _guarded(event: str, action: Callable[[], T], stream_id: int | None = None) -> T | None:
-    """Run one write; a failure is logged and costs that write only, never the sink."""
+    """Run one write and return its value, or ``None`` when it failed.
+
+    A failure is logged and costs that write only, never the sink.
+    """
     try:
         result = action()
     except (StoreError, SourceError) as exc:
@@ -138,4 +141,10 @@ def _guarded(event: str, action: Callable[[], T], stream_id: int | None = None) 
     except Exception:  # a bug in one write must not stop all later ones
         logger.exception(event, stream_id=stream_id)
         return None
-    return result if result is not None else cast(T, True)
+    return result
+
+
+def _done(action: Callable[[CheckResult], None], result: CheckResult) -> bool:
+    """Run an action that returns nothing; True once it ran without raising."""
+    action(result)
+    return True
