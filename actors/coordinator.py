@@ -519,6 +519,11 @@ class Coordinator(pykka.ThreadingActor):
         entry = self._accounts[message.account_id]
         entry.in_flight -= 1
         entry.free_hint = 0
+        cycle = self._cycle
+        if cycle is None or cycle.aborting:
+            self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
+            self._maybe_finish_cycle()
+            return
         entry.push(job, front=True)
         self._pump(entry)
 

@@ -307,3 +307,14 @@ def test_a_stopped_listener_does_not_stop_the_cycle(harness: Harness):
     finished = harness.run([stream(1, 1), stream(2, 1)])
     assert len(finished.results) == 2
     assert harness.status()["running"] == 0
+
+
+def test_abort_with_requests_in_flight_still_finishes_the_cycle(harness: Harness):
+    probe = FakeProbe(default=Behaviour(hang=True))
+    harness.start([simple_account(1, 1)], probe)
+    harness.status()  # the account actor is up
+    done = harness.begin([stream(1, 1), stream(2, 1), stream(3, 1)])
+    harness.coordinator.tell(AbortCycle("test"))  # before the account answers
+    finished = done.get(timeout=5)
+    assert sorted(r.status for r in finished.results) == ["cancelled"] * 3
+    assert all_leases_released()
