@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -48,10 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     config_help = "config file (TOML); default ./config.toml"
+    dry_run_help = "log what would be written to Dispatcharr instead of writing it"
     run = commands.add_parser("run", help="the long-running daemon")
     run.add_argument("--config", type=Path, default=None, help=config_help)
+    run.add_argument("--dry-run", action="store_true", help=dry_run_help)
     once = commands.add_parser("once", help="one full check cycle, then exit")
     once.add_argument("--config", type=Path, default=None, help=config_help)
+    once.add_argument("--dry-run", action="store_true", help=dry_run_help)
     once.add_argument("--report", type=Path, default=None, help="write the cycle report here")
     validate = commands.add_parser("validate", help="check the config and its inventory")
     validate.add_argument("--config", type=Path, default=None, help=config_help)
@@ -92,6 +96,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
         config = load_config(path)
     except ConfigError as exc:
         raise BadInputError(str(exc)) from exc
+    if getattr(args, "dry_run", False):
+        config = replace(config, results=replace(config.results, dry_run=True))
     logs.configure(config.log.format, config.log.level)
     try:
         sources = build_sources(config)

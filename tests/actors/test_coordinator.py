@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pykka
 import pytest
@@ -318,3 +319,29 @@ def test_abort_with_requests_in_flight_still_finishes_the_cycle(harness: Harness
     finished = done.get(timeout=5)
     assert sorted(r.status for r in finished.results) == ["cancelled"] * 3
     assert all_leases_released()
+
+
+def test_second_profile_takes_the_next_check_with_its_own_url(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([profile_account(1, [1, 1])], probe)
+    done = harness.begin([stream(1, 1), stream(2, 1), stream(3, 1)])
+    assert probe.wait_open(2)
+    assert dict(probe.open) == {"p100": 1, "p101": 1}  # default login first, then the second
+    assert not probe.wait_open(3, timeout=0.2)
+    for sid in (1, 2, 3):
+        probe.open_gate(sid)
+    finished = done.get(timeout=10)
+    assert {r.profile_id for r in finished.results} <= {100, 101}
+
+
+def test_reserve_for_viewers_keeps_slots_free(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    account = replace(simple_account(1, 3), reserve_for_viewers=1)
+    harness.start([account], probe)
+    done = harness.begin([stream(i, 1) for i in range(1, 5)])
+    assert probe.wait_open(2)
+    assert not probe.wait_open(3, timeout=0.2)
+    for sid in range(1, 5):
+        probe.open_gate(sid)
+    assert len(done.get(timeout=10).results) == 4
+    assert probe.max_open["p100"] == 2

@@ -218,3 +218,12 @@ def test_viewer_appearing_mid_cycle_preempts_the_check(world, tmp_path: Path):
     seen = sim.stats()
     assert seen.max_concurrency["ub"] == 1
     assert seen.refused == ()
+
+
+def test_dry_run_writes_nothing(world, tmp_path: Path):
+    _sim, fake, config = world
+    report = tmp_path / "report.json"
+    assert main(["once", "--config", str(config), "--report", str(report), "--dry-run"]) == 0
+    assert len(json.loads(report.read_text())["results"]) == 6
+    assert fake.stream_patches == []
+    assert fake.channel_patches == []
