@@ -46,7 +46,7 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )
     logging.basicConfig(
         level=logging.WARNING, stream=out, format="%(levelname)s %(name)s %(message)s"
