@@ -1,7 +1,8 @@
 """The command line: ``run``, ``once``, ``validate`` and ``demo``.
 
-Bad input (config, inventory) ends with exit code 2 and one line naming what is
-wrong, never a traceback. ``once`` exits 0 also when some streams are dead.
+Bad input (config, inventory, a wrong answer from Dispatcharr) ends with exit
+code 2 and one line naming what is wrong, never a traceback; Dispatcharr not
+answering at all ends with exit code 1. ``once`` exits 0 also when some streams are dead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import structlog
 
 from actors.messages import AbortCycle, CycleFinished
+from adapters.dispatcharr import DispatcharrUnavailable
 from adapters.sources import Sources, build_sources
 from app import logs
 from app.daemon import Daemon
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SourceDownError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
@@ -106,10 +111,16 @@ def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
     return config, sources
 
 
+class SourceDownError(Exception):
+    """Dispatcharr did not answer: exit 1 (nothing is wrong with the input)."""
+
+
 def _load_inventory(sources: Sources) -> Inventory:
     try:
         return sources.inventory.load()
     except SourceError as exc:
+        if isinstance(exc.__cause__, DispatcharrUnavailable):
+            raise SourceDownError(str(exc)) from exc
         raise BadInputError(str(exc)) from exc
 
 
@@ -133,6 +144,9 @@ def cmd_once(args: argparse.Namespace) -> int:
         daemon.start(scheduled=False)
         try:
             finished = _run_interruptibly(daemon, inventory, stopping)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             daemon.stop()
     if args.report is not None:
@@ -162,6 +176,9 @@ def _run_interruptibly(
         thread.join(timeout=30)
     if "error" in box:
         raise box["error"]
+    if "finished" not in box:
+        message = "the cycle did not end after it was aborted"
+        raise RuntimeError(message)
     finished: CycleFinished = box["finished"]
     return finished
 

@@ -227,3 +227,15 @@ def test_dry_run_writes_nothing(world, tmp_path: Path):
     assert len(json.loads(report.read_text())["results"]) == 6
     assert fake.stream_patches == []
     assert fake.channel_patches == []
+
+
+def test_dispatcharr_down_exits_1_with_one_line(world, tmp_path: Path, capsys):
+    _sim, fake, config = world
+    fake.stop()
+    code, report = run_once(config, tmp_path)
+    assert code == 1
+    assert report == {}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ")  # after the client's own warning log line
+    assert "unavailable" in err[-1]
+    assert "Traceback" not in "\n".join(err)
