@@ -203,6 +203,7 @@ class DispatcharrClient:
         token_max_age: float = TOKEN_MAX_AGE_S,
         page_size: int = DEFAULT_PAGE_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        user_agent: str | None = None,
     ) -> None:
         if not api_key and not (username and password):
             message = "Dispatcharr needs an API key, or a username and a password"
@@ -223,6 +224,8 @@ class DispatcharrClient:
         self._login_blocked_until: float | None = None
         self._stats_missing = False
         self._session = requests.Session()
+        if user_agent:
+            self._session.headers["User-Agent"] = user_agent
         retry = _CappedRetry(
             total=retries + 1,
             connect=retries,

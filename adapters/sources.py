@@ -513,6 +513,7 @@ def build_sources(config: Config, environ: Mapping[str, str] | None = None) -> S
             password=password or "",
             api_key=api_key,
             timeout=section.timeout,
+            user_agent=section.user_agent,
         )
     except DispatcharrError as exc:  # pragma: no cover - credentials checked above
         raise SourceError(str(exc)) from exc

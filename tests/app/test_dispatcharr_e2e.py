@@ -61,6 +61,7 @@ type = "dispatcharr"
 [dispatcharr]
 url = "{fake.url}"
 username = "{fake.username}"
+user_agent = "iptv-checkd-test"
 
 [concurrent_streams]
 global_limit = 10
