@@ -149,6 +149,7 @@ class Scheduler(pykka.ThreadingActor):
         listeners: tuple[pykka.ActorRef[Any], ...] = (),
         clock: Callable[[], datetime] | None = None,
         first_cycle_id: int = 1,
+        failure_retry: float = 60.0,
     ) -> None:
         super().__init__()
         self._cron = schedule.cron.strip()
@@ -175,6 +176,9 @@ class Scheduler(pykka.ThreadingActor):
         self._next_at: str | None = None
         self._last_error: str | None = None
         self._cycles_started = 0
+        self._failure_retry = failure_retry
+        self._failures = 0
+        """Source failures in a row: the retry delay doubles with each one."""
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -230,9 +234,11 @@ class Scheduler(pykka.ThreadingActor):
         except Exception as exc:  # noqa: BLE001 - the daemon never dies of a source failure
             self._last_error = str(exc) or repr(exc)
             logger.error("cycle_source_failed", error=self._last_error, reason=reason)
+            self._failures += 1
             self._plan_next()
             return
         self._last_error = None
+        self._failures = 0
         cycle_id = next(self._cycle_ids)
         self._running = cycle_id
         self._cycles_started += 1
@@ -275,6 +281,11 @@ class Scheduler(pykka.ThreadingActor):
             delay = next_delay(self._cron, now)
         else:
             delay = max(0.0, self._last_start + self._interval - time.monotonic())
+        if self._failures:
+            # The source failed (Dispatcharr down?): try again sooner than the
+            # schedule would, backing off, never later than the schedule.
+            retry = self._failure_retry * 2 ** (self._failures - 1)
+            delay = min(delay, retry)
         self._cancel_timer()
         token = self._token
         ref = self.actor_ref

@@ -310,3 +310,17 @@ def test_stop_drops_the_planned_start(harness: Harness):
     )
     scheduler.stop(timeout=5)
     assert not source.wait_loads(1, timeout=0.4)
+
+
+def test_a_failed_source_is_retried_sooner_than_the_schedule(harness: Harness):
+    accounts = [simple_account(1, 1)]
+    harness.start(accounts, FakeProbe())
+    source = ScriptedInventory(
+        SourceError("Dispatcharr unavailable"), inventory(accounts, [stream(1, 1)])
+    )
+    scheduler, inbox = start_scheduler(
+        harness, source, ScheduleSection(interval=HOUR), failure_retry=0.1
+    )
+    finished = inbox.wait_for(CycleFinished)  # an hour early: the retry after 0.1 s
+    assert [r.status for r in finished[0].results] == ["ok"]
+    assert scheduler.is_alive()
