@@ -10,8 +10,9 @@ many more.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from domain.models import Account, Channel, Inventory, Profile, Stream, ViewerSnapshot
@@ -22,6 +23,9 @@ _URL_SCHEMES = frozenset(
 )
 _ACCOUNT_TYPES = ("STD", "XC")
 _MAX_SHOWN = 60
+
+
+_WithId = TypeVar("_WithId", Account, Stream, Channel)
 
 
 class InventoryError(Exception):
@@ -180,43 +184,50 @@ class _Reader:
         for key in ("accounts", "streams"):
             if key not in root:
                 self.fail(key, "missing")
-        accounts: list[Account] = []
-        account_ids: dict[int, str] = {}
         profile_ids: dict[int, str] = {}
-        for index, raw in enumerate(self.array(root["accounts"], "accounts")):
-            where = f"accounts[{index}]"
-            account = self.account(self.obj(raw, where), where, profile_ids)
-            if account.id in account_ids:
-                first = account_ids[account.id]
-                self.fail(f"{where}.id", f"duplicate account id {account.id} (also {first})")
-            account_ids[account.id] = where
-            accounts.append(account)
-
-        streams: list[Stream] = []
-        stream_ids: dict[int, str] = {}
-        for index, raw in enumerate(self.array(root["streams"], "streams")):
-            where = f"streams[{index}]"
-            stream = self.stream(self.obj(raw, where), where, account_ids)
-            if stream.id in stream_ids:
-                first = stream_ids[stream.id]
-                self.fail(f"{where}.id", f"duplicate stream id {stream.id} (also {first})")
-            stream_ids[stream.id] = where
-            streams.append(stream)
-
-        channels: list[Channel] = []
-        channel_ids: dict[int, str] = {}
-        raw_channels = root.get("channels")
-        if raw_channels is None:
-            raw_channels = []
-        for index, raw in enumerate(self.array(raw_channels, "channels")):
-            where = f"channels[{index}]"
-            channel = self.channel(self.obj(raw, where), where, stream_ids)
-            if channel.id in channel_ids:
-                first = channel_ids[channel.id]
-                self.fail(f"{where}.id", f"duplicate channel id {channel.id} (also {first})")
-            channel_ids[channel.id] = where
-            channels.append(channel)
+        accounts, account_ids = self.unique(
+            root["accounts"],
+            "accounts",
+            "account",
+            lambda data, where: self.account(data, where, profile_ids),
+        )
+        streams, stream_ids = self.unique(
+            root["streams"],
+            "streams",
+            "stream",
+            lambda data, where: self.stream(data, where, account_ids),
+        )
+        channels, _ = self.unique(
+            [] if root.get("channels") is None else root["channels"],
+            "channels",
+            "channel",
+            lambda data, where: self.channel(data, where, stream_ids),
+        )
         return Inventory(accounts=tuple(accounts), streams=tuple(streams), channels=tuple(channels))
+
+    def unique(
+        self,
+        raw: Any,
+        key: str,
+        noun: str,
+        parse: Callable[[dict[str, Any], str], _WithId],
+    ) -> tuple[list[_WithId], dict[int, str]]:
+        """Parse the array ``raw`` item by item; ids must not repeat.
+
+        Returns the items and, per id, where it stands (for later messages).
+        """
+        items: list[_WithId] = []
+        seen: dict[int, str] = {}
+        for index, item in enumerate(self.array(raw, key)):
+            where = f"{key}[{index}]"
+            parsed = parse(self.obj(item, where), where)
+            if parsed.id in seen:
+                self.fail(
+                    f"{where}.id", f"duplicate {noun} id {parsed.id} (also {seen[parsed.id]})"
+                )
+            seen[parsed.id] = where
+            items.append(parsed)
+        return items, seen
 
     def account(self, data: dict[str, Any], where: str, profile_ids: dict[int, str]) -> Account:
         account_id = self.ident(data, "id", where)
