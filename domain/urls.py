@@ -18,6 +18,8 @@ from domain.models import Account, Profile, Stream
 _JS_NAMED = re.compile(r"\$<([^>]+)>")
 _JS_NUMBERED = re.compile(r"\$(\d+)")
 _REWRITE_TIMEOUT_S = 0.1
+_IDENTITY = frozenset({("^(.*)$", "$1"), ("^(.*)$", "\\1"), ("(.*)", "$1")})
+"""Patterns that leave a URL as it is (every default profile has the first)."""
 
 
 def python_replacement(replace_pattern: str) -> str:
@@ -28,13 +30,16 @@ def python_replacement(replace_pattern: str) -> str:
 
 def rewrite_url(url: str, search_pattern: str, replace_pattern: str) -> str:
     """Apply a profile's search/replace to ``url``; unchanged on no match or error."""
-    if not search_pattern:
+    if not search_pattern or (search_pattern, replace_pattern) in _IDENTITY:
         return url
     try:
+        # concurrent=False keeps the GIL: a rewrite takes microseconds, and giving
+        # the GIL up and waiting for it again among busy threads took milliseconds.
         new_url, count = regex.subn(
             search_pattern,
             python_replacement(replace_pattern),
             url,
+            concurrent=False,
             timeout=_REWRITE_TIMEOUT_S,
         )
     except (regex.error, TimeoutError, IndexError):
