@@ -189,6 +189,7 @@ class Coordinator(pykka.ThreadingActor):
         self._delayed: dict[int, tuple[Job, TimerHandle]] = {}
         self._request_ids = itertools.count(1)
         self._cycle: _Cycle | None = None
+        self._last_cycle: dict[str, Any] | None = None
         self._budget_blocked = False
         self._history: dict[int, float] = {}
         """Seconds each stream's last check took, for ordering the next cycle."""
@@ -411,12 +412,22 @@ class Coordinator(pykka.ThreadingActor):
             duration_s=round(duration, 3),
             aborted=cycle.aborting,
         )
+        self._last_cycle = {
+            "cycle_id": cycle.cycle_id,
+            "started_at": cycle.started_at,
+            "finished_at": finished.finished_at,
+            "duration_s": finished.duration_s,
+            "streams": cycle.streams,
+            "alive": sum(1 for r in cycle.results if r.status == "ok"),
+            "dead": sum(1 for r in cycle.results if r.status == "dead"),
+            "aborted": cycle.aborting,
+        }
         logger.info(
             "cycle_finished",
             cycle_id=cycle.cycle_id,
             completed=len(cycle.results),
             total=cycle.streams,
-            alive=sum(1 for r in cycle.results if r.status == "ok"),
+            alive=self._last_cycle["alive"],
             duration_s=finished.duration_s,
             aborted=cycle.aborting,
         )
@@ -717,6 +728,7 @@ class Coordinator(pykka.ThreadingActor):
                 "started_at": cycle.started_at,
                 "aborting": cycle.aborting,
             },
+            "last_cycle": self._last_cycle,
             "global_limit": self._settings.global_limit,
             "running": len(self._running),
             "requests_in_flight": len(self._requests),

@@ -145,19 +145,19 @@ class Daemon:
             coordinator, self.sources.viewers, timers, config.viewers.poll_interval
         )
         self._actors = _Actors(timers, sink, coordinator, watcher)
-        if config.status.enabled:
-            try:
-                self._actors.status = StatusServer(
-                    config.status.host, config.status.port, coordinator
-                )
-                self._actors.status.start()
-            except OSError as exc:
-                logger.error("status_bind_failed", listen=config.status.listen, error=str(exc))
         if scheduled:
             scheduler = Scheduler.start(
                 coordinator, self.sources.inventory, timers, config.schedule, (sink, *self._extra)
             )
             self._actors.scheduler = scheduler
+        if config.status.enabled:
+            try:
+                self._actors.status = StatusServer(
+                    config.status.host, config.status.port, coordinator, self._actors.scheduler
+                )
+                self._actors.status.start()
+            except OSError as exc:
+                logger.error("status_bind_failed", listen=config.status.listen, error=str(exc))
         logger.info("daemon_started", scheduled=scheduled, source=config.source.type)
 
     def run_cycle(self, inventory: Inventory, timeout: float | None = None) -> CycleFinished:

@@ -28,8 +28,15 @@ class StatusServer:
     Binding happens in the constructor so a busy port fails at start-up.
     """
 
-    def __init__(self, host: str, port: int, coordinator: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        coordinator: pykka.ActorRef[Any],
+        scheduler: pykka.ActorRef[Any] | None = None,
+    ) -> None:
         self._coordinator = coordinator
+        self._scheduler = scheduler
         handler = type("_BoundHandler", (_Handler,), {"status_server": self})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -59,7 +66,10 @@ class StatusServer:
         checks = [
             {k: v for k, v in check.items() if k != "checker"} for check in status.get("checks", [])
         ]
-        return {**status, "checks": checks}
+        schedule = None
+        if self._scheduler is not None:
+            schedule = self._scheduler.ask(GetStatus(), timeout=_ASK_TIMEOUT_S)
+        return {**status, "checks": checks, "schedule": schedule}
 
 
 def metrics_text(status: dict[str, Any]) -> str:
@@ -126,6 +136,17 @@ def _page(status: dict[str, Any]) -> str:
         lines.append(f"cycle {cycle['cycle_id']}: {cycle['done']}/{cycle['streams']} streams done")
     else:
         lines.append("no cycle running")
+    last = status.get("last_cycle")
+    if last:
+        lines.append(
+            f"last cycle {last['cycle_id']}: {last['alive']} alive, {last['dead']} dead of "
+            f"{last['streams']} streams, finished {last['finished_at']} in {last['duration_s']}s"
+        )
+    schedule = status.get("schedule") or {}
+    if schedule.get("next_start"):
+        lines.append(f"next cycle: {schedule['next_start']}")
+    if schedule.get("last_source_error"):
+        lines.append(f"last source error: {schedule['last_source_error']}")
     lines.append(f"running checks: {status['running']} (global limit {status['global_limit']})")
     for account_id, account in sorted(status.get("accounts", {}).items()):
         lines.append(

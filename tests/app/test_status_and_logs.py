@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import json
 
+import pykka
 import requests
 import structlog
 
 from actors.coordinator import Coordinator, CoordinatorSettings
-from actors.messages import SetAccounts
+from actors.jobs import jobs_for
+from actors.messages import CheckCycle, SetAccounts
 from app import logs
 from app.status import StatusServer
-from tests.actors.fakes import FakeProbe, simple_account
+from tests.actors.fakes import FakeProbe, simple_account, stream
 
 
 def test_status_page_serves_json_metrics_and_text():
@@ -30,6 +32,15 @@ def test_status_page_serves_json_metrics_and_text():
         assert 'iptv_checkd_account_waiting{account="1"} 0' in metrics
         page = requests.get(f"{server.address}/", timeout=5).text
         assert "no cycle running" in page
+        assert status["last_cycle"] is None
+
+        done: pykka.ThreadingFuture = pykka.ThreadingFuture()
+        coordinator.tell(CheckCycle(1, jobs_for([stream(1, 1)]), done))
+        done.get(timeout=5)
+        status = requests.get(f"{server.address}/api/status", timeout=5).json()
+        assert status["last_cycle"]["alive"] == 1
+        assert status["last_cycle"]["streams"] == 1
+        assert "last cycle 1: 1 alive" in requests.get(f"{server.address}/", timeout=5).text
         assert requests.get(f"{server.address}/nope", timeout=5).status_code == 404
     finally:
         server.stop()
