@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -162,6 +162,8 @@ class Coordinator(pykka.ThreadingActor):
         listeners: actors told ``CycleStarted``, ``ResultReady`` and ``CycleFinished``.
         scorer: quality score of a stream that played.
         timers: the shared timer thread (one is made, and stopped with the actor, if None).
+        history: seconds each stream's last check took (from the results store),
+            so that even the first cycle after a restart starts the long ones first.
     """
 
     use_daemon_thread = True
@@ -173,6 +175,7 @@ class Coordinator(pykka.ThreadingActor):
         listeners: tuple[pykka.ActorRef[Any], ...] = (),
         scorer: Scorer | None = None,
         timers: Timers | None = None,
+        history: Mapping[int, float] | None = None,
     ) -> None:
         super().__init__()
         self._probe = probe
@@ -191,7 +194,7 @@ class Coordinator(pykka.ThreadingActor):
         self._cycle: _Cycle | None = None
         self._last_cycle: dict[str, Any] | None = None
         self._budget_blocked = False
-        self._history: dict[int, float] = {}
+        self._history: dict[int, float] = dict(history or {})
         """Seconds each stream's last check took, for ordering the next cycle."""
         self._handlers: dict[type, Callable[[Any], Any]] = {
             LeaseGranted: self._on_granted,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -31,7 +33,7 @@ from actors.sink import ResultSink
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
-from adapters.store import ResultStore
+from adapters.store import ResultStore, StoreError
 from app.status import StatusServer
 from domain.config import Config
 from domain.models import Inventory, Probe, StreamInfo
@@ -77,6 +79,38 @@ def make_probe(config: Config) -> Probe:
     from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
 
     return FfmpegProbe(find_ffmpeg(config.check.ffmpeg), config.check.user_agent or None)
+
+
+def check_times(database: Path) -> dict[int, float]:
+    """Seconds each stream's latest ok/dead check took, from the results store.
+
+    Read once at start (the sink owns the store after that); a missing or
+    unreadable store just means no history.
+    """
+    if not database.exists():
+        return {}
+    try:
+        store = ResultStore(database)
+        try:
+            latest = store.latest()
+        finally:
+            store.close()
+    except StoreError as exc:
+        logger.warning("history_unreadable", database=str(database), error=str(exc))
+        return {}
+    times: dict[int, float] = {}
+    for stream_id, result in latest.items():
+        if result.status not in ("ok", "dead") or not result.started_at or not result.finished_at:
+            continue
+        try:
+            started = datetime.fromisoformat(result.started_at)
+            finished = datetime.fromisoformat(result.finished_at)
+        except ValueError:
+            continue
+        seconds = (finished - started).total_seconds()
+        if seconds >= 0:
+            times[stream_id] = seconds
+    return times
 
 
 @dataclass
@@ -140,6 +174,7 @@ class Daemon:
             (sink, *self._extra),
             make_scorer(config),
             timers,
+            check_times(database),
         )
         watcher = ViewerWatcher.start(
             coordinator, self.sources.viewers, timers, config.viewers.poll_interval

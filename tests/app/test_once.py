@@ -12,7 +12,7 @@ from pathlib import Path
 from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
 from adapters.sources import build_sources
 from app.cli import main
-from app.daemon import Daemon
+from app.daemon import Daemon, check_times
 from domain.config import load_config
 from simulator.server import SimAccount, SimStream
 from tests.app.conftest import write_config, write_inventory
@@ -53,6 +53,11 @@ def test_seed_scenario_once_with_report(provider: ProviderFactory, tmp_path: Pat
     assert stats.refused == ()
     with sqlite3.connect(tmp_path / "results.sqlite") as db:
         assert db.execute("select count(*) from checks").fetchone()[0] == 5
+    # The next start orders its first cycle by these check times.
+    times = check_times(tmp_path / "results.sqlite")
+    assert sorted(times) == [1, 2, 3, 4, 5]
+    assert all(0 < seconds < 30 for seconds in times.values())
+    assert check_times(tmp_path / "missing.sqlite") == {}
 
 
 def test_mixed_streams_get_the_right_statuses(provider: ProviderFactory, tmp_path: Path):
