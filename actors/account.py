@@ -10,6 +10,7 @@ import pykka
 import structlog
 
 from actors.messages import (
+    AccountFailed,
     GetUsage,
     Lease,
     LeaseDenied,
@@ -62,6 +63,7 @@ class AccountActor(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self._slots = AccountSlots(account)
+        self._account_id = account.id
         self._coordinator = coordinator
         self._timers = timers
         self._stagger_delay = stagger_delay
@@ -80,6 +82,12 @@ class AccountActor(pykka.ThreadingActor):
         """Drop the pending stagger tick."""
         if self._stagger_timer is not None:
             self._stagger_timer.cancel()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """Crashed: drop the tick and tell the coordinator, whose requests are now lost."""
+        if self._stagger_timer is not None:
+            self._stagger_timer.cancel()
+        tell_quietly(self._coordinator, AccountFailed(self._account_id))
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; every branch returns at once."""

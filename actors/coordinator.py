@@ -22,6 +22,7 @@ from actors.account import AccountActor
 from actors.checker import CheckerActor, utc_now
 from actors.messages import (
     AbortCycle,
+    AccountFailed,
     Cancel,
     CheckCycle,
     CheckerDied,
@@ -211,6 +212,7 @@ class Coordinator(pykka.ThreadingActor):
             AbortCycle: self._on_abort,
             GetStatus: self._status,
             Subscribe: self._on_subscribe,
+            AccountFailed: self._on_account_failed,
             _WaitExpired: self._on_wait_expired,
             _HardLimit: self._on_hard_limit,
         }
@@ -264,6 +266,10 @@ class Coordinator(pykka.ThreadingActor):
         for account in accounts:
             seen.add(account.id)
             entry = self._accounts.get(account.id)
+            if entry is not None and not entry.ref.is_alive() and not entry.running:
+                logger.warning("account_actor_restarted", account_id=account.id)
+                del self._accounts[account.id]
+                entry = None
             if entry is None:
                 ref = AccountActor.start(
                     account, self.actor_ref, self._timers, self._stagger_for(account)
@@ -480,7 +486,9 @@ class Coordinator(pykka.ThreadingActor):
         self._budget_blocked = False
 
     def _request(self, entry: _AccountEntry, job: Job) -> None:
-        tell_quietly(entry.ref, self._new_request(entry, job))
+        request = self._new_request(entry, job)
+        if not tell_quietly(entry.ref, request):
+            self._drop_requests(entry.account.id, "account_actor_dead")
 
     def _new_request(self, entry: _AccountEntry, job: Job) -> RequestLease:
         request_id = next(self._request_ids)
@@ -488,10 +496,31 @@ class Coordinator(pykka.ThreadingActor):
         entry.in_flight += 1
         return RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream)
 
+    def _drop_requests(self, account_id: int, reason: str) -> None:
+        """An account actor is gone: its unanswered requests end as errors, not hang."""
+        entry = self._accounts.get(account_id)
+        lost = [rid for rid, job in self._requests.items() if job.account_id == account_id]
+        logger.error("account_actor_lost", account_id=account_id, requests=len(lost))
+        for request_id in lost:
+            job = self._requests.pop(request_id)
+            if entry is not None:
+                entry.in_flight -= 1
+            self._finish_job(job, ProbeOutcome(kind="error", reason=reason))
+        if entry is not None:
+            while entry.waiting:
+                self._finish_job(entry.pop(), ProbeOutcome(kind="error", reason=reason))
+        self._maybe_finish_cycle()
+
+    def _on_account_failed(self, message: AccountFailed) -> None:
+        self._drop_requests(message.account_id, "account_actor_failed")
+
     def _on_granted(self, message: LeaseGranted) -> None:
-        job = self._requests.pop(message.request_id)
         lease = message.lease
         entry = self._accounts[lease.account_id]
+        job = self._requests.pop(message.request_id, None)
+        if job is None:  # its request was given up (account actor lost): hand it back
+            tell_quietly(entry.ref, ReleaseLease(lease.lease_id))
+            return
         entry.in_flight -= 1
         entry.free_hint = message.free_after
         cycle = self._cycle
@@ -529,7 +558,9 @@ class Coordinator(pykka.ThreadingActor):
         self._pump(entry)
 
     def _on_denied(self, message: LeaseDenied) -> None:
-        job = self._requests.pop(message.request_id)
+        job = self._requests.pop(message.request_id, None)
+        if job is None:  # its request was given up already
+            return
         entry = self._accounts[message.account_id]
         entry.in_flight -= 1
         entry.free_hint = 0
@@ -621,7 +652,8 @@ class Coordinator(pykka.ThreadingActor):
             ):
                 # Hand the freed slot straight to this account's next job.
                 follow = self._new_request(entry, entry.pop())
-            tell_quietly(entry.ref, ReleaseLease(lease_id, follow))
+            if not tell_quietly(entry.ref, ReleaseLease(lease_id, follow)) and follow:
+                self._drop_requests(entry.account.id, "account_actor_dead")
             if entry.retired and entry.running == 0 and entry.in_flight == 0:
                 entry.ref.stop(block=False)
                 del self._accounts[run.lease.account_id]

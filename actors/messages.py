@@ -134,6 +134,13 @@ class SlotsFreed:
 
 
 @dataclass(frozen=True)
+class AccountFailed:
+    """An account actor crashed (a bug): its unanswered requests will never be answered."""
+
+    account_id: int
+
+
+@dataclass(frozen=True)
 class Preempt:
     """Viewers need these leases back: cancel their checks now."""
 

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from actors.account import AccountActor
 from actors.coordinator import CoordinatorSettings
-from actors.messages import AbortCycle, Cancel, GetUsage, SetAccounts
+from actors.messages import AbortCycle, Cancel, GetUsage, LimitsChanged, SetAccounts
 from tests.actors.conftest import Harness
 from tests.actors.fakes import Behaviour, FakeProbe, profile_account, simple_account, stream
 
@@ -345,3 +345,30 @@ def test_reserve_for_viewers_keeps_slots_free(harness: Harness):
         probe.open_gate(sid)
     assert len(done.get(timeout=10).results) == 4
     assert probe.max_open["p100"] == 2
+
+
+def test_a_crashed_account_actor_costs_its_checks_not_the_cycle(harness: Harness):
+    probe = FakeProbe(default=Behaviour(gated=True))
+    harness.start([simple_account(1, 1), simple_account(2, 1)], probe)
+    done = harness.begin([stream(1, 1), stream(2, 1), stream(3, 2)])
+    assert probe.wait_open(2)
+    account_1 = next(
+        ref
+        for ref in pykka.ActorRegistry.get_by_class(AccountActor)
+        if ref.ask(GetUsage(), timeout=5).get(100)
+    )
+    account_1.tell(LimitsChanged(None, 0.0))  # type: ignore[arg-type]  # a bug: it crashes
+    for sid in (1, 2, 3):
+        probe.open_gate(sid)
+    finished = done.get(timeout=10)
+    by_id = {r.stream_id: r for r in finished.results}
+    assert by_id[1].status == "ok"
+    assert by_id[2].status == "error"
+    assert by_id[2].error.startswith("account_actor")
+    assert by_id[3].status == "ok"
+    # The next cycle's accounts bring a fresh actor for account 1.
+    harness.coordinator.tell(SetAccounts((simple_account(1, 1), simple_account(2, 1))))
+    done = harness.begin([stream(4, 1)])
+    assert probe.started(4)
+    probe.open_gate(4)
+    assert [r.status for r in done.get(timeout=10).results] == ["ok"]
