@@ -24,7 +24,7 @@ from actors.messages import (
 )
 from actors.slots import UNLIMITED, AccountSlots
 from actors.tell import tell_quietly
-from actors.timers import TimerHandle, Timers
+from actors.timers import PendingTick, Tick, Timers
 from domain.models import Account
 from domain.urls import stream_url_for
 
@@ -32,10 +32,6 @@ logger = structlog.get_logger(__name__)
 
 _lease_ids = itertools.count(1)
 """Lease ids are unique across all accounts (itertools.count is atomic under the GIL)."""
-
-
-class _StaggerElapsed:
-    """Private tick: the stagger delay since the last connection opening is over."""
 
 
 class AccountActor(pykka.ThreadingActor):
@@ -65,10 +61,10 @@ class AccountActor(pykka.ThreadingActor):
         self._slots = AccountSlots(account)
         self._account_id = account.id
         self._coordinator = coordinator
-        self._timers = timers
         self._stagger_delay = stagger_delay
         self._last_open = -float("inf")
-        self._stagger_timer: TimerHandle | None = None
+        self._stagger = PendingTick(timers)
+        """Tick: the stagger delay since the last connection opening is over."""
         self._preempting: set[int] = set()
         self._reported_free = UNLIMITED
         """The room the coordinator last heard of; it starts out assuming plenty."""
@@ -80,13 +76,11 @@ class AccountActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Drop the pending stagger tick."""
-        if self._stagger_timer is not None:
-            self._stagger_timer.cancel()
+        self._stagger.cancel()
 
     def on_failure(self, *_exc_info: object) -> None:
         """Crashed: drop the tick and tell the coordinator, whose requests are now lost."""
-        if self._stagger_timer is not None:
-            self._stagger_timer.cancel()
+        self._stagger.cancel()
         tell_quietly(self._coordinator, AccountFailed(self._account_id))
 
     def on_receive(self, message: Any) -> Any:
@@ -100,9 +94,9 @@ class AccountActor(pykka.ThreadingActor):
                 self._on_viewers(viewers)
             case LimitsChanged(account=account, stagger_delay=stagger):
                 self._on_limits(account, stagger)
-            case _StaggerElapsed():
-                self._stagger_timer = None
-                self._announce_free()
+            case Tick():
+                if self._stagger.fired(message):
+                    self._announce_free()
             case GetUsage():
                 return self._slots.usage()
             case _:
@@ -201,12 +195,8 @@ class AccountActor(pykka.ThreadingActor):
         return self._last_open + self._stagger_delay - time.monotonic()
 
     def _schedule_stagger(self, wait: float) -> None:
-        if self._stagger_timer is not None:
-            return
-        ref = self.actor_ref
-        self._stagger_timer = self._timers.call_later(
-            wait, lambda: tell_quietly(ref, _StaggerElapsed())
-        )
+        if not self._stagger.pending:
+            self._stagger.set(wait, self.actor_ref)
 
     def _preempt_if_needed(self) -> None:
         lease_ids = self._slots.leases_to_preempt(self._preempting)

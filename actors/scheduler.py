@@ -35,18 +35,11 @@ from actors.messages import (
     Subscribe,
 )
 from actors.tell import tell_quietly
-from actors.timers import TimerHandle, Timers
+from actors.timers import PendingTick, Tick, Timers
 from domain.config import ScheduleSection
 from domain.ports import InventorySource
 
 logger = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class _Due:
-    """Private: the planned start time has come. ``token`` tells a stale tick from the current."""
-
-    token: int
 
 
 @dataclass(frozen=True)
@@ -171,8 +164,7 @@ class Scheduler(pykka.ThreadingActor):
         self._running: int | None = None
         self._last_start = time.monotonic()
         """Monotonic time of the last start attempt: the interval counts from it."""
-        self._timer: TimerHandle | None = None
-        self._token = 0
+        self._tick = PendingTick(timers)
         self._next_at: str | None = None
         self._last_error: str | None = None
         self._cycles_started = 0
@@ -193,18 +185,17 @@ class Scheduler(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Drop the planned start (a running cycle is the coordinator's to abort)."""
-        self._cancel_timer()
+        self._tick.cancel()
 
     def on_failure(self, *_exc_info: object) -> None:
         """Drop the planned start when crashing too."""
-        self._cancel_timer()
+        self._tick.cancel()
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; only starting a cycle blocks (reading the inventory)."""
         match message:
-            case _Due(token=token):
-                if token == self._token:
-                    self._timer = None
+            case Tick():
+                if self._tick.fired(message):
                     self._start_cycle("schedule")
             case RunNow():
                 self._start_cycle("run_now")
@@ -226,7 +217,7 @@ class Scheduler(pykka.ThreadingActor):
         if self._running is not None:
             logger.warning("cycle_skipped_overlap", running_cycle_id=self._running, reason=reason)
             return
-        self._cancel_timer()
+        self._tick.cancel()
         self._next_at = None
         self._last_start = time.monotonic()
         try:
@@ -286,19 +277,9 @@ class Scheduler(pykka.ThreadingActor):
             # schedule would, backing off, never later than the schedule.
             retry = self._failure_retry * 2 ** (self._failures - 1)
             delay = min(delay, retry)
-        self._cancel_timer()
-        token = self._token
-        ref = self.actor_ref
-        self._timer = self._timers.call_later(delay, lambda: tell_quietly(ref, _Due(token)))
+        self._tick.set(delay, self.actor_ref)
         self._next_at = _iso(now + timedelta(seconds=delay))
         logger.info("cycle_scheduled", next_start=self._next_at, delay_s=round(delay, 3))
-
-    def _cancel_timer(self) -> None:
-        """Cancel the planned start; a ``_Due`` already in the mailbox goes stale too."""
-        self._token += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _status(self) -> dict[str, Any]:
         return {

@@ -12,8 +12,13 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import pykka
 import structlog
+
+from actors.tell import tell_quietly
 
 logger = structlog.get_logger(__name__)
 
@@ -82,3 +87,48 @@ class Timers:
                 handle.callback()
             except Exception:
                 logger.exception("timer_callback_failed")
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A delayed message to oneself; ``token`` tells a stale tick from the current one."""
+
+    token: int
+
+
+class PendingTick:
+    """At most one pending :class:`Tick` for an actor.
+
+    Setting a new tick or cancelling makes any tick already sent stale, so a
+    tick that was in the mailbox when plans changed is ignored (``fired``).
+    """
+
+    def __init__(self, timers: Timers) -> None:
+        self._timers = timers
+        self._handle: TimerHandle | None = None
+        self._token = 0
+
+    def set(self, delay: float, ref: pykka.ActorRef[Any]) -> None:
+        """Send ``ref`` a :class:`Tick` after ``delay`` seconds, replacing any pending one."""
+        self.cancel()
+        tick = Tick(self._token)
+        self._handle = self._timers.call_later(delay, lambda: tell_quietly(ref, tick))
+
+    @property
+    def pending(self) -> bool:
+        """True while a tick is set and has not fired."""
+        return self._handle is not None
+
+    def cancel(self) -> None:
+        """Drop the pending tick; one already sent goes stale."""
+        self._token += 1
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def fired(self, tick: Tick) -> bool:
+        """True if ``tick`` is the current one (and so no tick is pending any more)."""
+        if tick.token != self._token:
+            return False
+        self._handle = None
+        return True

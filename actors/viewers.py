@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -19,20 +18,13 @@ import structlog
 
 from actors.messages import RunNow, ViewersSeen
 from actors.tell import tell_quietly
-from actors.timers import TimerHandle, Timers
+from actors.timers import PendingTick, Tick, Timers
 from domain.models import ViewerSnapshot
 from domain.ports import ViewerSource
 
 logger = structlog.get_logger(__name__)
 
 _MIN_WORST_WINDOW_S = 60.0
-
-
-@dataclass(frozen=True)
-class _Tick:
-    """Private: the poll interval is over. ``token`` tells a stale tick from the current one."""
-
-    token: int
 
 
 def worst_of(snapshots: list[ViewerSnapshot]) -> ViewerSnapshot:
@@ -106,8 +98,7 @@ class ViewerWatcher(pykka.ThreadingActor):
         self._worst_window = worst_window
         self._history: deque[tuple[float, ViewerSnapshot]] = deque()
         self._last: ViewerSnapshot | None = None
-        self._timer: TimerHandle | None = None
-        self._token = 0
+        self._tick = PendingTick(timers)
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -117,18 +108,17 @@ class ViewerWatcher(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Drop the pending tick."""
-        self._cancel_timer()
+        self._tick.cancel()
 
     def on_failure(self, *_exc_info: object) -> None:
         """Drop the pending tick when crashing too."""
-        self._cancel_timer()
+        self._tick.cancel()
 
     def on_receive(self, message: Any) -> Any:
         """Poll on a current tick or ``RunNow``; anything else goes to pykka."""
         match message:
-            case _Tick(token=token):
-                if token == self._token:
-                    self._timer = None
+            case Tick():
+                if self._tick.fired(message):
                     self._poll()
             case RunNow():
                 self._poll()
@@ -140,7 +130,7 @@ class ViewerWatcher(pykka.ThreadingActor):
 
     def _poll(self) -> None:
         """Read once, send what it means, then ask for the next tick."""
-        self._cancel_timer()
+        self._tick.cancel()
         try:
             self._read_and_send()
         finally:
@@ -190,19 +180,8 @@ class ViewerWatcher(pykka.ThreadingActor):
     # --- timer --------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        if self.actor_stopped.is_set():
-            return
-        self._token += 1
-        token = self._token
-        ref = self.actor_ref
-        self._timer = self._timers.call_later(
-            self._poll_interval, lambda: tell_quietly(ref, _Tick(token))
-        )
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if not self.actor_stopped.is_set():
+            self._tick.set(self._poll_interval, self.actor_ref)
 
 
 def _shown(snapshot: ViewerSnapshot) -> dict[str, dict[int, int]]:
