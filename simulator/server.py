@@ -33,7 +33,7 @@ from simulator.media import SAMPLE_SECONDS, load_sample
 log = structlog.get_logger(__name__)
 
 Behaviour = Literal[
-    "ok", "dead", "refused", "slow_start", "stall", "lowres", "noaudio", "hevc", "close"
+    "ok", "dead", "refused", "slow_start", "stall", "end", "lowres", "noaudio", "hevc", "close"
 ]
 """How a simulated stream answers; ``lowres``/``noaudio``/``hevc`` are ``ok``
 streams of that sample variant."""
@@ -52,6 +52,8 @@ class SimAccount:
     username: str
     password: str
     max_connections: int = 1
+    expired: bool = False
+    """An expired (or blocked) login: every stream request is answered 401."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class SimStream:
     """``slow_start``: seconds before the response begins."""
     stall_after_s: float = 1.0
     """``stall``: seconds of data sent before going silent."""
+    end_after_s: float = 1.5
+    """``end``: seconds of data sent before the server closes the connection."""
 
     def resolved(self) -> tuple[str, str]:
         """The (behaviour, variant) pair, with variant shortcuts turned into ``ok``."""
@@ -361,7 +365,7 @@ class ProviderSimulator:
             return
         username, password, stream_id = parsed
         account = self.accounts.get(username)
-        if account is None or account.password != password:
+        if account is None or account.password != password or account.expired:
             handler.send_error(401, "Unauthorized")
             return
         stream = self.streams.get(stream_id)
@@ -405,12 +409,17 @@ class ProviderSimulator:
         handler.end_headers()
         with self._cond:
             self._served[stream_id] = self._served.get(stream_id, 0) + 1
-        limit = int(byte_rate * stream.stall_after_s) if behaviour == "stall" else None
+        limit = None
+        if behaviour == "stall":
+            limit = int(byte_rate * stream.stall_after_s)
+        elif behaviour == "end":
+            limit = int(byte_rate * stream.end_after_s)
         try:
             self._pace(handler, sample, byte_rate, limit)
-            if limit is not None:
+            if behaviour == "stall":
                 handler.wfile.flush()
                 self._idle(client, None)
+            # ``end``: returning closes the connection (HTTP/1.0, Connection: close).
         except OSError:
             pass  # the client went away: that is how most streams end
 

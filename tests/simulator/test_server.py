@@ -164,6 +164,26 @@ def test_stall_sends_a_second_then_nothing(provider, sample_cache):
     assert half_second <= received <= half_second + 2 * CHUNK_BYTES
 
 
+def test_end_sends_its_seconds_then_closes(provider, sample_cache):
+    sim = provider([SimAccount("u", "p", 1)], {1: SimStream("end", end_after_s=0.5)})
+    half_second = sample_path("hd", sample_cache).stat().st_size / 4 * 0.5
+    status, head, sock = _open(sim, "/live/u/p/1.ts")
+    assert status == 200
+    body = _read_until_closed(sock)  # the server hangs up: EOF, not a timeout
+    sock.close()
+    received = len(head.partition("\r\n\r\n")[2]) + len(body)
+    assert half_second <= received <= half_second + 2 * CHUNK_BYTES
+    assert sim.wait_for_idle("u", timeout=IO_TIMEOUT_S)
+
+
+def test_an_expired_login_gets_401_for_every_stream(provider):
+    sim = provider([SimAccount("u", "p", 1, expired=True)], {1: SimStream("ok")})
+    status, _, sock = _open(sim, "/live/u/p/1.ts")
+    sock.close()
+    assert status == 401
+    assert sim.served == {}
+
+
 def test_stop_closes_listener_and_clients_promptly(provider):
     sim = provider([SimAccount("u", "p", 0)], {1: SimStream("ok"), 2: SimStream("stall")})
     socks = [_open(sim, "/live/u/p/1.ts")[2], _open(sim, "/live/u/p/2.ts")[2]]
