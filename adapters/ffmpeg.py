@@ -3,26 +3,45 @@
 No decoding happens (``-c copy -f null``), so a check costs little CPU. What
 the stream is (resolution, fps, codecs, audio layout) comes from the input
 dump ffmpeg writes to stderr; the bitrate is the payload ffmpeg copied divided
-by the media time it covered (``-progress`` on stdout). The child runs in its
-own process group and is killed as a group: on cancel, when no data arrives
-for ``timeout`` seconds, at the wall-clock cap of ``duration + timeout``, and
+by the media time it covered (``-progress`` on stdout).
+
+A check is judged by what it measured, never by the wording of one ffmpeg
+version (5.1 and newer builds word the same stall differently, and both exit 0): the
+media time covered (``out_time``) against ``duration``, the bytes copied, the
+wall time, the exit status. The watchdog here, not ffmpeg's ``-rw_timeout``
+(a backstop only), decides that data stopped: the media time stood still for
+``timeout`` seconds once the input opened (``timeout`` plus the analyse window
+before: ffmpeg reports nothing while it analyses), or the wall-clock cap
+passed (``duration + timeout``, less a second so that the verdict is in
+before the coordinator's hard limit). It then interrupts ffmpeg (SIGINT),
+which still prints what it learned of the input, and SIGKILLs it after a
+grace. ffmpeg's text is read only to tell apart why an input did not open.
+Supported: ffmpeg 4.4 and newer (:func:`check_ffmpeg`).
+
+The child runs in its own process group, killed as a group on cancel and
 always once the check is over, so no ffmpeg outlives its check.
 
 Outcomes and their reasons:
 
-- ``ok``: the input opened, has video, and bytes were copied.
+- ``ok``: the input opened, has video, covered ``duration`` of media (a frame
+  or so short is fine: :func:`enough_media_s`) and bytes were copied.
 - ``busy`` (the login is full, the job is retried later): HTTP 403, 429, 458,
   509 or any answer whose text says max/too many connections (reason
   ``http_<code>`` or ``max_connections``); a close right after connecting
   while other checks run on the account (``closed_on_connect``).
-- ``dead``: ``http_404``, ``http_5xx``, ``http_<code>`` for other 4xx,
-  ``connection_refused``, ``connection_closed``, ``open_failed``,
-  ``no_video``, ``zero_bitrate``, ``no_data`` (nothing new for ``timeout``
-  seconds, before or after the input opened) and ``timeout`` (the wall-clock
-  cap of ``duration + timeout`` passed while data still trickled).
+- ``dead``: ``stalled`` (the input opened, then the media stopped growing for
+  ``timeout`` seconds, or came too slowly to cover ``duration`` by the cap),
+  ``ended`` (ffmpeg's input ended by itself, closed by the server, short of
+  ``duration``), ``no_data`` (the input never opened: nothing usable came
+  within ``timeout`` plus the analyse window), ``no_video``,
+  ``zero_bitrate``, and for an input that did not open: ``http_404``,
+  ``http_5xx``, ``http_<code>`` for other 4xx, ``connection_refused``,
+  ``connection_closed``, ``open_failed``.
+- ``error`` (not the stream's fault): ``account_unauthorized`` (HTTP 401:
+  the login is expired, blocked or its password wrong), and on our side
+  ``ffmpeg_start_failed``, ``probe_killed`` (the child died of a signal we
+  did not send), ``unparsable_output``, ``ffmpeg_exit_<n>``.
 - ``cancelled``: the token was cancelled (reason: the token's reason).
-- ``error`` (our side): ``ffmpeg_start_failed``, ``probe_killed`` (the child
-  died of a signal we did not send), ``unparsable_output``, ``ffmpeg_exit_<n>``.
 
 This module knows nothing of actors; :class:`FfmpegProbe` is a plain callable
 matching :data:`domain.models.Probe`.
@@ -52,12 +71,16 @@ log = structlog.get_logger(__name__)
 
 BUSY_STATUSES = frozenset({403, 429, 458, 509})
 """HTTP answers that mean "this login is full", not "this stream is dead"."""
+UNAUTHORIZED_STATUS = 401
+"""The login itself is refused (expired, blocked, wrong password): an account error."""
 MAX_ANALYZE_S = 5.0
 """ffmpeg's default analyse window; a check never analyses longer than it reads."""
 _STDERR_HEAD_LINES = 400
 _STDERR_TAIL_LINES = 200
 _REAP_TIMEOUT_S = 5.0
 _READER_JOIN_S = 2.0
+_INTERRUPT_GRACE_S = 1.0
+"""How long an interrupted ffmpeg may take to print its summary and exit."""
 
 _BUSY_TEXT = re.compile(
     r"max(?:imum)?[ _-]*connections?|too many connections|connection limit", re.IGNORECASE
@@ -106,6 +129,68 @@ def find_ffmpeg(configured: str = "") -> str:
         message = "ffmpeg not found: not on PATH and imageio-ffmpeg has no binary"
         raise FfmpegNotFound(message) from exc
     return bundled
+
+
+@dataclass(frozen=True)
+class FfmpegBuild:
+    """An ffmpeg binary that passed :func:`check_ffmpeg`."""
+
+    path: str
+    version: str
+    """What the binary calls itself, e.g. ``5.1.6-0+deb12u1`` or ``n7.1``."""
+    libavformat: tuple[int, int]
+    """``(major, minor)`` of its libavformat, the library that reads streams."""
+
+
+MIN_LIBAVFORMAT = (58, 76)
+"""libavformat of ffmpeg 4.4, the oldest release supported (``-stats_period``
+and ``out_time_us`` of ``-progress`` exist from there on). The library version
+is compared, not the release name, which git builds do not carry."""
+_VERSION_LINE = re.compile(r"^ffmpeg version (\S+)", re.MULTILINE)
+_LIBAVFORMAT_LINE = re.compile(r"^\s*libavformat\s+(\d+)\.\s*(\d+)\.", re.MULTILINE)
+_VERSION_TIMEOUT_S = 10.0
+
+
+def check_ffmpeg(path: str) -> FfmpegBuild:
+    """Make sure ``path`` is an ffmpeg that gives the verdicts this module expects.
+
+    Args:
+        path: The binary, usually from :func:`find_ffmpeg`.
+
+    Returns:
+        Its version and libavformat version, from ``ffmpeg -version``.
+
+    Raises:
+        FfmpegNotFound: ``path`` does not run, is not ffmpeg, or is older than 4.4
+            (the message is one line naming the binary).
+    """
+    try:
+        done = subprocess.run(
+            [path, "-hide_banner", "-version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=_VERSION_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        message = f"ffmpeg {path}: does not run ({exc}); check.ffmpeg names the binary"
+        raise FfmpegNotFound(message) from exc
+    version = _VERSION_LINE.search(done.stdout)
+    library = _LIBAVFORMAT_LINE.search(done.stdout)
+    if done.returncode != 0 or version is None or library is None:
+        message = f"ffmpeg {path}: not ffmpeg (its -version names no libavformat); see check.ffmpeg"
+        raise FfmpegNotFound(message)
+    build = FfmpegBuild(path, version.group(1), (int(library.group(1)), int(library.group(2))))
+    if build.libavformat < MIN_LIBAVFORMAT:
+        found = ".".join(map(str, build.libavformat))
+        message = (
+            f"ffmpeg {path}: version {build.version} (libavformat {found}) is too old; "
+            "check.ffmpeg must name ffmpeg 4.4 or newer"
+        )
+        raise FfmpegNotFound(message)
+    return build
 
 
 def redact_text(text: str) -> str:
@@ -297,7 +382,10 @@ class _Run:
         self.exited = threading.Event()
         self.exit_code: int | None = None
         self.exit_signal: int | None = None
+        self.opened_at: float | None = None
+        """When ffmpeg printed the input dump (it had analysed the stream)."""
         self.last_activity = self.started
+        """When the media time last grew (or the input opened)."""
         self.out_time_us = 0
         self.progress: dict[str, str] = {}
         self.stderr_head: list[str] = []
@@ -343,8 +431,8 @@ class _Run:
         for raw in stream:
             line = raw.rstrip("\r\n")
             with self._lock:
-                if line.startswith("Input #0"):
-                    self.last_activity = time.monotonic()
+                if line.startswith("Input #0") and self.opened_at is None:
+                    self.opened_at = self.last_activity = time.monotonic()
                 if len(self.stderr_head) < _STDERR_HEAD_LINES:
                     self.stderr_head.append(line)
                 else:
@@ -352,30 +440,55 @@ class _Run:
 
     def kill(self, reason: str) -> None:
         """Kill the process group for ``reason``; the first reason wins. Any thread."""
+        self._signal(reason, signal.SIGKILL)
+
+    def interrupt(self, reason: str) -> None:
+        """Ask ffmpeg to stop (SIGINT) for ``reason``, SIGKILL if it has not after a grace.
+
+        Interrupted, ffmpeg still prints what it learned of the input (killed
+        in the middle of its analysis it would print nothing), so a stream that
+        stalled is told apart from one that never sent anything.
+        """
+        self._signal(reason, signal.SIGINT)
+        if not self.exited.wait(_INTERRUPT_GRACE_S):
+            self.kill(reason)
+
+    def _signal(self, reason: str, signum: int) -> None:
         with self._lock:
             if self._done:
                 return
             if self.kill_reason is None:
                 self.kill_reason = reason
-            _killpg(self.proc.pid)
+            _killpg(self.proc.pid, signum)
 
-    def watch(self, no_data_s: float, wall_s: float) -> None:
-        """Block until ffmpeg exits, killing it when data stops or time runs out."""
+    def watch(self, no_data_s: float, analyse_s: float, wall_s: float) -> None:
+        """Block until ffmpeg exits, killing it when media stops growing or time runs out.
+
+        Args:
+            no_data_s: Seconds the media time may stay still once the input opened.
+            analyse_s: Added before it opened: ffmpeg reports nothing while it
+                analyses the input, which takes up to that much media.
+            wall_s: The cap on the whole run.
+        """
         hard_deadline = self.started + wall_s
         while True:
             with self._lock:
-                quiet_deadline = self.last_activity + no_data_s
+                quiet_s = no_data_s if self.opened_at is not None else no_data_s + analyse_s
+                quiet_deadline = self.last_activity + quiet_s
             deadline = min(quiet_deadline, hard_deadline)
             if self.exited.wait(max(0.0, deadline - time.monotonic())):
                 return
             now = time.monotonic()
             if now >= hard_deadline:
-                self.kill("timeout")
-            elif now >= quiet_deadline:
+                self.interrupt("wall_cap")
+                return
+            if now >= quiet_deadline:
                 with self._lock:
-                    still_quiet = now >= self.last_activity + no_data_s
+                    quiet_s = no_data_s if self.opened_at is not None else no_data_s + analyse_s
+                    still_quiet = now >= self.last_activity + quiet_s
                 if still_quiet:
-                    self.kill("no_data")
+                    self.interrupt("no_data")
+                    return
 
     def finish(self) -> None:
         """Kill whatever is left of the group, reap the child, drain the pipes."""
@@ -392,15 +505,21 @@ class _Run:
             if pipe is not None:
                 pipe.close()
 
+    @property
+    def media_s(self) -> float:
+        """Seconds of media ffmpeg copied (``out_time`` of ``-progress``)."""
+        with self._lock:
+            return self.out_time_us / 1_000_000
+
     def stderr_lines(self) -> list[str]:
         """What was kept of stderr: the head (with the input dump) and the tail."""
         with self._lock:
             return [*self.stderr_head, *self.stderr_tail]
 
 
-def _killpg(pgid: int) -> None:
+def _killpg(pgid: int, signum: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, signum)
 
 
 # -- the probe ---------------------------------------------------------------
@@ -429,14 +548,17 @@ class FfmpegProbe:
 
     def command(self, request: ProbeRequest) -> list[str]:
         """The ffmpeg argv for ``request``."""
-        timeout_us = str(max(1, int(request.timeout * 1_000_000)))
-        analyze_us = str(max(100_000, int(min(request.duration, MAX_ANALYZE_S) * 1_000_000)))
+        # The watchdog of _Run decides when data stopped; ffmpeg's own I/O
+        # timeout is only a backstop past the wall-clock cap, so no build's
+        # way of reporting its timeout changes a verdict.
+        backstop_us = str(int((request.duration + request.timeout + 5) * 1_000_000))
+        analyze_us = str(max(100_000, int(_analyse_s(request) * 1_000_000)))
         cmd = [self.ffmpeg_path, "-hide_banner", "-nostdin", "-loglevel", "info"]
         cmd += ["-progress", "pipe:1", "-stats_period", "0.5"]
         user_agent = request.user_agent or self.user_agent_default
         if user_agent:
             cmd += ["-user_agent", user_agent]
-        cmd += ["-rw_timeout", timeout_us, "-analyzeduration", analyze_us, "-i", request.url]
+        cmd += ["-rw_timeout", backstop_us, "-analyzeduration", analyze_us, "-i", request.url]
         cmd += ["-t", f"{request.duration:g}", "-map", "0:v?", "-map", "0:a?"]
         cmd += ["-c", "copy", "-f", "null", "-"]
         return cmd
@@ -459,18 +581,18 @@ class FfmpegProbe:
         except OSError as exc:
             bound.error("probe_start_failed", error=str(exc), ffmpeg=self.ffmpeg_path)
             return ProbeOutcome("error", reason="ffmpeg_start_failed")
-        bound.debug("probe_started", pid=proc.pid, duration=request.duration)
+        bound.debug(
+            "probe_started", pid=proc.pid, duration=request.duration, ffmpeg=self.ffmpeg_path
+        )
         run: _Run | None = None
         try:
             run = _Run(proc)
             token.on_cancel(lambda: run.kill("cancelled") if run is not None else None)
             if self.on_spawn is not None:
                 self.on_spawn(proc.pid)
-            # While ffmpeg analyses the input (up to the analyse window of media,
-            # read at the stream's own pace) it reports no progress; ffmpeg's own
-            # -rw_timeout catches a silent socket, this guard a stuck process.
-            quiet = request.timeout + min(request.duration, MAX_ANALYZE_S)
-            run.watch(no_data_s=quiet, wall_s=request.duration + request.timeout)
+            run.watch(
+                no_data_s=request.timeout, analyse_s=_analyse_s(request), wall_s=_wall_s(request)
+            )
         finally:
             if run is None:
                 _killpg(proc.pid)
@@ -485,15 +607,47 @@ class FfmpegProbe:
             reason=outcome.reason,
             resolution=outcome.info.resolution,
             bitrate_kbps=outcome.info.bitrate_kbps,
+            media_s=round(run.media_s, 2),
             elapsed_s=round(time.monotonic() - run.started, 2),
+            exit_code=run.exit_code,
         )
         if outcome.kind == "error":
             bound.warning("probe_stderr_tail", tail=redact_text("\n".join(run.stderr_lines()[-8:])))
         return outcome
 
 
+def _wall_s(request: ProbeRequest) -> float:
+    """When the watchdog interrupts a run that has not covered ``duration`` yet.
+
+    Early enough that the interrupted ffmpeg has exited by ``duration +
+    timeout``, the hard limit the coordinator holds every check to: the probe
+    gives its own verdict rather than being cancelled.
+    """
+    slack = max(request.timeout - _INTERRUPT_GRACE_S, request.timeout / 2)
+    return request.duration + slack
+
+
+def _analyse_s(request: ProbeRequest) -> float:
+    """Seconds of media ffmpeg analyses before it opens the input (and reports progress)."""
+    return min(request.duration, MAX_ANALYZE_S)
+
+
+def enough_media_s(duration: float) -> float:
+    """The media time a check must cover to count as having played ``duration`` seconds.
+
+    ``-t`` stops at a packet boundary, so a full check can end a frame or an
+    audio packet short of ``duration``; anything clearly shorter means the
+    data stopped.
+    """
+    return max(0.0, duration * (1 - _MEDIA_SHORTFALL) - _MEDIA_SLACK_S)
+
+
+_MEDIA_SHORTFALL = 0.1
+_MEDIA_SLACK_S = 0.1
+
+
 def _bitrate_kbps(run: _Run, stderr: list[str]) -> float | None:
-    seconds = run.out_time_us / 1_000_000
+    seconds = run.media_s
     if seconds <= 0:
         return None
     payload = parse_payload_bytes(stderr)
@@ -509,13 +663,15 @@ def _http_outcome(http: HttpFailure) -> ProbeOutcome:
     label = f"http_{http.status}" if http.status else f"http_{http.family}xx"
     if http.status in BUSY_STATUSES or _BUSY_TEXT.search(http.text):
         return ProbeOutcome("busy", reason=label)
+    if http.status == UNAUTHORIZED_STATUS:
+        # The login, not the stream: expired, blocked or a wrong password.
+        return ProbeOutcome("error", reason="account_unauthorized")
     return ProbeOutcome("dead", reason="http_5xx" if http.family == 5 else label)
 
 
 _CLOSED_MARKERS = ("End of file", "Connection reset by peer", "Error reading HTTP response")
 _OPEN_FAILURES: tuple[tuple[str, OutcomeKind, str], ...] = (
     ("Connection refused", "dead", "connection_refused"),
-    ("timed out", "dead", "no_data"),
     ("Error opening input", "dead", "open_failed"),
 )
 
@@ -546,8 +702,12 @@ def _classify(run: _Run, request: ProbeRequest, token: CancelToken) -> ProbeOutc
         return ProbeOutcome("cancelled", reason=token.reason or "cancelled")
     stderr = run.stderr_lines()
     info = parse_stream_info(stderr)
-    if run.kill_reason in ("no_data", "timeout"):
-        return ProbeOutcome("dead", info=info or StreamInfo(), reason=run.kill_reason)
+    if run.kill_reason is not None:
+        # Our watchdog: the media time stood still for ``timeout`` seconds, or
+        # the wall-clock cap passed before ``duration`` of media came.
+        return ProbeOutcome(
+            "dead", info=info or StreamInfo(), reason="stalled" if info else "no_data"
+        )
     if run.exit_signal is not None:
         # Not our SIGKILL (that would have set kill_reason): someone else killed it.
         return ProbeOutcome("error", info=info or StreamInfo(), reason="probe_killed")
@@ -557,15 +717,19 @@ def _classify(run: _Run, request: ProbeRequest, token: CancelToken) -> ProbeOutc
             return failure
         reason = "unparsable_output" if run.exit_code == 0 else f"ffmpeg_exit_{run.exit_code}"
         return ProbeOutcome("error", reason=reason)
-    return _classify_opened(run, info, stderr)
+    return _classify_opened(run, request, info, stderr)
 
 
-def _classify_opened(run: _Run, info: StreamInfo, stderr: list[str]) -> ProbeOutcome:
-    """Classify a run whose input opened (ffmpeg printed the input dump)."""
+def _classify_opened(
+    run: _Run, request: ProbeRequest, info: StreamInfo, stderr: list[str]
+) -> ProbeOutcome:
+    """Classify a run whose input opened (ffmpeg printed the input dump) and ended by itself."""
     if info.video_codec is None:
         return ProbeOutcome("dead", info=info, reason="no_video")
-    if any("Error during demuxing" in line and "timed out" in line for line in stderr):
-        return ProbeOutcome("dead", info=info, reason="no_data")
+    if run.media_s < enough_media_s(request.duration):
+        # ffmpeg stopped before the watchdog saw the data stop: the input
+        # ended (closed by the server, or broken) short of what was asked.
+        return ProbeOutcome("dead", info=info, reason="ended")
     if run.exit_code != 0:
         return ProbeOutcome("error", info=info, reason=f"ffmpeg_exit_{run.exit_code}")
     bitrate = _bitrate_kbps(run, stderr)

@@ -22,6 +22,7 @@ import structlog
 
 from actors.messages import AbortCycle, CycleFinished
 from adapters.dispatcharr import DispatcharrUnavailable
+from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmpeg
 from adapters.sources import Sources, build_sources
 from app import logs
 from app.daemon import Daemon
@@ -111,6 +112,19 @@ def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
     return config, sources
 
 
+def _check_ffmpeg(config: Config) -> FfmpegBuild:
+    """The ffmpeg the checks will use: found, and ffmpeg 4.4 or newer."""
+    try:
+        return check_ffmpeg(find_ffmpeg(config.check.ffmpeg))
+    except FfmpegNotFound as exc:
+        raise BadInputError(str(exc)) from exc
+
+
+def _log_ffmpeg(build: FfmpegBuild) -> None:
+    """Once, as the daemon starts (after every bad-input check, which prints one line)."""
+    logger.info("ffmpeg_found", path=build.path, version=build.version)
+
+
 class SourceDownError(Exception):
     """Dispatcharr did not answer: exit 1 (nothing is wrong with the input)."""
 
@@ -126,11 +140,13 @@ def _load_inventory(sources: Sources) -> Inventory:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check the config and the inventory it points to."""
-    _config, sources = _load(args)
+    config, sources = _load(args)
+    ffmpeg = _check_ffmpeg(config)
     inventory = _load_inventory(sources)
     print(
         f"ok: {args.config or _DEFAULT_CONFIG}: {len(inventory.accounts)} accounts, "
-        f"{len(inventory.streams)} streams, {len(inventory.channels)} channels"
+        f"{len(inventory.streams)} streams, {len(inventory.channels)} channels; "
+        f"ffmpeg {ffmpeg.version} ({ffmpeg.path})"
     )
     return EXIT_OK
 
@@ -138,9 +154,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_once(args: argparse.Namespace) -> int:
     """One cycle; write the report; exit 0 even if streams are dead."""
     config, sources = _load(args)
+    ffmpeg = _check_ffmpeg(config)
     inventory = _load_inventory(sources)
     daemon = Daemon(config, sources)
     with _stop_on_signals() as stopping:
+        _log_ffmpeg(ffmpeg)
         daemon.start(scheduled=False)
         try:
             finished = _run_interruptibly(daemon, inventory, stopping)
@@ -186,8 +204,10 @@ def _run_interruptibly(
 def cmd_run(args: argparse.Namespace) -> int:
     """The long-running daemon, until SIGINT/SIGTERM."""
     config, sources = _load(args)
+    ffmpeg = _check_ffmpeg(config)
     daemon = Daemon(config, sources)
     with _stop_on_signals() as stopping:
+        _log_ffmpeg(ffmpeg)
         daemon.start(scheduled=True)
         try:
             stopping.wait()

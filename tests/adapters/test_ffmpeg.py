@@ -12,8 +12,11 @@ import pytest
 import structlog.testing
 
 from adapters.ffmpeg import (
+    MIN_LIBAVFORMAT,
     FfmpegNotFound,
     FfmpegProbe,
+    check_ffmpeg,
+    enough_media_s,
     find_ffmpeg,
     parse_http_failure,
     parse_payload_bytes,
@@ -90,6 +93,61 @@ def test_redact_text_hides_credentials_in_messages():
     assert "user" not in redact_text(text)
 
 
+def _fake_binary(folder: Path, name: str, output: str) -> str:
+    script = folder / name
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_check_ffmpeg_accepts_4_4_and_newer(ffmpeg_path, tmp_path: Path):
+    build = check_ffmpeg(ffmpeg_path)
+    assert build.path == ffmpeg_path
+    assert build.libavformat >= MIN_LIBAVFORMAT
+    assert build.version
+    four_four = _fake_binary(
+        tmp_path,
+        "ffmpeg44",
+        "ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021\n"
+        "libavformat    58. 76.100 / 58. 76.100",
+    )
+    assert check_ffmpeg(four_four).version == "4.4.2-0ubuntu0.22.04.1"
+    git_build = _fake_binary(
+        tmp_path, "ffmpeg-git", "ffmpeg version N-113000-g1234abcd\nlibavformat    61.  1.100"
+    )
+    assert check_ffmpeg(git_build).libavformat == (61, 1)
+
+
+@pytest.mark.parametrize(
+    ("output", "match"),
+    [
+        ("ffmpeg version 4.2.7-0ubuntu0.1\nlibavformat    58. 29.100 / 58. 29.100", "too old"),
+        ("ffmpeg version 4.3.6\nlibavformat    58. 45.100 / 58. 45.100", "4.4 or newer"),
+        ("ffprobe version 6.1\nlibavutil      58. 29.100", "not ffmpeg"),
+        ("hello", "not ffmpeg"),
+    ],
+)
+def test_check_ffmpeg_refuses_old_builds_and_other_programs(tmp_path: Path, output, match):
+    fake = _fake_binary(tmp_path, "fake", output)
+    with pytest.raises(FfmpegNotFound, match=match) as caught:
+        check_ffmpeg(fake)
+    assert fake in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_check_ffmpeg_of_a_binary_that_fails(tmp_path: Path):
+    with pytest.raises(FfmpegNotFound, match="not ffmpeg"):
+        check_ffmpeg("/bin/false")
+    with pytest.raises(FfmpegNotFound, match="does not run"):
+        check_ffmpeg(str(tmp_path / "missing"))
+
+
+def test_enough_media_allows_a_frame_short_not_a_stall():
+    assert enough_media_s(1.0) <= 0.96  # -t stops on a packet boundary
+    assert enough_media_s(3.0) > 1.5
+    assert enough_media_s(10.0) > 8.5
+
+
 def test_find_ffmpeg(tmp_path: Path):
     assert os.access(find_ffmpeg(), os.X_OK)
     with pytest.raises(FfmpegNotFound, match="not an executable"):
@@ -135,8 +193,11 @@ def sim(provider):
         8: SimStream("hevc"),
         9: SimStream("close"),
         10: SimStream("ok", "fhd"),
+        11: SimStream("stall", stall_after_s=1.0),
+        12: SimStream("end", end_after_s=1.5),
     }
-    return provider([SimAccount("u", "p", 0), SimAccount("one", "p", 1)], streams)
+    accounts = [SimAccount("u", "p", 0), SimAccount("one", "p", 1), SimAccount("old", "p", 0)]
+    return provider([*accounts, SimAccount("gone", "p", 0, expired=True)], streams)
 
 
 def test_ok_stream(ffmpeg_path, sim):
@@ -178,7 +239,8 @@ def test_slow_start_within_timeout_is_ok(ffmpeg_path, sim):
     [
         ("/live/u/p/2.ts", "dead", "http_404"),
         ("/live/u/p/3.ts", "busy", "http_403"),
-        ("/live/u/wrong/1.ts", "dead", "http_401"),
+        ("/live/u/wrong/1.ts", "error", "account_unauthorized"),
+        ("/live/gone/p/1.ts", "error", "account_unauthorized"),
         ("/live/u/p/9.ts", "dead", "connection_closed"),
     ],
 )
@@ -228,12 +290,34 @@ def test_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
 
 
 def test_stall_is_dead_no_data_within_timeout(ffmpeg_path, sim):
+    # Half a second of data, then an open, silent socket: the data stopped.
     started = time.monotonic()
     outcome = _probe(ffmpeg_path, sim.url("u", "p", 5), timeout=2.0)
     elapsed = time.monotonic() - started
-    assert (outcome.kind, outcome.reason) == ("dead", "no_data")
-    assert elapsed < 2.0 + 1.5
+    assert (outcome.kind, outcome.reason) == ("dead", "stalled")
+    assert outcome.info.resolution == "1280x720"  # what was seen before it stopped
+    assert elapsed < DURATION_S + 2.0 + 2.5  # the cap, plus the interrupted ffmpeg's exit
     assert sim.wait_for_idle("u", timeout=WAIT_S)
+
+
+def test_stall_after_a_second_of_a_longer_check_is_dead_stalled(ffmpeg_path, sim):
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 11), duration=2.0, timeout=1.0)
+    assert (outcome.kind, outcome.reason) == ("dead", "stalled")
+    assert outcome.info.bitrate_kbps is None
+    assert sim.wait_for_idle("u", timeout=WAIT_S)
+
+
+def test_stream_that_ends_early_is_dead_ended(ffmpeg_path, sim):
+    # 1.5 s of media, then the server closes the connection: ffmpeg exits by
+    # itself (exit 0 on every build) short of the 3 s asked for.
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 12), duration=3.0, timeout=2.0)
+    assert (outcome.kind, outcome.reason) == ("dead", "ended")
+    assert outcome.info.video_codec == "h264"
+
+
+def test_stream_that_ends_after_the_check_is_ok(ffmpeg_path, sim):
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 12), duration=1.0)
+    assert outcome.kind == "ok", outcome
 
 
 def test_connection_refused(ffmpeg_path):
@@ -305,12 +389,13 @@ def test_ffmpeg_killed_from_outside_is_an_error(ffmpeg_path, sim):
 
 def test_user_agent_is_sent_and_logs_are_redacted(ffmpeg_path, sim):
     with structlog.testing.capture_logs() as logs:
-        outcome = _probe(ffmpeg_path, sim.url("u", "secretpass", 2))
-    assert outcome.kind == "dead"
+        outcome = _probe(ffmpeg_path, sim.url("old", "secretpass", 2))
+    assert outcome.reason == "account_unauthorized"
     assert sim.stats().user_agents == ("test-agent",)
     finished = [entry for entry in logs if entry["event"] == "probe_finished"]
     assert len(finished) == 1
     assert "/live/***/***/2.ts" in finished[0]["url"]
+    assert finished[0]["media_s"] == 0
     assert "secretpass" not in repr(logs)
     default_agent = FfmpegProbe(ffmpeg_path, user_agent_default="fallback-agent")
     request = ProbeRequest(sim.url("u", "p", 2), None, DURATION_S, TIMEOUT_S)

@@ -89,7 +89,7 @@ def test_missing_config_is_bad_input(tmp_path: Path):
     assert "--config" in result.stderr
 
 
-def test_demo_checks_its_sample_accounts_and_stops(tmp_path: Path):
+def test_demo_checks_its_sample_accounts_and_stops(ffmpeg_on_path: str, tmp_path: Path):
     out = io.StringIO()
     report = tmp_path / "demo.json"
     code = run_demo(threading.Event(), once=True, seconds=120, report=report, out=out)

@@ -27,7 +27,13 @@ SIM_STREAMS = {
 
 
 @pytest.fixture
-def world(provider: ProviderFactory, fake_dispatcharr: FakeDispatcharr, monkeypatch, tmp_path):
+def world(
+    provider: ProviderFactory,
+    fake_dispatcharr: FakeDispatcharr,
+    ffmpeg_path: str,
+    monkeypatch,
+    tmp_path,
+):
     sim = provider(
         [SimAccount("u1", "pass1", 2), SimAccount("u2", "pass2", 1), SimAccount("ub", "pb", 1)],
         SIM_STREAMS,
@@ -71,6 +77,7 @@ stagger_delay = 0
 duration = 1.5
 timeout = 3
 retries = 0
+ffmpeg = {json.dumps(ffmpeg_path)}
 
 [viewers]
 poll_interval = 0.5

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
+from adapters.ffmpeg import FfmpegProbe
 from adapters.sources import build_sources
 from app.cli import main
 from app.daemon import Daemon, check_times
@@ -28,9 +28,11 @@ def seed_provider(provider: ProviderFactory, behaviours: dict[int, SimStream] | 
     return provider([SimAccount("ua", "pa", 1), SimAccount("ub", "pb", 2)], streams)
 
 
-def test_seed_scenario_once_with_report(provider: ProviderFactory, tmp_path: Path):
+def test_seed_scenario_once_with_report(
+    provider: ProviderFactory, ffmpeg_path: str, tmp_path: Path
+):
     sim = seed_provider(provider)
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, ffmpeg=ffmpeg_path)
     write_inventory(tmp_path, sim, SEED_ACCOUNTS, SEED_STREAMS)
     report_path = tmp_path / "out" / "report.json"
 
@@ -60,7 +62,9 @@ def test_seed_scenario_once_with_report(provider: ProviderFactory, tmp_path: Pat
     assert check_times(tmp_path / "missing.sqlite") == {}
 
 
-def test_mixed_streams_get_the_right_statuses(provider: ProviderFactory, tmp_path: Path):
+def test_mixed_streams_get_the_right_statuses(
+    provider: ProviderFactory, ffmpeg_path: str, tmp_path: Path
+):
     behaviours = {
         1: SimStream("dead"),
         2: SimStream("stall", stall_after_s=0.5),
@@ -69,7 +73,7 @@ def test_mixed_streams_get_the_right_statuses(provider: ProviderFactory, tmp_pat
         5: SimStream("refused"),
     }
     sim = seed_provider(provider, behaviours)
-    config = write_config(tmp_path, retries=1, busy_backoff=0.2)
+    config = write_config(tmp_path, ffmpeg=ffmpeg_path, retries=1, busy_backoff=0.2)
     write_inventory(tmp_path, sim, SEED_ACCOUNTS, SEED_STREAMS)
     report_path = tmp_path / "report.json"
 
@@ -90,13 +94,13 @@ def test_mixed_streams_get_the_right_statuses(provider: ProviderFactory, tmp_pat
 
 
 def test_stall_forever_ends_at_timeout_and_frees_the_slot(
-    provider: ProviderFactory, tmp_path: Path
+    provider: ProviderFactory, ffmpeg_path: str, tmp_path: Path
 ):
     sim = provider(
         [SimAccount("ua", "pa", 1)],
         {1: SimStream("stall", stall_after_s=0.3), 2: SimStream("ok", "hd")},
     )
-    config = write_config(tmp_path, duration=1.0, timeout=1.5)
+    config = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=1.0, timeout=1.5)
     write_inventory(tmp_path, sim, [(1, "ua", "pa", 1)], [(1, "frozen", 1), (2, "good", 1)])
     report_path = tmp_path / "report.json"
 
@@ -111,10 +115,10 @@ def test_stall_forever_ends_at_timeout_and_frees_the_slot(
 
 
 def test_killed_ffmpeg_gives_an_error_and_the_cycle_completes(
-    provider: ProviderFactory, tmp_path: Path
+    provider: ProviderFactory, ffmpeg_path: str, tmp_path: Path
 ):
     sim = provider([SimAccount("ua", "pa", 1)], {1: SimStream("ok"), 2: SimStream("ok")})
-    config_path = write_config(tmp_path, duration=3.0, timeout=3)
+    config_path = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=3.0, timeout=3)
     write_inventory(tmp_path, sim, [(1, "ua", "pa", 1)], [(1, "one", 1), (2, "two", 1)])
     config = load_config(config_path)
     sources = build_sources(config)
@@ -125,7 +129,7 @@ def test_killed_ffmpeg_gives_an_error_and_the_cycle_completes(
         pids.append(pid)
         spawned.set()
 
-    daemon = Daemon(config, sources, probe=FfmpegProbe(find_ffmpeg(), on_spawn=on_spawn))
+    daemon = Daemon(config, sources, probe=FfmpegProbe(ffmpeg_path, on_spawn=on_spawn))
     daemon.start(scheduled=False)
     try:
         done = threading.Thread(

@@ -15,11 +15,13 @@ from tests.sim_fixtures import ProviderFactory
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_sigterm_stops_the_daemon_mid_check(provider: ProviderFactory, tmp_path: Path):
+def test_sigterm_stops_the_daemon_mid_check(
+    provider: ProviderFactory, ffmpeg_path: str, tmp_path: Path
+):
     sim = provider(
         [SimAccount("ua", "pa", 1)], {1: SimStream("ok", "hd"), 2: SimStream("ok", "hd")}
     )
-    config = write_config(tmp_path, duration=20, timeout=5)
+    config = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=20, timeout=5)
     write_inventory(tmp_path, sim, [(1, "ua", "pa", 1)], [(1, "one", 1), (2, "two", 1)])
     daemon = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "run", "--config", str(config)],
