@@ -19,7 +19,10 @@ grace. ffmpeg's text is read only to tell apart why an input did not open.
 Supported: ffmpeg 4.4 and newer (:func:`check_ffmpeg`).
 
 The child runs in its own process group, killed as a group on cancel and
-always once the check is over, so no ffmpeg outlives its check.
+always once the check is over; on Linux it also gets ``PR_SET_PDEATHSIG``, so
+the kernel kills it when the daemon dies, also of SIGKILL, and no connection
+outlives the daemon. Children are forked from one long-lived thread, since
+that signal follows the forking thread, not the process.
 
 Outcomes and their reasons:
 
@@ -50,15 +53,19 @@ matching :data:`domain.models.Probe`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import structlog
@@ -362,6 +369,83 @@ def parse_http_failure(stderr_lines: Iterable[str]) -> HttpFailure | None:
     return exact or family
 
 
+# -- starting a child that dies with us ------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+"""``prctl`` option (linux/prctl.h): the signal a child gets when its parent dies."""
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, or ``None`` where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _load_prctl()
+"""Looked up once, in the parent: the child after ``fork`` only calls it."""
+
+
+def _die_with(parent: int) -> None:
+    """In the child, before exec: be SIGKILLed when ``parent`` dies.
+
+    A parent that died between ``fork`` and here is no longer our parent, and
+    the signal would never come: exit instead of running without a parent.
+    """
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class _Spawner:
+    """Starts every child from one thread that lives as long as the process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends,
+    not the process: a child forked by a probe thread would die with that
+    thread. Forking from this one long-lived thread ties every child to the
+    process, whichever thread asked (the first caller starts the thread).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmpeg-spawn")
+
+    def popen(self, argv: list[str]) -> subprocess.Popen[str]:
+        """Start ``argv`` in its own session, pipes for stdout and stderr, no stdin.
+
+        Raises:
+            OSError: the binary could not be started.
+            RuntimeError: the interpreter is shutting down.
+        """
+        return self._pool.submit(self._popen, argv, os.getpid()).result()
+
+    @staticmethod
+    def _popen(argv: list[str], parent: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            preexec_fn=functools.partial(_die_with, parent) if _PRCTL is not None else None,  # noqa: PLW1509 - only prctl runs in the child
+        )
+
+
+_SPAWNER = _Spawner()
+CHILDREN_DIE_WITH_PARENT = _PRCTL is not None
+"""True where a probe's ffmpeg is killed by the kernel when the daemon dies
+(Linux); elsewhere it lives until its own ``-rw_timeout``/``-t`` end it."""
+
+
 # -- one run of ffmpeg ------------------------------------------------------
 
 
@@ -569,16 +653,8 @@ class FfmpegProbe:
         if token.cancelled:
             return ProbeOutcome("cancelled", reason=token.reason)
         try:
-            proc = subprocess.Popen(
-                self.command(request),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                start_new_session=True,
-            )
-        except OSError as exc:
+            proc = _SPAWNER.popen(self.command(request))
+        except (OSError, RuntimeError) as exc:  # RuntimeError: the interpreter is exiting
             bound.error("probe_start_failed", error=str(exc), ffmpeg=self.ffmpeg_path)
             return ProbeOutcome("error", reason="ffmpeg_start_failed")
         bound.debug(

@@ -3,6 +3,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,6 +14,7 @@ import pytest
 import structlog.testing
 
 from adapters.ffmpeg import (
+    CHILDREN_DIE_WITH_PARENT,
     MIN_LIBAVFORMAT,
     FfmpegNotFound,
     FfmpegProbe,
@@ -401,3 +404,37 @@ def test_user_agent_is_sent_and_logs_are_redacted(ffmpeg_path, sim):
     request = ProbeRequest(sim.url("u", "p", 2), None, DURATION_S, TIMEOUT_S)
     assert default_agent(request, CancelToken()).reason == "http_404"
     assert sim.stats().user_agents[-1] == "fallback-agent"
+
+
+@pytest.mark.skipif(not CHILDREN_DIE_WITH_PARENT, reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_child_outlives_the_thread_that_started_it():
+    # PR_SET_PDEATHSIG fires when the thread that forked the child ends; the
+    # probe forks from one long-lived thread, so a probe thread ending (a
+    # finished worker) never kills another check's ffmpeg.
+    from adapters.ffmpeg import _SPAWNER
+
+    started: list[subprocess.Popen[str]] = []
+    native: list[int] = []
+
+    def spawn() -> None:
+        native.append(threading.get_native_id())
+        started.append(_SPAWNER.popen([sys.executable, "-c", "import time; time.sleep(30)"]))
+
+    thread = threading.Thread(target=spawn)
+    thread.start()
+    thread.join(WAIT_S)
+    child = started[0]
+    try:
+        # The kernel sends the death signal before the thread leaves /proc.
+        deadline = time.monotonic() + WAIT_S
+        while Path(f"/proc/self/task/{native[0]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not Path(f"/proc/self/task/{native[0]}").exists()
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+    finally:
+        child.kill()
+        child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
