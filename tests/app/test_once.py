@@ -83,6 +83,7 @@ def test_mixed_streams_get_the_right_statuses(
     assert by_id[1]["status"] == "dead"
     assert by_id[1]["error"] == "http_404"
     assert by_id[2]["status"] == "dead"  # stalled: no data for check.timeout
+    assert by_id[2]["error"] == "stalled"  # the probe's verdict, before the hard limit
     assert by_id[3]["status"] == "ok"
     assert by_id[3]["resolution"] == "320x240"
     assert by_id[4]["status"] == "ok"
@@ -109,6 +110,7 @@ def test_stall_forever_ends_at_timeout_and_frees_the_slot(
     report = json.loads(report_path.read_text())
     by_id = {r["stream_id"]: r for r in report["results"]}
     assert by_id[1]["status"] == "dead"
+    assert by_id[1]["error"] == "stalled"
     assert by_id[2]["status"] == "ok"
     assert report["cycle"]["duration_s"] < 10
     assert sim.stats().max_concurrency["ua"] == 1
