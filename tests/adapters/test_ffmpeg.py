@@ -98,7 +98,7 @@ def test_redact_text_hides_credentials_in_messages():
 
 def _fake_binary(folder: Path, name: str, output: str) -> str:
     script = folder / name
-    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\n")
+    script.write_text(f"#!/bin/sh\necho '{output}'\n")  # a builtin: no PATH needed
     script.chmod(0o755)
     return str(script)
 
