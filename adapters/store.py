@@ -4,7 +4,9 @@ The file is in WAL mode with ``synchronous=NORMAL``, and each row is committed
 on its own as soon as it is recorded, so a killed daemon loses at most the row
 being written and leaves a readable database. The schema version lives in
 ``PRAGMA user_version``; :data:`_MIGRATIONS` lists the steps from one version
-to the next, and each step runs in its own transaction.
+to the next. The steps that are due run in ONE ``BEGIN IMMEDIATE`` transaction
+that reads the version again under the write lock, so openers racing on a
+fresh file (threads or processes) migrate it exactly once.
 
 Threads: a :class:`ResultStore` belongs to ONE thread (in the daemon, the
 ``ResultSink`` actor's). Its connection is opened lazily by the first method
@@ -296,6 +298,29 @@ class ResultStore:
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION`, once, whoever else opens the file.
+
+        Two openers of a fresh file (the start-up history read and the sink, or
+        two processes) must not both run the migrations: the version is read
+        again inside the write lock (``BEGIN IMMEDIATE``), and every step and
+        the new version commit together.
+        """
+        if self._check_version(db) == SCHEMA_VERSION:
+            return  # the usual case: nothing to do, no write lock taken
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._check_version(db)
+            for step in range(version, SCHEMA_VERSION):
+                _MIGRATIONS[step](db)
+            # PRAGMA takes no parameters; the value is our own int.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        except BaseException:
+            self._rollback(db)
+            raise
+        db.execute("COMMIT")
+
+    def _check_version(self, db: sqlite3.Connection) -> int:
+        """The file's schema version; :class:`StoreError` when it is newer than ours."""
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             message = (
@@ -303,16 +328,7 @@ class ResultStore:
                 f"({SCHEMA_VERSION}); upgrade the daemon or use another database file"
             )
             raise StoreError(message)
-        for step in range(version, SCHEMA_VERSION):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                _MIGRATIONS[step](db)
-                # PRAGMA takes no parameters; the value is our own int.
-                db.execute(f"PRAGMA user_version = {step + 1:d}")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        return version
 
     def _check_thread(self) -> None:
         if self._owner is not None and threading.get_ident() != self._owner:

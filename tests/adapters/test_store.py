@@ -253,3 +253,80 @@ def test_killed_writer_leaves_a_readable_database(db_path):
         assert store._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         # and it is writable again: the dead writer's lock is gone
         store.finish_cycle(cycle.id, "2026-08-20T10:01:00Z", 2, 2, 0)
+
+
+# --- many openers of one fresh file ------------------------------------------------
+
+OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from adapters.store import ResultStore
+    go = Path(sys.argv[2])
+    while not go.exists():  # every opener starts at the same moment
+        time.sleep(0.001)
+    ResultStore(Path(sys.argv[1])).close()
+    print("opened")
+    """
+)
+
+
+def schema_objects(db_path: Path) -> list[tuple[str, str]]:
+    raw = sqlite3.connect(db_path)
+    try:
+        return raw.execute("SELECT type, name FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_threads_opening_a_fresh_file_at_once_all_succeed(tmp_path, attempt):
+    path = tmp_path / f"fresh-{attempt}.sqlite"
+    openers = 16
+    barrier = threading.Barrier(openers)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        barrier.wait(timeout=10)
+        try:
+            ResultStore(path).close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    objects = schema_objects(path)
+    assert len(objects) == len(set(objects))  # the schema exists once
+    assert ("table", "cycles") in objects
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        raw.close()
+
+
+def test_processes_opening_a_fresh_file_at_once_all_succeed(tmp_path):
+    path = tmp_path / "fresh.sqlite"
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(path), str(go)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    go.touch()
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "opened"
+    objects = schema_objects(path)
+    assert len(objects) == len(set(objects))
+    assert ("table", "checks") in objects
