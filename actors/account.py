@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import pykka
@@ -22,7 +21,7 @@ from actors.messages import (
     SlotsFreed,
     ViewersChanged,
 )
-from actors.slots import UNLIMITED, AccountSlots
+from actors.slots import AccountSlots, Denial
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.models import Account
@@ -58,16 +57,12 @@ class AccountActor(pykka.ThreadingActor):
         stagger_delay: float = 0.0,
     ) -> None:
         super().__init__()
-        self._slots = AccountSlots(account)
+        self._slots = AccountSlots(account, stagger_delay)
         self._account_id = account.id
         self._coordinator = coordinator
-        self._stagger_delay = stagger_delay
-        self._last_open = -float("inf")
         self._stagger = PendingTick(timers)
         """Tick: the stagger delay since the last connection opening is over."""
         self._preempting: set[int] = set()
-        self._reported_free = UNLIMITED
-        """The room the coordinator last heard of; it starts out assuming plenty."""
         self._log = logger.bind(account_id=account.id)
 
     @property
@@ -96,7 +91,7 @@ class AccountActor(pykka.ThreadingActor):
                 self._on_limits(account, stagger)
             case Tick():
                 if self._stagger.fired(message):
-                    self._announce_free()
+                    self._announce()
             case GetUsage():
                 return self._slots.usage()
             case _:
@@ -106,17 +101,23 @@ class AccountActor(pykka.ThreadingActor):
     # --- handlers -----------------------------------------------------------------
 
     def _on_request(self, request: RequestLease) -> None:
-        wait = self._stagger_wait()
-        if wait > 0:
-            self._deny(request, "stagger")
-            self._schedule_stagger(wait)
-            return
+        self._answer(request)
+        self._announce()
+
+    def _answer(self, request: RequestLease) -> None:
         lease_id = next(_lease_ids)
-        profile = self._slots.grant(lease_id)
-        if profile is None:
-            self._deny(request, "full")
+        answer = self._slots.request(lease_id)
+        if isinstance(answer, Denial):
+            tell_quietly(
+                self._coordinator,
+                LeaseDenied(
+                    request_id=request.request_id,
+                    account_id=self._account.id,
+                    reason=answer.reason,
+                ),
+            )
             return
-        self._last_open = time.monotonic()
+        profile = answer.profile
         lease = Lease(
             lease_id=lease_id,
             account_id=self._account.id,
@@ -126,77 +127,40 @@ class AccountActor(pykka.ThreadingActor):
         )
         tell_quietly(
             self._coordinator,
-            LeaseGranted(
-                request_id=request.request_id, lease=lease, free_after=self._report_free()
-            ),
+            LeaseGranted(request_id=request.request_id, lease=lease, free_after=answer.free_after),
         )
 
     def _on_release(self, message: ReleaseLease) -> None:
         self._preempting.discard(message.lease_id)
-        released = self._slots.release(message.lease_id)
+        self._slots.release(message.lease_id)
         if message.then is not None:
-            self._on_request(message.then)
-        if released:
-            self._announce_free()
+            self._answer(message.then)
+        self._announce()
 
     def _on_viewers(self, viewers: dict[int, int]) -> None:
-        before = self._slots.free()
         self._slots.set_viewers(viewers)
         self._log.debug("account_viewers", viewers=viewers, usage=self._slots.usage())
         self._preempt_if_needed()
-        if self._slots.free() > before:
-            self._announce_free()
+        self._announce()
 
     def _on_limits(self, account: Account, stagger_delay: float) -> None:
-        before = self._slots.free()
-        self._slots.set_account(account)
-        self._stagger_delay = stagger_delay
+        self._slots.set_account(account, stagger_delay)
         self._log = logger.bind(account_id=account.id)
         self._log.debug("account_limits", usage=self._slots.usage())
         self._preempt_if_needed()
-        if self._slots.free() > before:
-            self._announce_free()
+        self._announce()
 
     # --- helpers ------------------------------------------------------------------
 
-    def _deny(self, request: RequestLease, reason: str) -> None:
-        self._reported_free = 0
-        tell_quietly(
-            self._coordinator,
-            LeaseDenied(request_id=request.request_id, account_id=self._account.id, reason=reason),
-        )
-
-    def _report_free(self) -> int:
-        """Free slots as told to the coordinator (0 while the stagger delay holds openings back)."""
-        self._reported_free = 0 if self._stagger_wait() > 0 else self._slots.free()
-        return self._reported_free
-
-    def _announce_free(self) -> None:
-        """Tell the coordinator about room, if it may be waiting for it.
-
-        The coordinator only waits on an account whose last answer said it had
-        no room (a denial, or a grant that took the last slot); otherwise its
-        own count of the room left still lets it ask.
-        """
-        if self._reported_free > 0:
-            return
-        wait = self._stagger_wait()
-        if wait > 0:
-            self._schedule_stagger(wait)
-            return
-        free = self._slots.free()
-        if free > 0:
-            self._reported_free = free
-            tell_quietly(self._coordinator, SlotsFreed(account_id=self._account.id, free=free))
-
-    def _stagger_wait(self) -> float:
-        if self._stagger_delay <= 0:
-            return 0.0
-        return self._last_open + self._stagger_delay - time.monotonic()
-
-    def _schedule_stagger(self, wait: float) -> None:
-        if not self._stagger.pending:
-            self._stagger.set(wait, self.actor_ref)
+    def _announce(self) -> None:
+        """Tell the coordinator of room it has not heard of, now or after the stagger delay."""
+        announce = self._slots.announce()
+        if announce.free > 0:
+            tell_quietly(
+                self._coordinator, SlotsFreed(account_id=self._account.id, free=announce.free)
+            )
+        elif announce.wake_in is not None and not self._stagger.pending:
+            self._stagger.set(announce.wake_in, self.actor_ref)
 
     def _preempt_if_needed(self) -> None:
         lease_ids = self._slots.leases_to_preempt(self._preempting)

@@ -4,16 +4,25 @@ Each profile is one provider login with its own limit (0 = unlimited). A viewer
 holds a slot on the profile his channel plays through; a lease holds a slot on
 the profile it was granted on. A profile never goes over its limit through a
 grant; viewers may push it over, and then the newest leases are preempted.
+
+The class also keeps what the coordinator was last told about free room, and
+the stagger delay between two openings, on an injected clock: the account actor
+feeds it events and carries out what it answers (grant or deny, announce room
+now, or look again after a delay).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from domain.models import Account, Profile
 
 UNLIMITED = 1_000_000
 """What "free slots" reports for an account with an unlimited profile."""
+
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -33,41 +42,92 @@ class _ProfileState:
         return max(0, self.limit - self.viewers - len(self.leases))
 
 
-class AccountSlots:
-    """Who holds which slot of one account: viewers and leases per profile."""
+@dataclass(frozen=True)
+class Grant:
+    """A lease was taken on ``profile``; ``free_after`` is the room the coordinator is told of."""
 
-    def __init__(self, account: Account) -> None:
+    profile: Profile
+    free_after: int
+
+
+@dataclass(frozen=True)
+class Denial:
+    """No lease now: ``"stagger"`` (too soon after the last opening) or ``"full"``."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Announce:
+    """What to tell the coordinator after a change.
+
+    ``free > 0``: send ``SlotsFreed(free)`` now. ``wake_in``: room exists but the
+    stagger delay holds it back; look again (call :meth:`AccountSlots.announce`)
+    after that many seconds. Neither: the coordinator already knows enough.
+    """
+
+    free: int = 0
+    wake_in: float | None = None
+
+
+class AccountSlots:
+    """Who holds which slot of one account, and what the coordinator knows of it.
+
+    Args:
+        account: the account, its profiles and limits.
+        stagger_delay: minimum seconds between two openings (0 = off).
+        clock: monotonic seconds (``time.monotonic``; a fake one in tests).
+    """
+
+    def __init__(
+        self, account: Account, stagger_delay: float = 0.0, clock: Clock = time.monotonic
+    ) -> None:
         self.account = account
+        self.stagger_delay = stagger_delay
+        self._clock = clock
         self._profiles: dict[int, _ProfileState] = {}
         self._lease_profile: dict[int, int] = {}
         self._retired: dict[int, _ProfileState] = {}
-        self.set_account(account)
+        self._last_open = -float("inf")
+        self._told = UNLIMITED
+        """The room the coordinator last heard of (its ``free_hint``); it starts out
+        assuming plenty, and only a grant, a denial or an announcement changes it."""
+        self.set_account(account, stagger_delay)
 
     # --- reading ------------------------------------------------------------------
 
-    @property
-    def lease_count(self) -> int:
-        """Leases held now."""
-        return len(self._lease_profile)
-
     def free(self) -> int:
-        """Slots a new check could take now, after the viewer reserve."""
+        """Slots a new check could take, after the viewer reserve (stagger aside)."""
         total = sum(state.free() for state in self._profiles.values())
         return max(0, min(total, UNLIMITED) - self.account.reserve_for_viewers)
+
+    def stagger_wait(self) -> float:
+        """Seconds until the stagger delay allows the next opening (0 or less: now)."""
+        if self.stagger_delay <= 0:
+            return 0.0
+        return self._last_open + self.stagger_delay - self._clock()
 
     def usage(self) -> dict[int, tuple[int, int, int]]:
         """Per profile id: (viewers, leases, limit)."""
         states = list(self._profiles.values()) + list(self._retired.values())
         return {s.profile.id: (s.viewers, len(s.leases), s.limit) for s in states}
 
-    def over_limit(self) -> bool:
-        """True if some profile has more viewers plus leases than its limit."""
-        return any(s.limit and s.viewers + len(s.leases) > s.limit for s in self._profiles.values())
+    # --- leases -------------------------------------------------------------------
 
-    # --- changing -----------------------------------------------------------------
-
-    def grant(self, lease_id: int) -> Profile | None:
+    def request(self, lease_id: int) -> Grant | Denial:
         """Take a slot for ``lease_id`` on the first profile with room, default first."""
+        if self.stagger_wait() > 0:
+            self._told = 0
+            return Denial("stagger")
+        profile = self._take(lease_id)
+        if profile is None:
+            self._told = 0
+            return Denial("full")
+        self._last_open = self._clock()
+        self._told = 0 if self.stagger_wait() > 0 else self.free()
+        return Grant(profile, self._told)
+
+    def _take(self, lease_id: int) -> Profile | None:
         if self.free() <= 0:
             return None
         for state in self._profiles.values():
@@ -89,14 +149,36 @@ class AccountSlots:
                 del self._retired[profile_id]
         return True
 
+    def announce(self) -> Announce:
+        """What the coordinator must hear now, after any change (or a stagger wake-up).
+
+        The coordinator asks for leases only up to the room it last heard of, so
+        it must hear whenever there is more: at once, or once the stagger delay
+        allows the next opening. A grant inside the stagger window tells it
+        "no room" while a slot is still free; that slot is announced after the
+        delay instead of being lost until some lease is released.
+        """
+        room = self.free()
+        if room <= self._told:
+            return Announce()
+        wait = self.stagger_wait()
+        if wait > 0:
+            return Announce(wake_in=wait)
+        self._told = room
+        return Announce(free=room)
+
+    # --- viewers and limits -------------------------------------------------------
+
     def set_viewers(self, viewers: dict[int, int]) -> None:
         """Replace the viewer snapshot (connections per profile id)."""
         for profile_id, state in self._profiles.items():
             state.viewers = max(0, viewers.get(profile_id, 0))
 
-    def set_account(self, account: Account) -> None:
+    def set_account(self, account: Account, stagger_delay: float | None = None) -> None:
         """Take new limits and profiles; leases on vanished profiles stay counted until released."""
         self.account = account
+        if stagger_delay is not None:
+            self.stagger_delay = stagger_delay
         old = {**self._retired, **self._profiles}
         self._profiles = {}
         for profile in account.usable_profiles():

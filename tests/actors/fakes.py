@@ -250,3 +250,15 @@ class Recorder(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         self.inbox.put(message)
+
+
+def max_concurrent(events: list[Event], account_id: int, since: float = -1.0) -> int:
+    """The most connections open at once on ``account_id`` from the events at or after ``since``."""
+    open_now = 0
+    most = 0
+    for event in sorted(events, key=lambda e: (e.at, e.what == "start")):
+        if event.account_id != account_id or event.at < since:
+            continue
+        open_now += 1 if event.what == "start" else -1
+        most = max(most, open_now)
+    return most
