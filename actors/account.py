@@ -24,8 +24,8 @@ from actors.messages import (
 from actors.slots import AccountSlots, Denial
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
-from domain.models import Account
-from domain.urls import stream_url_for
+from domain.models import Account, Profile, Stream
+from domain.urls import profile_url
 
 logger = structlog.get_logger(__name__)
 
@@ -63,6 +63,8 @@ class AccountActor(pykka.ThreadingActor):
         self._stagger = PendingTick(timers)
         """Tick: the stagger delay since the last connection opening is over."""
         self._preempting: set[int] = set()
+        self._unusable_logged: dict[int, tuple[str, str]] = {}
+        """Profiles logged as not changing a stream's URL, with the patterns then."""
         self._log = logger.bind(account_id=account.id)
 
     @property
@@ -106,7 +108,7 @@ class AccountActor(pykka.ThreadingActor):
 
     def _answer(self, request: RequestLease) -> None:
         lease_id = next(_lease_ids)
-        answer = self._slots.request(lease_id)
+        answer = self._slots.request(lease_id, lambda profile: self._url(profile, request.stream))
         if isinstance(answer, Denial):
             tell_quietly(
                 self._coordinator,
@@ -122,7 +124,7 @@ class AccountActor(pykka.ThreadingActor):
             lease_id=lease_id,
             account_id=self._account.id,
             profile_id=profile.id,
-            url=stream_url_for(self._account, profile, request.stream),
+            url=answer.url or request.stream.url,
             user_agent=self._account.user_agent,
         )
         tell_quietly(
@@ -151,6 +153,21 @@ class AccountActor(pykka.ThreadingActor):
         self._announce()
 
     # --- helpers ------------------------------------------------------------------
+
+    def _url(self, profile: Profile, stream: Stream) -> str | None:
+        """The profile's URL for the stream; a profile that can't serve it is logged once."""
+        url = profile_url(self._account, profile, stream)
+        patterns = (profile.search_pattern, profile.replace_pattern)
+        if url is None and self._unusable_logged.get(profile.id) != patterns:
+            self._unusable_logged[profile.id] = patterns
+            self._log.warning(
+                "profile_url_unchanged",
+                profile_id=profile.id,
+                profile=profile.name,
+                stream_id=stream.id,
+                hint="its search_pattern does not change this stream's URL; not used for it",
+            )
+        return url
 
     def _announce(self) -> None:
         """Tell the coordinator of room it has not heard of, now or after the stagger delay."""

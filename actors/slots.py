@@ -42,17 +42,27 @@ class _ProfileState:
         return max(0, self.limit - self.viewers - len(self.leases))
 
 
+UrlFor = Callable[[Profile], str | None]
+"""The URL a check would open through a profile, or ``None`` if that profile can't serve it."""
+
+
 @dataclass(frozen=True)
 class Grant:
     """A lease was taken on ``profile``; ``free_after`` is the room the coordinator is told of."""
 
     profile: Profile
     free_after: int
+    url: str | None = None
+    """What ``url_for`` gave for the profile (``None`` without ``url_for``)."""
 
 
 @dataclass(frozen=True)
 class Denial:
-    """No lease now: ``"stagger"`` (too soon after the last opening) or ``"full"``."""
+    """No lease now, and why.
+
+    ``"stagger"``: too soon after the last opening; ``"full"``: no room;
+    ``"no_usable_profile"``: only profiles that can't serve this stream have room.
+    """
 
     reason: str
 
@@ -114,28 +124,36 @@ class AccountSlots:
 
     # --- leases -------------------------------------------------------------------
 
-    def request(self, lease_id: int) -> Grant | Denial:
-        """Take a slot for ``lease_id`` on the first profile with room, default first."""
+    def request(self, lease_id: int, url_for: UrlFor | None = None) -> Grant | Denial:
+        """Take a slot for ``lease_id`` on the first profile with room, default first.
+
+        Args:
+            lease_id: the new lease's id.
+            url_for: the URL each profile would open for the stream; a profile
+                for which it gives ``None`` is passed over.
+        """
         if self.stagger_wait() > 0:
             self._told = 0
             return Denial("stagger")
-        profile = self._take(lease_id)
-        if profile is None:
+        if self.free() <= 0:
             self._told = 0
             return Denial("full")
-        self._last_open = self._clock()
-        self._told = 0 if self.stagger_wait() > 0 else self.free()
-        return Grant(profile, self._told)
-
-    def _take(self, lease_id: int) -> Profile | None:
-        if self.free() <= 0:
-            return None
         for state in self._profiles.values():
-            if state.free() > 0:
-                state.leases.append(lease_id)
-                self._lease_profile[lease_id] = state.profile.id
-                return state.profile
-        return None
+            if state.free() <= 0:
+                continue
+            url = url_for(state.profile) if url_for is not None else None
+            if url_for is not None and url is None:
+                continue
+            state.leases.append(lease_id)
+            self._lease_profile[lease_id] = state.profile.id
+            self._last_open = self._clock()
+            self._told = 0 if self.stagger_wait() > 0 else self.free()
+            return Grant(state.profile, self._told, url)
+        # The room there is can't serve this stream: count it as known to the
+        # coordinator, so that only more room (say the default login freeing) is
+        # announced, not this same room again and again.
+        self._told = self.free()
+        return Denial("no_usable_profile")
 
     def release(self, lease_id: int) -> bool:
         """Give a lease's slot back; False if it was not held (already released)."""

@@ -78,6 +78,26 @@ def stream_url_for(account: Account, profile: Profile, stream: Stream) -> str:
     return rewrite_url(stream.url, profile.search_pattern, profile.replace_pattern)
 
 
+def profile_url(account: Account, profile: Profile, stream: Stream) -> str | None:
+    """The URL to open for ``stream`` through ``profile``; ``None`` if the profile can't serve it.
+
+    A non-default profile is another login: its rewrite must change the URL.
+    One that leaves it as the stream's own URL or the default login's (a valid
+    pattern that matches nothing, say) would open the default login's
+    connection while counting against the other login's limit, so it is not
+    used for that stream.
+    """
+    url = stream_url_for(account, profile, stream)
+    main = next((p for p in account.profiles if p.is_default), None)
+    if main is None:  # no default flagged: the first usable profile is the main login
+        main = account.usable_profiles()[0]
+    if profile.id == main.id:
+        return url
+    if url in (stream.url, stream_url_for(account, main, stream)):
+        return None
+    return url
+
+
 _XC_PATH = re.compile(r"/(live|movie|series|timeshift)/([^/]+)/([^/]+)/")
 _SECRET_QUERY = re.compile(
     r"(?i)((?:^|&)(?:username|user|password|pass|pwd|token|key|auth|api_key)=)[^&]*"

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from actors.slots import UNLIMITED, AccountSlots, Announce, Denial, Grant
+from domain.models import Profile
 from tests.actors.fakes import profile_account, simple_account
 
 
@@ -132,3 +133,20 @@ def test_lowered_limit_keeps_running_leases_and_grants_nothing_new(clock: FakeCl
     slots.release(2)
     slots.release(3)
     assert granted(slots.request(4)).profile.id == 100
+
+
+def test_profiles_that_cannot_serve_the_stream_are_passed_over(clock: FakeClock):
+    slots = AccountSlots(profile_account(1, [1, 1]), clock=clock)
+
+    def default_only(profile: Profile) -> str | None:
+        return "http://default/1.ts" if profile.id == 100 else None
+
+    grant = granted(slots.request(1, default_only))
+    assert (grant.profile.id, grant.url) == (100, "http://default/1.ts")
+    assert slots.request(2, default_only) == Denial("no_usable_profile")
+    # The room on the second login is not announced again and again ...
+    assert slots.announce() == Announce()
+    # ... but the default login freeing is.
+    slots.release(1)
+    assert slots.announce() == Announce(free=2)
+    assert granted(slots.request(2, default_only)).profile.id == 100
