@@ -55,6 +55,9 @@ from domain.models import Account, CheckResult, Probe, ProbeOutcome, ProbeReques
 
 logger = structlog.get_logger(__name__)
 
+ACCOUNT_UNAUTHORIZED = "account_unauthorized"
+"""The probe's reason for an HTTP 401: the account's login is refused, not the stream."""
+
 Scorer = Callable[[StreamInfo], float]
 
 
@@ -115,6 +118,8 @@ class _AccountEntry:
     running: int = 0
     free_hint: int = UNLIMITED
     retired: bool = False
+    unauthorized: bool = False
+    """The provider refused the login (401) this cycle: its jobs end without a connection."""
 
     def push(self, job: Job, *, front: bool = False) -> None:
         """Queue a job (at the front when it lost its turn through a denial)."""
@@ -345,6 +350,8 @@ class Coordinator(pykka.ThreadingActor):
         expected.sort(key=lambda job: job.expected_s, reverse=True)
         known = {job.stream.id for job in message.jobs}
         self._history = {sid: s for sid, s in self._history.items() if sid in known}
+        for entry in self._accounts.values():
+            entry.unauthorized = False
         for job in expected:
             entry = self._accounts.get(job.account_id)
             if entry is None or entry.retired:
@@ -524,6 +531,11 @@ class Coordinator(pykka.ThreadingActor):
         entry.in_flight -= 1
         entry.free_hint = message.free_after
         cycle = self._cycle
+        if entry.unauthorized:
+            tell_quietly(entry.ref, ReleaseLease(lease.lease_id))
+            self._finish_job(job, ProbeOutcome(kind="error", reason=ACCOUNT_UNAUTHORIZED))
+            self._maybe_finish_cycle()
+            return
         if cycle is None or cycle.aborting or job.job_id not in cycle.open_jobs:
             tell_quietly(entry.ref, ReleaseLease(lease.lease_id))
             if cycle is not None and job.job_id in cycle.open_jobs:
@@ -567,6 +579,10 @@ class Coordinator(pykka.ThreadingActor):
         cycle = self._cycle
         if cycle is None or cycle.aborting:
             self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
+            self._maybe_finish_cycle()
+            return
+        if entry.unauthorized:
+            self._finish_job(job, ProbeOutcome(kind="error", reason=ACCOUNT_UNAUTHORIZED))
             self._maybe_finish_cycle()
             return
         entry.push(job, front=True)
@@ -672,6 +688,15 @@ class Coordinator(pykka.ThreadingActor):
         cycle = self._cycle
         aborting = cycle is None or cycle.aborting
         settings = self._settings
+        entry = self._accounts.get(job.account_id)
+        refused = outcome.reason == ACCOUNT_UNAUTHORIZED  # by reason, whatever the kind
+        if entry is not None and (refused or outcome.kind not in ("ok", "dead")):
+            if refused and not entry.unauthorized:
+                self._account_unauthorized(entry)
+            if entry.unauthorized:
+                outcome = ProbeOutcome(kind="error", info=outcome.info, reason=ACCOUNT_UNAUTHORIZED)
+                self._finish_job(job, outcome, lease.profile_id, started_at, finished_at)
+                return
         if outcome.kind == "cancelled" and not aborting and job.requeues < settings.max_requeues:
             self._enqueue(replace(job, requeues=job.requeues + 1), delay=0.0)
             return
@@ -693,6 +718,33 @@ class Coordinator(pykka.ThreadingActor):
         if outcome.kind == "busy":
             outcome = ProbeOutcome(kind="error", info=outcome.info, reason="provider_busy")
         self._finish_job(job, outcome, lease.profile_id, started_at, finished_at)
+
+    def _account_unauthorized(self, entry: _AccountEntry) -> None:
+        """The provider refused the account's login: end its jobs now, open nothing more.
+
+        Checks already running on it end on their own (a stream judged ``ok`` or
+        ``dead`` keeps its verdict); the next cycle tries the account again.
+        """
+        entry.unauthorized = True
+        ended = ProbeOutcome(kind="error", reason=ACCOUNT_UNAUTHORIZED)
+        jobs = 0
+        while entry.waiting:
+            self._finish_job(entry.pop(), ended)
+            jobs += 1
+        for job_id, (job, handle) in list(self._delayed.items()):
+            if job.account_id == entry.account.id:
+                handle.cancel()
+                del self._delayed[job_id]
+                self._finish_job(job, ended)
+                jobs += 1
+        logger.error(
+            "account_unauthorized",
+            account_id=entry.account.id,
+            account=entry.account.name,
+            cycle_id=self._cycle.cycle_id if self._cycle else None,
+            jobs_ended=jobs,
+            hint="the provider refused the login (HTTP 401): check the account's password",
+        )
 
     def _enqueue(self, job: Job, delay: float) -> None:
         entry = self._accounts.get(job.account_id)
@@ -774,6 +826,7 @@ class Coordinator(pykka.ThreadingActor):
                     "limit": _shown_limit(entry.capacity),
                     "waiting": len(entry.waiting),
                     "running": entry.running,
+                    "unauthorized": entry.unauthorized,
                 }
                 for account_id, entry in self._accounts.items()
             },

@@ -74,6 +74,8 @@ class Behaviour:
     """Run until cancelled."""
     raises: bool = False
     ignore_cancel: bool = False
+    reason: str | None = None
+    """The outcome's reason when not ``ok`` (default ``fake_<kind>``)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,8 @@ class FakeProbe:
         )
         if behaviour.kind == "ok":
             return ProbeOutcome(kind="ok", info=info)
-        return ProbeOutcome(kind=behaviour.kind, reason=f"fake_{behaviour.kind}")
+        reason = behaviour.reason or f"fake_{behaviour.kind}"
+        return ProbeOutcome(kind=behaviour.kind, reason=reason)
 
 
 def _login(url: str) -> str:

@@ -372,3 +372,38 @@ def test_a_crashed_account_actor_costs_its_checks_not_the_cycle(harness: Harness
     assert probe.started(4)
     probe.open_gate(4)
     assert [r.status for r in done.get(timeout=10).results] == ["ok"]
+
+
+def test_unauthorized_account_ends_its_jobs_without_opening_more(harness: Harness):
+    """A 401 is the account's problem: its other jobs end error/account_unauthorized, unopened."""
+    unauthorized = Behaviour(kind="error", reason="account_unauthorized")
+    probe = FakeProbe(
+        behaviours={1: unauthorized, 2: Behaviour(gated=True)}, default=Behaviour(duration=0.0)
+    )
+    settings = CoordinatorSettings(retries=2, retry_delay=0.01)
+    harness.start([simple_account(1, 2), simple_account(2, 1)], probe, settings)
+    with capture_logs() as logs:
+        done = harness.begin([stream(sid, 1) for sid in (1, 2, 3, 4, 5)] + [stream(9, 2)])
+        assert probe.ended(1)
+        assert probe.started(2)
+        probe.open_gate(2)  # the check already running on the account ends on its own
+        finished = done.get(timeout=10)
+    by_id = {r.stream_id: r for r in finished.results}
+    assert by_id[1].status == "error"
+    assert by_id[1].error == "account_unauthorized"
+    assert by_id[2].status == "ok"  # judged before the account was known to be refused
+    for sid in (3, 4, 5):
+        assert (by_id[sid].status, by_id[sid].error) == ("error", "account_unauthorized")
+        assert probe.calls[sid] == 0  # never opened
+    assert probe.calls[1] == 1  # not retried
+    assert by_id[9].status == "ok"  # another account is not affected
+    events = [e for e in logs if e["event"] == "account_unauthorized"]
+    assert len(events) == 1
+    assert events[0]["log_level"] == "error"
+    assert events[0]["account_id"] == 1
+    assert all_leases_released()
+
+    # The next cycle tries the account again (the password may have been fixed).
+    probe.behaviours[1] = Behaviour(duration=0.0)
+    finished = harness.run([stream(1, 1), stream(3, 1)])
+    assert [r.status for r in finished.results] == ["ok", "ok"]
