@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -19,9 +21,12 @@ from actors.messages import (
     ReleaseLease,
     RequestLease,
     SlotsFreed,
-    ViewersChanged,
+    UnwatchViewers,
+    ViewersSeen,
+    ViewersUnknown,
+    WatchViewers,
 )
-from actors.slots import AccountSlots, Denial
+from actors.slots import FAIL_CLOSED, TRUST_LAST_KNOWN, AccountSlots, Clock, Denial, ViewerPolicy
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.models import Account, Profile, Stream
@@ -33,18 +38,31 @@ _lease_ids = itertools.count(1)
 """Lease ids are unique across all accounts (itertools.count is atomic under the GIL)."""
 
 
+@dataclass(frozen=True)
+class ViewerFeed:
+    """Where account actors hear viewer counts, and what they assume when they can't."""
+
+    watcher: pykka.ActorRef[Any]
+    policy: ViewerPolicy = FAIL_CLOSED
+
+
 class AccountActor(pykka.ThreadingActor):
     """Grants, denies and takes back leases for one account.
 
     It answers every request at once (no waiting inside the actor). When room
     appears after a denial it tells the coordinator ``SlotsFreed``; when viewers
     need connections held by checks it asks for those checks to be preempted.
+    It subscribes to the viewer watcher when it starts and fails closed while
+    viewer counts are unknown (``viewers.policy``).
 
     Args:
         account: the account, its profiles and limits.
         coordinator: where answers and ``SlotsFreed`` go.
         timers: the shared timer thread, for the stagger delay.
         stagger_delay: minimum seconds between two connection openings (0 = off).
+        viewers: the viewer watcher and the policy; ``None``: no viewer source,
+            nobody watches unless told (``ViewersSeen`` sent by hand, in tests).
+        clock: monotonic seconds, for the stagger and the age of viewer counts.
     """
 
     use_daemon_thread = True
@@ -55,9 +73,15 @@ class AccountActor(pykka.ThreadingActor):
         coordinator: pykka.ActorRef[Any],
         timers: Timers,
         stagger_delay: float = 0.0,
+        viewers: ViewerFeed | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         super().__init__()
-        self._slots = AccountSlots(account, stagger_delay)
+        self._feed = viewers
+        policy = viewers.policy if viewers is not None else TRUST_LAST_KNOWN
+        self._slots = AccountSlots(account, stagger_delay, clock, policy)
+        self._waiting_logged = False
+        """A ``checks_wait_for_viewers`` was logged and no good read came since."""
         self._account_id = account.id
         self._coordinator = coordinator
         self._stagger = PendingTick(timers)
@@ -71,14 +95,25 @@ class AccountActor(pykka.ThreadingActor):
     def _account(self) -> Account:
         return self._slots.account
 
+    def on_start(self) -> None:
+        """Ask the viewer watcher for the counts (now, and after every read)."""
+        if self._feed is not None:
+            tell_quietly(self._feed.watcher, WatchViewers(self.actor_ref))
+
     def on_stop(self) -> None:
-        """Drop the pending stagger tick."""
+        """Drop the pending stagger tick and the viewer subscription."""
         self._stagger.cancel()
+        self._unwatch()
 
     def on_failure(self, *_exc_info: object) -> None:
-        """Crashed: drop the tick and tell the coordinator, whose requests are now lost."""
+        """Crashed: clean up and tell the coordinator, whose requests are now lost."""
         self._stagger.cancel()
+        self._unwatch()
         tell_quietly(self._coordinator, AccountFailed(self._account_id))
+
+    def _unwatch(self) -> None:
+        if self._feed is not None:
+            tell_quietly(self._feed.watcher, UnwatchViewers(self.actor_ref))
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; every branch returns at once."""
@@ -87,8 +122,10 @@ class AccountActor(pykka.ThreadingActor):
                 self._on_request(message)
             case ReleaseLease():
                 self._on_release(message)
-            case ViewersChanged(viewers=viewers):
-                self._on_viewers(viewers)
+            case ViewersSeen():
+                self._on_viewers_seen(message)
+            case ViewersUnknown():
+                self._on_viewers_unknown(message)
             case LimitsChanged(account=account, stagger_delay=stagger):
                 self._on_limits(account, stagger)
             case Tick():
@@ -110,6 +147,8 @@ class AccountActor(pykka.ThreadingActor):
         lease_id = next(_lease_ids)
         answer = self._slots.request(lease_id, lambda profile: self._url(profile, request.stream))
         if isinstance(answer, Denial):
+            if answer.reason == "viewer_count_unknown":
+                self._log_waiting()
             tell_quietly(
                 self._coordinator,
                 LeaseDenied(
@@ -139,11 +178,36 @@ class AccountActor(pykka.ThreadingActor):
             self._answer(message.then)
         self._announce()
 
-    def _on_viewers(self, viewers: dict[int, int]) -> None:
-        self._slots.set_viewers(viewers)
+    def _on_viewers_seen(self, message: ViewersSeen) -> None:
+        viewers = message.snapshot.for_account(self._account)
+        self._slots.set_viewers(viewers, message.read_at)
         self._log.debug("account_viewers", viewers=viewers, usage=self._slots.usage())
+        if self._waiting_logged and self._slots.viewer_state() == "known":
+            self._waiting_logged = False
+            self._log.info("checks_resume_viewer_count_known", usage=self._slots.usage())
         self._preempt_if_needed()
         self._announce()
+
+    def _on_viewers_unknown(self, message: ViewersUnknown) -> None:
+        assumed = message.assumed
+        self._slots.viewers_unknown(None if assumed is None else assumed.for_account(self._account))
+        self._preempt_if_needed()
+        self._announce()
+
+    def _log_waiting(self) -> None:
+        """Say once per outage why this account's checks wait."""
+        if self._waiting_logged:
+            return
+        self._waiting_logged = True
+        state = self._slots.viewer_state()
+        log = self._log.info if state == "never_read" else self._log.warning
+        log(
+            "checks_wait_for_viewer_count",
+            viewer_state=state,
+            usage=self._slots.usage(),
+            hint="no new check on this account until the viewer count is read again, "
+            "unless the last count leaves room (viewers.when_unknown)",
+        )
 
     def _on_limits(self, account: Account, stagger_delay: float) -> None:
         self._slots.set_account(account, stagger_delay)

@@ -18,7 +18,7 @@ from typing import Any
 import pykka
 import structlog
 
-from actors.account import AccountActor
+from actors.account import AccountActor, ViewerFeed
 from actors.checker import CheckerActor, utc_now
 from actors.messages import (
     AbortCycle,
@@ -44,8 +44,6 @@ from actors.messages import (
     SetAccounts,
     SlotsFreed,
     Subscribe,
-    ViewersChanged,
-    ViewersSeen,
 )
 from actors.slots import UNLIMITED, capacity
 from actors.tell import tell_quietly
@@ -118,6 +116,8 @@ class _AccountEntry:
     running: int = 0
     free_hint: int = UNLIMITED
     retired: bool = False
+    waiting_for: str | None = None
+    """Why its jobs wait: the reason of the last denial (cleared by a grant)."""
     unauthorized: bool = False
     """The provider refused the login (401) this cycle: its jobs end without a connection."""
 
@@ -170,6 +170,8 @@ class Coordinator(pykka.ThreadingActor):
         timers: the shared timer thread (one is made, and stopped with the actor, if None).
         history: seconds each stream's last check took (from the results store),
             so that even the first cycle after a restart starts the long ones first.
+        viewers: the viewer watcher the account actors subscribe to, and what
+            they assume while counts are unknown; ``None``: nobody watches.
     """
 
     use_daemon_thread = True
@@ -182,8 +184,10 @@ class Coordinator(pykka.ThreadingActor):
         scorer: Scorer | None = None,
         timers: Timers | None = None,
         history: Mapping[int, float] | None = None,
+        viewers: ViewerFeed | None = None,
     ) -> None:
         super().__init__()
+        self._viewers = viewers
         self._probe = probe
         self._settings = settings
         self._listeners = list(listeners)
@@ -213,7 +217,6 @@ class Coordinator(pykka.ThreadingActor):
             JobReady: self._on_job_ready,
             CheckCycle: self._on_cycle,
             SetAccounts: self._on_set_accounts,
-            ViewersSeen: self._on_viewers_seen,
             AbortCycle: self._on_abort,
             GetStatus: self._status,
             Subscribe: self._on_subscribe,
@@ -261,10 +264,6 @@ class Coordinator(pykka.ThreadingActor):
             return account.stagger_delay
         return self._settings.stagger_delay
 
-    def _on_viewers_seen(self, message: ViewersSeen) -> None:
-        for entry in self._accounts.values():
-            tell_quietly(entry.ref, ViewersChanged(message.snapshot.for_account(entry.account)))
-
     def _on_set_accounts(self, message: SetAccounts) -> None:
         accounts = message.accounts
         seen: set[int] = set()
@@ -277,7 +276,7 @@ class Coordinator(pykka.ThreadingActor):
                 entry = None
             if entry is None:
                 ref = AccountActor.start(
-                    account, self.actor_ref, self._timers, self._stagger_for(account)
+                    account, self.actor_ref, self._timers, self._stagger_for(account), self._viewers
                 )
                 self._accounts[account.id] = _AccountEntry(ref, account, capacity(account))
                 continue
@@ -530,6 +529,7 @@ class Coordinator(pykka.ThreadingActor):
             return
         entry.in_flight -= 1
         entry.free_hint = message.free_after
+        entry.waiting_for = None
         cycle = self._cycle
         if entry.unauthorized:
             tell_quietly(entry.ref, ReleaseLease(lease.lease_id))
@@ -576,6 +576,7 @@ class Coordinator(pykka.ThreadingActor):
         entry = self._accounts[message.account_id]
         entry.in_flight -= 1
         entry.free_hint = 0
+        entry.waiting_for = message.reason
         cycle = self._cycle
         if cycle is None or cycle.aborting:
             self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
@@ -827,6 +828,8 @@ class Coordinator(pykka.ThreadingActor):
                     "waiting": len(entry.waiting),
                     "running": entry.running,
                     "unauthorized": entry.unauthorized,
+                    # e.g. "viewer_count_unknown": why its waiting checks wait
+                    "waiting_for": entry.waiting_for if entry.waiting else None,
                 }
                 for account_id, entry in self._accounts.items()
             },

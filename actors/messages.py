@@ -11,12 +11,20 @@ lease protocol, in short:
   passing) it sends ``SlotsFreed``, and the coordinator hands the slot on;
 - an account that sees viewers plus leases over a limit sends ``Preempt`` and
   the coordinator cancels those checks.
+
+Viewer counts go from the viewer watcher straight to the accounts: each account
+actor sends ``WatchViewers`` when it starts and gets ``ViewersSeen`` after every
+good read and ``ViewersUnknown`` after every failed one (and the current state
+at once when it subscribes). While counts are unknown an account fails closed
+(see ``actors/slots.py``) and denies with ``viewer_count_unknown``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import pykka
 
 from domain.models import Account, CheckResult, Inventory, ProbeOutcome, Stream, ViewerSnapshot
 
@@ -89,13 +97,6 @@ class LimitsChanged:
 
     account: Account
     stagger_delay: float
-
-
-@dataclass(frozen=True)
-class ViewersChanged:
-    """Connections held by viewers, per profile id of the receiving account."""
-
-    viewers: dict[int, int]
 
 
 @dataclass(frozen=True)
@@ -228,11 +229,41 @@ class Subscribe:
     listener: Any
 
 
+# --- viewer watcher <-> accounts --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchViewers:
+    """Send ``subscriber`` every viewer read from now on, and the current state at once."""
+
+    subscriber: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True)
+class UnwatchViewers:
+    """Stop sending ``subscriber`` viewer reads."""
+
+    subscriber: pykka.ActorRef[Any]
+
+
 @dataclass(frozen=True)
 class ViewersSeen:
-    """A new viewer snapshot for all accounts (from the viewer watcher)."""
+    """A good viewer read: the snapshot for all accounts (each takes its own part)."""
 
     snapshot: ViewerSnapshot
+    read_at: float | None = None
+    """``time.monotonic()`` when it was read (``None``: now), so that old counts go stale."""
+
+
+@dataclass(frozen=True)
+class ViewersUnknown:
+    """A failed viewer read: the counts are unknown now.
+
+    ``assumed`` is the worst of the recent good reads (``None`` before any).
+    """
+
+    error: str
+    assumed: ViewerSnapshot | None = None
 
 
 @dataclass(frozen=True)

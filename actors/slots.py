@@ -5,10 +5,26 @@ holds a slot on the profile his channel plays through; a lease holds a slot on
 the profile it was granted on. A profile never goes over its limit through a
 grant; viewers may push it over, and then the newest leases are preempted.
 
-The class also keeps what the coordinator was last told about free room, and
-the stagger delay between two openings, on an injected clock: the account actor
-feeds it events and carries out what it answers (grant or deny, announce room
-now, or look again after a delay).
+The class also keeps what the coordinator was last told about free room, the
+stagger delay between two openings, and whether the viewer counts are known,
+on an injected clock: the account actor feeds it events and carries out what it
+answers (grant or deny, announce room now, or look again after a delay).
+
+When viewer counts are unknown (before the first good read, while reads fail,
+or when the last good read is older than ``stale_after``) and the policy is
+``"wait"`` (the default), the account fails closed:
+
+- before the first good read it grants nothing;
+- afterwards it grants only where the last known counts leave room after
+  keeping ``margin`` slots (default 1) for viewers who may have started
+  meanwhile. Those slots are kept on the profile Dispatcharr would give a new
+  viewer: the first, default first, whose known viewers are under its limit
+  (Dispatcharr does not see our connections). So with one login the free room
+  is ``limit - last_viewers - leases - margin``.
+
+With ``"last_known"`` the last known counts (the worst of the recent good
+reads, as the viewer watcher sends them) are taken as they are, and before the
+first read nobody is assumed to watch: the behaviour before fail-closed.
 """
 
 from __future__ import annotations
@@ -16,8 +32,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from domain.models import Account, Profile
+
+WhenUnknown = Literal["wait", "last_known"]
+ViewerState = Literal["known", "never_read", "read_failed", "stale"]
 
 UNLIMITED = 1_000_000
 """What "free slots" reports for an account with an unlimited profile."""
@@ -47,6 +67,23 @@ UrlFor = Callable[[Profile], str | None]
 
 
 @dataclass(frozen=True)
+class ViewerPolicy:
+    """What an account assumes while its viewer counts are unknown (``[viewers]``)."""
+
+    when_unknown: WhenUnknown = "wait"
+    margin: int = 1
+    """Slots kept for viewers who may have started while the counts are unknown."""
+    stale_after: float = 60.0
+    """Seconds after the last good read at which the counts count as unknown."""
+
+
+FAIL_CLOSED = ViewerPolicy()
+"""The default: no new lease while counts are unknown unless the last ones leave room."""
+TRUST_LAST_KNOWN = ViewerPolicy(when_unknown="last_known")
+"""The policy without a viewer source: nobody watches unless told."""
+
+
+@dataclass(frozen=True)
 class Grant:
     """A lease was taken on ``profile``; ``free_after`` is the room the coordinator is told of."""
 
@@ -61,6 +98,8 @@ class Denial:
     """No lease now, and why.
 
     ``"stagger"``: too soon after the last opening; ``"full"``: no room;
+    ``"viewer_count_unknown"``: there would be room, but the viewer counts are
+    unknown and what is known leaves none (fail closed);
     ``"no_usable_profile"``: only profiles that can't serve this stream have room.
     """
 
@@ -87,14 +126,25 @@ class AccountSlots:
         account: the account, its profiles and limits.
         stagger_delay: minimum seconds between two openings (0 = off).
         clock: monotonic seconds (``time.monotonic``; a fake one in tests).
+        viewers: what to assume while viewer counts are unknown.
     """
 
     def __init__(
-        self, account: Account, stagger_delay: float = 0.0, clock: Clock = time.monotonic
+        self,
+        account: Account,
+        stagger_delay: float = 0.0,
+        clock: Clock = time.monotonic,
+        viewers: ViewerPolicy = TRUST_LAST_KNOWN,
     ) -> None:
         self.account = account
         self.stagger_delay = stagger_delay
         self._clock = clock
+        self.policy = viewers
+        self._viewers_at: float | None = None
+        """Clock time of the last good viewer read; ``None`` before the first."""
+        self._counts_known = False
+        """Some counts were had: a good read, or the worst recent ones after a failure."""
+        self._viewers_failing = False
         self._profiles: dict[int, _ProfileState] = {}
         self._lease_profile: dict[int, int] = {}
         self._retired: dict[int, _ProfileState] = {}
@@ -108,8 +158,45 @@ class AccountSlots:
 
     def free(self) -> int:
         """Slots a new check could take, after the viewer reserve (stagger aside)."""
-        total = sum(state.free() for state in self._profiles.values())
+        return self._total(self._room())
+
+    def _total(self, room: list[tuple[_ProfileState, int]]) -> int:
+        total = sum(free for _state, free in room)
         return max(0, min(total, UNLIMITED) - self.account.reserve_for_viewers)
+
+    def _room(self, *, fail_closed: bool = True) -> list[tuple[_ProfileState, int]]:
+        """Free slots per profile, default first; while counts are unknown, fail closed."""
+        states = list(self._profiles.values())
+        if not fail_closed or self.viewer_state() == "known":
+            return [(state, state.free()) for state in states]
+        if not self._counts_known:
+            return [(state, 0) for state in states]
+        placed = {state.profile.id: 0 for state in states}
+        for _ in range(self.policy.margin):
+            # The next viewer gets the first login Dispatcharr sees room on: it
+            # counts viewers only, never our connections.
+            for state in states:
+                if state.limit == 0:
+                    break  # an unlimited login takes any number of viewers
+                if state.viewers + placed[state.profile.id] < state.limit:
+                    placed[state.profile.id] += 1
+                    break
+        room = {
+            state.profile.id: max(0, state.free() - placed[state.profile.id]) for state in states
+        }
+        return [(state, room[state.profile.id]) for state in states]
+
+    def viewer_state(self) -> ViewerState:
+        """Whether the viewer counts can be trusted now (always, with ``"last_known"``)."""
+        if self.policy.when_unknown == "last_known":
+            return "known"
+        if not self._counts_known:
+            return "never_read"
+        if self._viewers_failing:
+            return "read_failed"
+        if self._viewers_at is None or self._clock() - self._viewers_at > self.policy.stale_after:
+            return "stale"
+        return "known"
 
     def stagger_wait(self) -> float:
         """Seconds until the stagger delay allows the next opening (0 or less: now)."""
@@ -135,11 +222,14 @@ class AccountSlots:
         if self.stagger_wait() > 0:
             self._told = 0
             return Denial("stagger")
-        if self.free() <= 0:
+        room = self._room()
+        if self._total(room) <= 0:
             self._told = 0
+            if self._total(self._room(fail_closed=False)) > 0:
+                return Denial("viewer_count_unknown")
             return Denial("full")
-        for state in self._profiles.values():
-            if state.free() <= 0:
+        for state, free in room:
+            if free <= 0:
                 continue
             url = url_for(state.profile) if url_for is not None else None
             if url_for is not None and url is None:
@@ -187,8 +277,26 @@ class AccountSlots:
 
     # --- viewers and limits -------------------------------------------------------
 
-    def set_viewers(self, viewers: dict[int, int]) -> None:
-        """Replace the viewer snapshot (connections per profile id)."""
+    def set_viewers(self, viewers: dict[int, int], read_at: float | None = None) -> None:
+        """A good read: replace the viewer counts (connections per profile id).
+
+        Args:
+            viewers: connections held by viewers, per profile id.
+            read_at: clock time of the read (default now), for ``stale_after``.
+        """
+        self._count(viewers)
+        self._viewers_at = self._clock() if read_at is None else read_at
+        self._counts_known = True
+        self._viewers_failing = False
+
+    def viewers_unknown(self, assumed: dict[int, int] | None = None) -> None:
+        """A failed read: the counts are unknown; ``assumed`` are the worst recently seen."""
+        self._viewers_failing = True
+        if assumed is not None:
+            self._count(assumed)
+            self._counts_known = True
+
+    def _count(self, viewers: dict[int, int]) -> None:
         for profile_id, state in self._profiles.items():
             state.viewers = max(0, viewers.get(profile_id, 0))
 

@@ -1,10 +1,12 @@
-"""``ViewerWatcher``: reads who is watching, every ``poll_interval``, and tells the coordinator.
+"""``ViewerWatcher``: reads who is watching, every ``poll_interval``, and tells the accounts.
 
 It is an I/O actor: the read blocks its own thread, which only ever gets timer
-ticks and ``RunNow``. The next tick is asked for only once the current read is
-over, so a slow source never piles reads up. A failed read never lowers the
-viewer counts: the watcher then assumes the worst it saw recently, because
-freeing a slot a viewer still holds would let a check take his connection.
+ticks, ``RunNow`` and subscriptions. The next tick is asked for only once the
+current read is over, so a slow source never piles reads up. Account actors
+subscribe (``WatchViewers``) and get every read straight from here. A failed
+read never lowers the viewer counts: it is sent as ``ViewersUnknown`` with the
+worst counts seen recently, because freeing a slot a viewer still holds would
+let a check take his connection; the accounts then fail closed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import pykka
 import structlog
 
-from actors.messages import RunNow, ViewersSeen
+from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.models import ViewerSnapshot
@@ -51,17 +53,18 @@ def _total(counts: dict[int, int]) -> int:
 
 
 class ViewerWatcher(pykka.ThreadingActor):
-    """Polls a :class:`ViewerSource` and sends every snapshot to the coordinator.
+    """Polls a :class:`ViewerSource` and sends every read to its subscribers (the accounts).
 
     Every good read is sent as ``ViewersSeen`` (accounts take it idempotently).
-    A failed read sends the maximum over the good snapshots of the last
-    ``worst_window`` seconds (the newest good snapshot always counts, however
-    old), or nothing before the first good read.
+    A failed read sends ``ViewersUnknown`` carrying the maximum over the good
+    snapshots of the last ``worst_window`` seconds (the newest good snapshot
+    always counts, however old), or no counts before the first good read.
 
-    Messages: ``RunNow`` reads at once (and restarts the interval from there).
+    Messages: ``RunNow`` reads at once (and restarts the interval from there);
+    ``WatchViewers`` subscribes an actor and sends it the current state at once
+    (nothing before the first read); ``UnwatchViewers`` drops it.
 
     Args:
-        coordinator: gets ``ViewersSeen``.
         source: where viewer counts are read.
         timers: the shared timer thread.
         poll_interval: seconds between the end of one read and the next.
@@ -76,7 +79,6 @@ class ViewerWatcher(pykka.ThreadingActor):
 
     def __init__(
         self,
-        coordinator: pykka.ActorRef[Any],
         source: ViewerSource,
         timers: Timers,
         poll_interval: float,
@@ -91,13 +93,15 @@ class ViewerWatcher(pykka.ThreadingActor):
         if worst_window < 0:
             message = f"viewers worst_window must not be negative, got {worst_window!r}"
             raise ValueError(message)
-        self._coordinator = coordinator
+        self._subscribers: list[pykka.ActorRef[Any]] = []
         self._source = source
         self._timers = timers
         self._poll_interval = poll_interval
         self._worst_window = worst_window
         self._history: deque[tuple[float, ViewerSnapshot]] = deque()
         self._last: ViewerSnapshot | None = None
+        self._state: ViewersSeen | ViewersUnknown | None = None
+        """What the last read told the subscribers (a new one gets it at once)."""
         self._tick = PendingTick(timers)
 
     # --- life cycle ---------------------------------------------------------------
@@ -122,6 +126,14 @@ class ViewerWatcher(pykka.ThreadingActor):
                     self._poll()
             case RunNow():
                 self._poll()
+            case WatchViewers(subscriber=subscriber):
+                if subscriber not in self._subscribers:
+                    self._subscribers.append(subscriber)
+                if self._state is not None:
+                    tell_quietly(subscriber, self._state)
+            case UnwatchViewers(subscriber=subscriber):
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
             case _:
                 return super().on_receive(message)
         return None
@@ -158,19 +170,24 @@ class ViewerWatcher(pykka.ThreadingActor):
                 before=None if self._last is None else _shown(self._last),
             )
         self._last = snapshot
-        tell_quietly(self._coordinator, ViewersSeen(snapshot))
+        self._send(ViewersSeen(snapshot, read_at=now))
 
     def _on_failed_read(self, exc: Exception) -> None:
         self._prune(time.monotonic())
         assumed = worst_of([s for _at, s in self._history]) if self._history else None
+        error = str(exc) or repr(exc)
         logger.warning(
             "viewers_read_failed",
-            error=str(exc) or repr(exc),
+            error=error,
             error_type=type(exc).__name__,
             assumed=None if assumed is None else _shown(assumed),
         )
-        if assumed is not None:
-            tell_quietly(self._coordinator, ViewersSeen(assumed))
+        self._send(ViewersUnknown(error=error, assumed=assumed))
+
+    def _send(self, state: ViewersSeen | ViewersUnknown) -> None:
+        """Tell every subscriber; one that is gone is dropped."""
+        self._state = state
+        self._subscribers = [ref for ref in self._subscribers if tell_quietly(ref, state)]
 
     def _prune(self, now: float) -> None:
         """Forget good reads older than the window, but always keep the newest."""

@@ -138,11 +138,27 @@ def _load_inventory(sources: Sources) -> Inventory:
         raise BadInputError(str(exc)) from exc
 
 
+def _check_viewer_file(config: Config, sources: Sources) -> None:
+    """A viewer file (``source.viewers_path``) that can't be read is bad input.
+
+    Checks would wait on its accounts for as long as the counts are unknown
+    (fail closed), so ``validate`` and ``once`` say so at once; ``run`` logs it
+    on every poll and waits for the file to be fixed.
+    """
+    if config.source.type != "file" or config.source.viewers_path is None:
+        return
+    try:
+        sources.viewers.read()
+    except SourceError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check the config and the inventory it points to."""
+    """Check the config, the inventory it points to and the viewer file."""
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
     inventory = _load_inventory(sources)
+    _check_viewer_file(config, sources)
     print(
         f"ok: {args.config or _DEFAULT_CONFIG}: {len(inventory.accounts)} accounts, "
         f"{len(inventory.streams)} streams, {len(inventory.channels)} channels; "
@@ -156,6 +172,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
     inventory = _load_inventory(sources)
+    _check_viewer_file(config, sources)
     daemon = Daemon(config, sources)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)

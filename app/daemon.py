@@ -1,7 +1,7 @@
 """The process shell: builds the actors from the config, starts and stops them in order.
 
-Start order: timers, result sink, coordinator (which starts the account
-actors), viewer watcher, scheduler. Stop order is the reverse, in a
+Start order: timers, result sink, viewer watcher, coordinator (which starts
+the account actors; they subscribe to the watcher), scheduler. Stop order is the reverse, in a
 ``finally``: the running cycle is aborted (probes killed, leases released), the
 sink flushes, then every actor stops, with ``ActorRegistry.stop_all`` as the
 safety net.
@@ -18,6 +18,7 @@ from typing import Any
 import pykka
 import structlog
 
+from actors.account import ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings, Scorer
 from actors.jobs import jobs_for
 from actors.messages import (
@@ -30,6 +31,7 @@ from actors.messages import (
 )
 from actors.scheduler import Scheduler
 from actors.sink import ResultSink
+from actors.slots import ViewerPolicy
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
@@ -58,6 +60,19 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
         busy_backoff=check.busy_backoff,
         max_requeues=check.max_requeues,
         user_agent=check.user_agent or None,
+    )
+
+
+def viewer_policy(config: Config) -> ViewerPolicy:
+    """What accounts assume while viewer counts are unknown (``[viewers]``).
+
+    Counts not refreshed for three polls (and at least a minute) are unknown
+    too: a read that failed says so at once, this covers a watcher that stopped.
+    """
+    section = config.viewers
+    return ViewerPolicy(
+        when_unknown=section.when_unknown,
+        stale_after=max(60.0, 3 * section.poll_interval),
     )
 
 
@@ -165,19 +180,20 @@ class Daemon:
         config = self.config
         timers = Timers()
         database = config.results.database
+        # Read before the sink opens the store: one opener at a time.
+        history = check_times(database)
         sink = ResultSink.start(
             lambda: ResultStore(database), self.sources.writer, config.results.history_days
         )
+        watcher = ViewerWatcher.start(self.sources.viewers, timers, config.viewers.poll_interval)
         coordinator = Coordinator.start(
             self.probe,
             coordinator_settings(config),
             (sink, *self._extra),
             make_scorer(config),
             timers,
-            check_times(database),
-        )
-        watcher = ViewerWatcher.start(
-            coordinator, self.sources.viewers, timers, config.viewers.poll_interval
+            history,
+            ViewerFeed(watcher, viewer_policy(config)),
         )
         self._actors = _Actors(timers, sink, coordinator, watcher)
         if scheduled:

@@ -32,11 +32,13 @@ from typing import Any
 import pykka
 import structlog
 
+from actors.account import ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings
 from actors.jobs import jobs_for
-from actors.messages import CheckCycle, CycleFinished, SetAccounts, ViewersSeen
+from actors.messages import CheckCycle, CycleFinished, SetAccounts
 from actors.slots import UNLIMITED, capacity
 from actors.timers import Timers
+from actors.viewers import ViewerWatcher
 from domain.cancel import CancelToken
 from domain.models import (
     Account,
@@ -210,6 +212,16 @@ def grant_latencies(events: list[tuple[float, str, int]], global_limit: int) -> 
     return latencies
 
 
+class _StaticViewers:
+    """The scenario's viewers, the same at every read."""
+
+    def __init__(self, snapshot: ViewerSnapshot) -> None:
+        self._snapshot = snapshot
+
+    def read(self) -> ViewerSnapshot:
+        return self._snapshot
+
+
 def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
     """Run the scenario ``cycles`` times through one set of real actors and measure each.
 
@@ -224,11 +236,12 @@ def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
         retries=0,
     )
     probe = SleepProbe(scenario)
-    coordinator = Coordinator.start(probe, settings, (), None, timers)
+    viewers = _StaticViewers(ViewerSnapshot(accounts=dict(scenario.viewers)))
+    watcher = ViewerWatcher.start(viewers, timers, 3600.0)
+    coordinator = Coordinator.start(probe, settings, (), None, timers, None, ViewerFeed(watcher))
     figures = []
     try:
         coordinator.tell(SetAccounts(scenario.accounts))
-        coordinator.tell(ViewersSeen(ViewerSnapshot(accounts=dict(scenario.viewers))))
         for cycle_id in range(1, cycles + 1):
             probe.reset()
             figures.append(_one_cycle(coordinator, scenario, probe, cycle_id))

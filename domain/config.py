@@ -31,6 +31,8 @@ LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 _SOURCE_TYPES: tuple[SourceType, ...] = ("file", "dispatcharr")
+WhenViewersUnknown = Literal["wait", "last_known"]
+_WHEN_UNKNOWN: tuple[WhenViewersUnknown, ...] = ("wait", "last_known")
 _LOG_FORMATS: tuple[LogFormat, ...] = ("console", "json")
 _LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 
@@ -180,9 +182,13 @@ class ScoreSection:
 
 @dataclass(frozen=True)
 class ViewersSection:
-    """``[viewers]``: how often viewer counts are read."""
+    """``[viewers]``: how often viewer counts are read, and what is assumed when they can't be."""
 
     poll_interval: float = 5.0
+    when_unknown: WhenViewersUnknown = "wait"
+    """``"wait"``: before the first read and while reads fail, no new check on an
+    account unless its last known count leaves room for one more viewer;
+    ``"last_known"``: trust the last known count (nobody before the first read)."""
 
 
 @dataclass(frozen=True)
@@ -615,7 +621,10 @@ def _read_score(t: _Table) -> ScoreSection:
 
 def _read_viewers(t: _Table) -> ViewersSection:
     d = ViewersSection()
-    return ViewersSection(poll_interval=t.number("poll_interval", d.poll_interval, positive=True))
+    return ViewersSection(
+        poll_interval=t.number("poll_interval", d.poll_interval, positive=True),
+        when_unknown=t.choice("when_unknown", d.when_unknown, _WHEN_UNKNOWN),
+    )
 
 
 def _read_schedule(t: _Table) -> ScheduleSection:

@@ -6,9 +6,10 @@ from typing import Any
 import pykka
 import pytest
 
+from actors.account import AccountActor, ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings
 from actors.jobs import jobs_for
-from actors.messages import CheckCycle, CycleFinished, SetAccounts, ViewersSeen
+from actors.messages import CheckCycle, CycleFinished, GetUsage, SetAccounts, ViewersSeen
 from actors.timers import Timers
 from domain.models import Account, Stream, ViewerSnapshot
 from tests.actors.fakes import FakeProbe
@@ -41,9 +42,10 @@ class Harness:
         probe: FakeProbe,
         settings: CoordinatorSettings | None = None,
         listeners: tuple[pykka.ActorRef[Any], ...] = (),
+        viewers: ViewerFeed | None = None,
     ) -> pykka.ActorRef[Any]:
         self.coordinator = Coordinator.start(
-            probe, settings or CoordinatorSettings(), listeners, None, self.timers
+            probe, settings or CoordinatorSettings(), listeners, None, self.timers, None, viewers
         )
         self.coordinator.tell(SetAccounts(tuple(accounts)))
         return self.coordinator
@@ -60,8 +62,17 @@ class Harness:
     def viewers(
         self, profiles: dict[int, int] | None = None, accounts: dict[int, int] | None = None
     ) -> None:
-        assert self.coordinator is not None
-        self.coordinator.tell(ViewersSeen(ViewerSnapshot(profiles or {}, accounts or {})))
+        """Tell every account actor these viewers, as a watcher would; back once taken."""
+        self.status()  # the account actors of the last SetAccounts exist
+        snapshot = ViewerSnapshot(profiles or {}, accounts or {})
+        for ref in pykka.ActorRegistry.get_by_class(AccountActor):
+            ref.ask(ViewersSeen(snapshot), timeout=5)
+
+    def accounts_ready(self) -> None:
+        """Back once every account actor of the last ``SetAccounts`` runs (and so subscribed)."""
+        self.status()
+        for ref in pykka.ActorRegistry.get_by_class(AccountActor):
+            ref.ask(GetUsage(), timeout=5)
 
     def status(self) -> dict[str, Any]:
         assert self.coordinator is not None

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from actors.slots import UNLIMITED, AccountSlots, Announce, Denial, Grant
-from domain.models import Profile
+from actors.slots import UNLIMITED, AccountSlots, Announce, Denial, Grant, ViewerPolicy
+from domain.models import Account, Profile
 from tests.actors.fakes import profile_account, simple_account
 
 
@@ -150,3 +150,125 @@ def test_profiles_that_cannot_serve_the_stream_are_passed_over(clock: FakeClock)
     slots.release(1)
     assert slots.announce() == Announce(free=2)
     assert granted(slots.request(2, default_only)).profile.id == 100
+
+
+# --- viewer counts unknown: fail closed --------------------------------------------
+
+WAIT = ViewerPolicy(when_unknown="wait", margin=1, stale_after=30.0)
+
+
+def waiting_slots(account: Account, clock: FakeClock, policy: ViewerPolicy = WAIT) -> AccountSlots:
+    return AccountSlots(account, clock=clock, viewers=policy)
+
+
+def test_before_the_first_viewer_read_nothing_is_granted(clock: FakeClock):
+    slots = waiting_slots(simple_account(1, 2), clock)
+    assert slots.viewer_state() == "never_read"
+    assert slots.free() == 0
+    assert slots.request(1) == Denial("viewer_count_unknown")
+    slots.set_viewers({})
+    assert slots.viewer_state() == "known"
+    assert slots.announce() == Announce(free=2)
+    granted(slots.request(1))
+    granted(slots.request(2))
+
+
+@pytest.mark.parametrize(
+    ("limit", "viewers", "leases", "free_while_unknown"),
+    [
+        (2, 0, 0, 1),  # one slot kept for a viewer who may have started
+        (2, 0, 1, 0),
+        (3, 1, 0, 1),  # limit - last viewers - leases - margin
+        (3, 1, 1, 0),
+        (4, 0, 1, 2),
+        (1, 0, 0, 0),  # a single slot is never taken while unknown
+        (0, 3, 5, UNLIMITED),  # an unlimited login has room for anyone
+    ],
+)
+def test_while_reads_fail_room_is_what_the_last_counts_leave_after_the_margin(
+    clock: FakeClock, limit: int, viewers: int, leases: int, free_while_unknown: int
+):
+    slots = waiting_slots(simple_account(1, limit), clock)
+    slots.set_viewers({100: viewers})
+    for lease_id in range(leases):
+        granted(slots.request(lease_id))
+    slots.viewers_unknown()
+    assert slots.viewer_state() == "read_failed"
+    assert slots.free() == free_while_unknown
+    answer = slots.request(99)
+    if free_while_unknown:
+        granted(answer)
+    else:
+        assert answer == Denial("viewer_count_unknown" if limit - viewers - leases else "full")
+
+
+def test_a_failed_read_takes_the_assumed_worst_counts(clock: FakeClock):
+    slots = waiting_slots(simple_account(1, 3), clock)
+    slots.set_viewers({100: 0})
+    slots.viewers_unknown({100: 1})  # the watcher's worst recent snapshot
+    assert slots.usage() == {100: (1, 0, 3)}
+    assert slots.free() == 1
+
+
+def test_margin_is_kept_on_the_login_a_new_viewer_would_get(clock: FakeClock):
+    """Dispatcharr gives a new viewer the default login first (it does not see our
+    connections), so the kept slot is there and a check may take the second login."""
+    slots = waiting_slots(profile_account(1, [1, 1]), clock)
+    slots.set_viewers({})
+    slots.viewers_unknown()
+    assert granted(slots.request(1)).profile.id == 101
+    assert slots.request(2) == Denial("viewer_count_unknown")
+    # A viewer known on the default login: the next one would get the second login.
+    other = waiting_slots(profile_account(1, [1, 1]), clock)
+    other.set_viewers({100: 1})
+    other.viewers_unknown()
+    assert other.free() == 0
+
+
+def test_reads_recovering_announce_the_room_again(clock: FakeClock):
+    slots = waiting_slots(simple_account(1, 2), clock)
+    slots.set_viewers({})
+    granted(slots.request(1))  # told: 1 left
+    slots.viewers_unknown()
+    assert slots.request(2) == Denial("viewer_count_unknown")
+    assert slots.announce() == Announce()  # nothing to announce while unknown
+    slots.set_viewers({})
+    assert slots.announce() == Announce(free=1)
+
+
+def test_counts_not_refreshed_go_stale(clock: FakeClock):
+    """A viewer watcher that stopped reading (hung or gone) is the same case."""
+    slots = waiting_slots(simple_account(1, 2), clock)
+    slots.set_viewers({})
+    clock.advance(30.0)
+    assert slots.viewer_state() == "known"
+    clock.advance(0.5)
+    assert slots.viewer_state() == "stale"
+    assert slots.free() == 1
+    slots.set_viewers({}, read_at=clock.now - 40.0)  # an old snapshot is stale at once
+    assert slots.viewer_state() == "stale"
+    slots.set_viewers({})
+    assert slots.free() == 2
+
+
+def test_last_known_policy_trusts_the_last_counts(clock: FakeClock):
+    """The opt-in old behaviour: no margin, and nobody assumed before the first read."""
+    slots = waiting_slots(simple_account(1, 2), clock, ViewerPolicy(when_unknown="last_known"))
+    assert slots.viewer_state() == "known"
+    granted(slots.request(1))
+    slots.viewers_unknown({100: 0})
+    assert granted(slots.request(2)).free_after == 0
+
+
+def test_failed_read_before_any_good_one_of_this_account_uses_the_assumed_counts(
+    clock: FakeClock,
+):
+    """An account that starts during an outage hears of it with the worst recent counts."""
+    slots = waiting_slots(simple_account(1, 2), clock)
+    slots.viewers_unknown({100: 0})
+    assert slots.viewer_state() == "read_failed"
+    assert slots.free() == 1
+    never = waiting_slots(simple_account(1, 2), clock)
+    never.viewers_unknown(None)  # no good read anywhere yet
+    assert never.viewer_state() == "never_read"
+    assert never.free() == 0

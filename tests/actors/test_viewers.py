@@ -10,7 +10,8 @@ import pykka
 import pytest
 from structlog.testing import capture_logs
 
-from actors.messages import RunNow, ViewersSeen
+from actors.account import ViewerFeed
+from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher, worst_of
 from domain.models import ViewerSnapshot
@@ -59,7 +60,8 @@ def start_watcher(
 ) -> tuple[pykka.ActorRef[Any], Inbox]:
     inbox = Inbox()
     recorder = Recorder.start(inbox)
-    watcher = ViewerWatcher.start(recorder, source, timers, poll_interval, worst_window)
+    watcher = ViewerWatcher.start(source, timers, poll_interval, worst_window)
+    watcher.tell(WatchViewers(recorder))
     return watcher, inbox
 
 
@@ -67,6 +69,12 @@ def snapshots(inbox: Inbox, count: int) -> list[ViewerSnapshot]:
     messages = inbox.wait_count(count)
     assert all(isinstance(m, ViewersSeen) for m in messages)
     return [m.snapshot for m in messages]
+
+
+def unknown(inbox: Inbox, index: int) -> ViewersUnknown:
+    message = inbox.wait_count(index + 1)[index]
+    assert isinstance(message, ViewersUnknown), message
+    return message
 
 
 def test_worst_of_takes_the_maximum_per_profile_and_account():
@@ -114,7 +122,7 @@ def test_run_now_reads_at_once(timers: Timers):
     assert snapshots(inbox, 2)[1] == ViewerSnapshot(profiles={11: 1})
 
 
-def test_failed_read_sends_the_worst_recent_snapshot_not_zero(timers: Timers):
+def test_failed_read_says_unknown_with_the_worst_recent_snapshot_not_zero(timers: Timers):
     busy = ViewerSnapshot(profiles={11: 2}, accounts={1: 1})
     quieter = ViewerSnapshot(profiles={11: 1, 12: 1})
     source = ScriptedViewers(busy, quieter, SourceError("viewers: connection refused"))
@@ -122,8 +130,9 @@ def test_failed_read_sends_the_worst_recent_snapshot_not_zero(timers: Timers):
     with capture_logs() as logs:
         watcher.tell(RunNow())
         watcher.tell(RunNow())
-        seen = snapshots(inbox, 3)
-    assert seen[2] == ViewerSnapshot(profiles={11: 2, 12: 1}, accounts={1: 1})
+        failed_read = unknown(inbox, 2)
+    assert failed_read.assumed == ViewerSnapshot(profiles={11: 2, 12: 1}, accounts={1: 1})
+    assert failed_read.error == "viewers: connection refused"
     failed = next(e for e in logs if e["event"] == "viewers_read_failed")
     assert failed["log_level"] == "warning"
     assert failed["error"] == "viewers: connection refused"
@@ -137,10 +146,10 @@ def test_failed_read_falls_back_on_the_newest_once_the_window_passed(timers: Tim
     watcher, inbox = start_watcher(source, timers, worst_window=0.0)
     watcher.tell(RunNow())
     watcher.tell(RunNow())
-    assert snapshots(inbox, 3)[2] == quieter
+    assert unknown(inbox, 2).assumed == quieter
 
 
-def test_failed_read_before_any_good_one_sends_nothing(timers: Timers):
+def test_failed_read_before_any_good_one_says_unknown_without_counts(timers: Timers):
     later = ViewerSnapshot(accounts={1: 1})
     source = ScriptedViewers(SourceError("down"), ValueError(), later)
     with capture_logs() as logs:
@@ -148,7 +157,10 @@ def test_failed_read_before_any_good_one_sends_nothing(timers: Timers):
         watcher.tell(RunNow())
         assert source.wait_reads(2)
         watcher.tell(RunNow())
-        assert snapshots(inbox, 1) == [later]  # the failures sent nothing
+        messages = inbox.wait_count(3)
+    assert [type(m) for m in messages] == [ViewersUnknown, ViewersUnknown, ViewersSeen]
+    assert messages[0].assumed is None
+    assert messages[2].snapshot == later
     failures = [e for e in logs if e["event"] == "viewers_read_failed"]
     assert len(failures) == 2
     assert failures[0]["assumed"] is None
@@ -157,7 +169,30 @@ def test_failed_read_before_any_good_one_sends_nothing(timers: Timers):
 
 def test_bad_poll_interval_fails_fast(timers: Timers):
     with pytest.raises(ValueError, match="poll_interval"):
-        ViewerWatcher.start(None, ScriptedViewers(NOBODY), timers, 0)
+        ViewerWatcher.start(ScriptedViewers(NOBODY), timers, 0)
+
+
+def test_a_subscriber_gets_the_current_state_at_once_and_every_read_after(timers: Timers):
+    one = ViewerSnapshot(accounts={1: 1})
+    source = ScriptedViewers(one, SourceError("down"))
+    watcher = ViewerWatcher.start(source, timers, 3600.0)
+    early, late = Inbox(), Inbox()
+    watcher.tell(WatchViewers(Recorder.start(early)))
+    assert snapshots(early, 1) == [one]
+    watcher.tell(RunNow())
+    assert unknown(early, 1).assumed == one
+    watcher.tell(WatchViewers(Recorder.start(late)))
+    assert unknown(late, 0).assumed == one  # a newcomer hears of the failure too
+    gone = Inbox()
+    leaving = Recorder.start(gone)
+    watcher.tell(WatchViewers(leaving))
+    gone.wait_count(1)
+    watcher.tell(UnwatchViewers(leaving))
+    watcher.tell(RunNow())
+    assert unknown(early, 2).error == "down"
+    leaving.stop()  # after every message sent to it before
+    assert len(gone.messages) == 1  # nothing after it left
+    assert watcher.is_alive()
 
 
 def test_stop_cancels_the_pending_read(timers: Timers):
@@ -169,18 +204,15 @@ def test_stop_cancels_the_pending_read(timers: Timers):
 
 
 def test_viewer_arriving_preempts_and_a_failed_read_keeps_his_slot(harness: Harness):
-    """Watcher -> real coordinator -> account actor -> preemption of the gated check."""
+    """Watcher -> account actor (subscribed) -> preemption of the gated check."""
     probe = FakeProbe(default=Behaviour(gated=True))
-    harness.start([simple_account(1, 1)], probe)
-    done = harness.begin([stream(1, 1)])
-    assert probe.started(1)
-
     source = ScriptedViewers(
         NOBODY, ViewerSnapshot(accounts={1: 1}), SourceError("viewers: timeout"), NOBODY
     )
-    assert harness.coordinator is not None
-    watcher = ViewerWatcher.start(harness.coordinator, source, harness.timers, 3600.0)
-    assert source.wait_reads(1)
+    watcher = ViewerWatcher.start(source, harness.timers, 3600.0)
+    harness.start([simple_account(1, 1)], probe, viewers=ViewerFeed(watcher))
+    done = harness.begin([stream(1, 1)])
+    assert probe.started(1)
     assert probe.calls[1] == 1
 
     watcher.tell(RunNow())  # a viewer starts watching on the 1-slot account

@@ -109,3 +109,30 @@ def test_demo_with_seconds_stops_by_itself():
     result = run_main("demo", "--seconds", "4")
     assert result.returncode == 0, result.stderr
     assert "provider saw" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("viewers", "expected"),
+    [
+        (None, "no such file"),
+        ("{not json", "JSON"),
+        ('{"accounts": {"1": -1}}', "accounts"),
+        ("", "empty"),
+    ],
+)
+def test_a_bad_viewer_file_is_bad_input(tmp_path: Path, viewers: str | None, expected: str):
+    """Checks would wait while the viewer count is unknown: say so before, in one line."""
+    (tmp_path / "inventory.json").write_text(json.dumps(good_inventory()))
+    (tmp_path / "config.toml").write_text(
+        '[source]\npath = "inventory.json"\nviewers_path = "viewers.json"\n'
+    )
+    if viewers is not None:
+        (tmp_path / "viewers.json").write_text(viewers)
+    for command in ("validate", "once"):
+        result = run_main(command, "--config", str(tmp_path / "config.toml"))
+        assert result.returncode == 2, result
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        assert "viewers.json" in lines[0]
+        assert expected in lines[0], lines[0]
+        assert "Traceback" not in result.stderr

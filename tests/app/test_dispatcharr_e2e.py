@@ -247,3 +247,53 @@ def test_dispatcharr_down_exits_1_with_one_line(world, tmp_path: Path, capsys):
     assert err[-1].startswith("error: ")  # after the client's own warning log line
     assert "unavailable" in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    """Poll a condition of the stand-in Dispatcharr (it has no events to wait on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_viewer_reads_failing_hold_checks_back_and_a_viewer_keeps_his_slot(world, tmp_path: Path):
+    """/proxy/ts/status answers 500: no check opens before a viewer count is read, and a
+    viewer who starts watching during the outage is not fought for the only slot."""
+    sim, fake, config = world
+    fake.stats_available = False  # an older Dispatcharr: viewers from /proxy/ts/status
+    fake.fail_next("proxy_status", count=100_000)
+    box: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: box.update(result=run_once(config, tmp_path)))
+    runner.start()
+    viewer = None
+    try:
+        assert _wait_for(lambda: fake.count("proxy_status") >= 3, timeout=20)
+        # 1.5 s: a check is granted within milliseconds once a count is known.
+        assert not sim.wait_until(lambda s: bool(s.max_concurrency), timeout=1.5)
+        # A viewer starts watching account B's only login while the reads fail.
+        viewer = requests.get(sim.url("ub", "pb", 1033), stream=True, timeout=5)
+        assert viewer.status_code == 200
+        next(viewer.iter_content(4096))
+        fake.add_live_channel(
+            "6f1c2a8e-0000-4c1e-9a7f-000000000043", m3u_profile_id=400, stream_id=1033
+        )
+        with fake._lock:
+            fake._faults.clear()  # the reads work again
+        assert sim.wait_for_connections("u1", 1, timeout=20)  # account A's checks run
+        assert not sim.wait_until(lambda s: s.open_connections.get("ub", 0) > 1, timeout=1.5)
+    finally:
+        if viewer is not None:
+            viewer.close()
+        with fake._lock:
+            fake.live_channels.clear()
+            fake._faults.clear()
+        runner.join(60)
+    code, report = box["result"]  # type: ignore[misc]
+    assert code == 0
+    assert sorted(r["status"] for r in report["results"]) == ["dead"] + ["ok"] * 5
+    seen = sim.stats()
+    assert seen.refused == ()
+    assert seen.max_concurrency["ub"] == 1
