@@ -9,10 +9,12 @@ slot while it waits; a lease exists only while its checker runs.
 from __future__ import annotations
 
 import itertools
+import queue
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -46,6 +48,7 @@ from actors.messages import (
     Subscribe,
 )
 from actors.slots import UNLIMITED, capacity
+from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import TimerHandle, Timers
 from actors.workers import BlockingWork
@@ -121,16 +124,22 @@ class _AccountEntry:
     unauthorized: bool = False
     """The provider refused the login (401) this cycle: its jobs end without a connection."""
 
+    returned: int = 0
+    """Jobs put back at the front since the last pop: requests are answered in
+    order, so a later denial goes behind the earlier ones and the order holds."""
+
     def push(self, job: Job, *, front: bool = False) -> None:
         """Queue a job (at the front when it lost its turn through a denial)."""
         if front:
-            self.waiting.appendleft(job)
+            self.waiting.insert(self.returned, job)
+            self.returned += 1
         else:
             self.waiting.append(job)
         self.waiting_work += job.expected_s
 
     def pop(self) -> Job:
         """Take the next job."""
+        self.returned = 0
         job = self.waiting.popleft()
         self.waiting_work = max(0.0, self.waiting_work - job.expected_s)
         return job
@@ -156,6 +165,8 @@ class _Cycle:
     done: Any
     results: list[CheckResult] = field(default_factory=list)
     aborting: bool = False
+    abort_outcome: ProbeOutcome | None = None
+    """How the jobs an abort ends are reported (``error`` when an actor failed)."""
     wait_deadline: TimerHandle | None = None
 
 
@@ -172,6 +183,8 @@ class Coordinator(pykka.ThreadingActor):
             so that even the first cycle after a restart starts the long ones first.
         viewers: the viewer watcher the account actors subscribe to, and what
             they assume while counts are unknown; ``None``: nobody watches.
+        supervisor: told ``ActorFailed`` if the coordinator crashes (after it
+            has given every open job an error result).
     """
 
     use_daemon_thread = True
@@ -185,9 +198,11 @@ class Coordinator(pykka.ThreadingActor):
         timers: Timers | None = None,
         history: Mapping[int, float] | None = None,
         viewers: ViewerFeed | None = None,
+        supervisor: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
         self._viewers = viewers
+        self._supervisor = supervisor
         self._probe = probe
         self._settings = settings
         self._listeners = list(listeners)
@@ -202,6 +217,8 @@ class Coordinator(pykka.ThreadingActor):
         self._delayed: dict[int, tuple[Job, TimerHandle]] = {}
         self._request_ids = itertools.count(1)
         self._cycle: _Cycle | None = None
+        self._failing: ProbeOutcome | None = None
+        """Set by an error abort (an actor died): later cycles fail at once."""
         self._last_cycle: dict[str, Any] | None = None
         self._budget_blocked = False
         self._history: dict[int, float] = dict(history or {})
@@ -228,12 +245,74 @@ class Coordinator(pykka.ThreadingActor):
     # --- life cycle ---------------------------------------------------------------
 
     def on_stop(self) -> None:
-        """Kill running checks, stop account actors and timers."""
+        """Kill running checks, stop account actors and timers; no cycle is left hanging."""
+        self._fail_open_work("coordinator_stopped")
         self._shutdown()
 
-    def on_failure(self, *_exc_info: object) -> None:
-        """Same clean-up when crashing: no probe may outlive the coordinator."""
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Crashed (a bug): every open job gets an error result, no probe outlives us,
+        and the supervisor hears of it."""
+        self._fail_open_work(f"coordinator_failed: {exception_value!r}")
         self._shutdown()
+        report_failure(self._supervisor, "coordinator", exception_value)
+
+    def _fail_open_work(self, reason: str) -> None:
+        """End the running cycle and any cycle still in the mailbox with ``error`` results.
+
+        Without this a caller waiting on a cycle's ``done`` would wait for ever:
+        pykka drops the told messages of a dead actor.
+        """
+        outcome = ProbeOutcome(kind="error", reason=reason)
+        cycle = self._cycle
+        if cycle is not None:
+            try:
+                cycle.aborting = True
+                cycle.abort_outcome = outcome
+                for job in list(cycle.open_jobs.values()):
+                    self._finish_job(job, outcome)
+                self._maybe_finish_cycle()
+            except Exception:  # the state may be what crashed; the future must still resolve
+                logger.exception("cycle_fail_failed", cycle_id=cycle.cycle_id)
+                _resolve(cycle.done, None, RuntimeError(reason))
+        kept = []
+        while not self.actor_inbox.empty():  # only this thread reads it (as pykka's teardown)
+            envelope = self.actor_inbox.get()
+            message = envelope.message
+            if isinstance(message, CheckCycle):
+                self._fail_unstarted(message, outcome)
+            elif isinstance(message, AbortCycle):
+                _resolve(message.done, None)
+            else:
+                kept.append(envelope)
+        for envelope in kept:  # pykka answers the asks among them with ActorDeadError
+            self.actor_inbox.put(envelope)
+
+    def _fail_unstarted(self, message: CheckCycle, outcome: ProbeOutcome) -> None:
+        """A cycle that never started: its caller still gets a result for every job."""
+        now = utc_now()
+        results = tuple(
+            CheckResult(
+                stream_id=stream_id,
+                account_id=job.account_id,
+                profile_id=None,
+                status="error",
+                started_at=now,
+                finished_at=now,
+                error=outcome.reason,
+            )
+            for job in message.jobs
+            for stream_id in job.stream_ids
+        )
+        finished = CycleFinished(message.cycle_id, results, now, now, 0.0, aborted=True)
+        logger.error("cycle_failed_unstarted", cycle_id=message.cycle_id, reason=outcome.reason)
+        for listener in self._listeners:
+            tell_quietly(listener, finished)
+        _resolve(message.done, finished)
 
     def _shutdown(self) -> None:
         for run in self._running.values():
@@ -301,6 +380,9 @@ class Coordinator(pykka.ThreadingActor):
     # --- cycles -------------------------------------------------------------------
 
     def _on_cycle(self, message: CheckCycle) -> None:
+        if self._failing is not None:
+            self._fail_unstarted(message, self._failing)
+            return
         if self._cycle is not None:
             logger.warning(
                 "cycle_overlap_skipped",
@@ -389,6 +471,8 @@ class Coordinator(pykka.ThreadingActor):
 
     def _on_abort(self, message: AbortCycle) -> None:
         reason = message.reason
+        if message.error and self._failing is None:
+            self._failing = ProbeOutcome(kind="error", reason=reason)
         cycle = self._cycle
         if cycle is None:
             if message.done is not None:
@@ -397,14 +481,17 @@ class Coordinator(pykka.ThreadingActor):
         if message.done is not None:
             self._abort_waiters.append(message.done)
         cycle.aborting = True
-        logger.warning("cycle_aborting", cycle_id=cycle.cycle_id, reason=reason)
-        cancelled = ProbeOutcome(kind="cancelled", reason=reason)
+        ended = ProbeOutcome(kind="error" if message.error else "cancelled", reason=reason)
+        if cycle.abort_outcome is None or message.error:
+            cycle.abort_outcome = ended
+        log = logger.error if message.error else logger.warning
+        log("cycle_aborting", cycle_id=cycle.cycle_id, reason=reason)
         for entry in self._accounts.values():
             while entry.waiting:
-                self._finish_job(entry.pop(), cancelled)
+                self._finish_job(entry.pop(), ended)
         for job, handle in list(self._delayed.values()):
             handle.cancel()
-            self._finish_job(job, cancelled)
+            self._finish_job(job, ended)
         self._delayed.clear()
         for run in self._running.values():
             run.cancelling = True
@@ -539,7 +626,7 @@ class Coordinator(pykka.ThreadingActor):
         if cycle is None or cycle.aborting or job.job_id not in cycle.open_jobs:
             tell_quietly(entry.ref, ReleaseLease(lease.lease_id))
             if cycle is not None and job.job_id in cycle.open_jobs:
-                self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
+                self._finish_job(job, _aborted(cycle))
                 self._maybe_finish_cycle()
             return
         request = ProbeRequest(
@@ -579,7 +666,7 @@ class Coordinator(pykka.ThreadingActor):
         entry.waiting_for = message.reason
         cycle = self._cycle
         if cycle is None or cycle.aborting:
-            self._finish_job(job, ProbeOutcome(kind="cancelled", reason="aborted"))
+            self._finish_job(job, _aborted(cycle))
             self._maybe_finish_cycle()
             return
         if entry.unauthorized:
@@ -718,6 +805,8 @@ class Coordinator(pykka.ThreadingActor):
             return
         if outcome.kind == "busy":
             outcome = ProbeOutcome(kind="error", info=outcome.info, reason="provider_busy")
+        if aborting and outcome.kind == "cancelled" and cycle is not None:
+            outcome = replace(_aborted(cycle), info=outcome.info)
         self._finish_job(job, outcome, lease.profile_id, started_at, finished_at)
 
     def _account_unauthorized(self, entry: _AccountEntry) -> None:
@@ -844,6 +933,26 @@ class Coordinator(pykka.ThreadingActor):
                 for lease_id, run in self._running.items()
             ],
         }
+
+
+def _aborted(cycle: _Cycle | None) -> ProbeOutcome:
+    """How a job the running abort ends is reported."""
+    if cycle is not None and cycle.abort_outcome is not None:
+        return cycle.abort_outcome
+    return ProbeOutcome(kind="cancelled", reason="aborted")
+
+
+def _resolve(future: Any, value: Any, error: BaseException | None = None) -> None:
+    """Set a caller's future unless it is set already (pykka raises on a second set)."""
+    if future is None:
+        return
+    try:
+        if error is None:
+            future.set(value)
+        else:
+            future.set_exception(exc_info=(type(error), error, None))
+    except queue.Full:
+        pass
 
 
 def _backlog_per_slot(entry: _AccountEntry) -> float:

@@ -216,10 +216,14 @@ class AbortCycle:
     """Stop the running cycle: cancel running checks, report the rest as cancelled.
 
     ``done`` (a pykka future, optional) is set once no cycle runs any more.
+    With ``error`` (an actor the cycle needs has died) the open jobs end as
+    ``error`` with ``reason`` instead of ``cancelled``, and so does every job
+    of a cycle asked for afterwards: the daemon is going down.
     """
 
     reason: str = "shutdown"
     done: Any = None
+    error: bool = False
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,25 @@ class CycleInventory:
 
     cycle_id: int
     inventory: Inventory
+
+
+# --- supervision -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActorFailed:
+    """A long-lived actor crashed (told by its ``on_failure``, or its ``on_start``)."""
+
+    actor: str
+    """``"coordinator"``, ``"result_sink"``, ``"viewer_watcher"`` or ``"scheduler"``."""
+    error: str
+
+
+@dataclass(frozen=True)
+class Supervise:
+    """The supervisor's coordinator: the running cycle is failed through it."""
+
+    coordinator: pykka.ActorRef[Any]
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ inventory blocks this actor's own thread, which only gets ticks and ``RunNow``.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -34,6 +36,7 @@ from actors.messages import (
     SetAccounts,
     Subscribe,
 )
+from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.config import ScheduleSection
@@ -126,6 +129,8 @@ class Scheduler(pykka.ThreadingActor):
         listeners: told ``CycleInventory`` before each cycle (the result sink).
         clock: the local wall clock, for cron and the logged start times.
         first_cycle_id: the id of the first cycle; later ones count up.
+        failure_retry: seconds before a failed source read is tried again (doubling).
+        supervisor: told ``ActorFailed`` if the scheduler crashes.
 
     Raises:
         ValueError: the cron expression or the interval is not usable.
@@ -143,8 +148,10 @@ class Scheduler(pykka.ThreadingActor):
         clock: Callable[[], datetime] | None = None,
         first_cycle_id: int = 1,
         failure_retry: float = 60.0,
+        supervisor: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
+        self._supervisor = supervisor
         self._cron = schedule.cron.strip()
         self._interval = 0.0
         if self._cron:
@@ -175,21 +182,34 @@ class Scheduler(pykka.ThreadingActor):
     # --- life cycle ---------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Listen to the coordinator, then start a cycle or plan the first one."""
-        tell_quietly(self._coordinator, Subscribe(self.actor_ref))
-        if self._run_at_start:
-            self._start_cycle("start")
-        else:
-            self._last_start = time.monotonic()
-            self._plan_next()
+        """Listen to the coordinator, then start a cycle or plan the first one.
+
+        A crash here is reported as in ``on_failure`` (pykka does not call it).
+        """
+        try:
+            tell_quietly(self._coordinator, Subscribe(self.actor_ref))
+            if self._run_at_start:
+                self._start_cycle("start")
+            else:
+                self._last_start = time.monotonic()
+                self._plan_next()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
 
     def on_stop(self) -> None:
         """Drop the planned start (a running cycle is the coordinator's to abort)."""
         self._tick.cancel()
 
-    def on_failure(self, *_exc_info: object) -> None:
-        """Drop the planned start when crashing too."""
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Drop the planned start when crashing too, and tell the supervisor."""
         self._tick.cancel()
+        report_failure(self._supervisor, "scheduler", exception_value)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; only starting a cycle blocks (reading the inventory)."""

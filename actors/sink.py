@@ -8,13 +8,16 @@ that one write: it is logged and the sink goes on.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, TypeVar
 
 import pykka
 import structlog
 
 from actors.messages import CycleFinished, CycleInventory, CycleStarted, Flush, ResultReady
+from actors.supervisor import report_failure
 from adapters.store import ResultStore, StoreError
 from domain.models import CheckResult, Inventory
 from domain.ports import ResultWriter, SourceError
@@ -32,6 +35,8 @@ class ResultSink(pykka.ThreadingActor):
             which then owns the SQLite connection).
         writer: the write-back (Dispatcharr or nothing).
         history_days: rows older than this are pruned after each cycle (0 = keep).
+        supervisor: told ``ActorFailed`` if the sink crashes (also while opening
+            the store), since results then go nowhere.
     """
 
     use_daemon_thread = True
@@ -41,8 +46,10 @@ class ResultSink(pykka.ThreadingActor):
         store_factory: Callable[[], ResultStore | None],
         writer: ResultWriter,
         history_days: int = 0,
+        supervisor: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
+        self._supervisor = supervisor
         self._store_factory = store_factory
         self._writer = writer
         self._history_days = history_days
@@ -52,16 +59,30 @@ class ResultSink(pykka.ThreadingActor):
         self.written = 0
 
     def on_start(self) -> None:
-        """Open the store in this actor's own thread."""
-        self._store = self._store_factory()
+        """Open the store in this actor's own thread.
+
+        pykka does not call ``on_failure`` for an ``on_start`` that raises, and a
+        sink that silently died here would store and write back nothing.
+        """
+        try:
+            self._store = self._store_factory()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
 
     def on_stop(self) -> None:
         """Close the store; everything received was already committed."""
         self._close()
 
-    def on_failure(self, *_exc_info: object) -> None:
-        """Close the store when crashing too."""
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the store when crashing too, and tell the supervisor."""
         self._close()
+        report_failure(self._supervisor, "result_sink", exception_value)
 
     def _close(self) -> None:
         if self._store is not None:

@@ -11,14 +11,17 @@ let a check take his connection; the accounts then fail closed.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
+from types import TracebackType
 from typing import Any
 
 import pykka
 import structlog
 
 from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
+from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.models import ViewerSnapshot
@@ -70,6 +73,7 @@ class ViewerWatcher(pykka.ThreadingActor):
         poll_interval: seconds between the end of one read and the next.
         worst_window: seconds of good reads a failed read falls back on;
             default ``max(60, 3 * poll_interval)``.
+        supervisor: told ``ActorFailed`` if the watcher crashes.
 
     Raises:
         ValueError: ``poll_interval`` is not positive or ``worst_window`` is negative.
@@ -83,8 +87,10 @@ class ViewerWatcher(pykka.ThreadingActor):
         timers: Timers,
         poll_interval: float,
         worst_window: float | None = None,
+        supervisor: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
+        self._supervisor = supervisor
         if poll_interval <= 0:
             message = f"viewers poll_interval must be positive, got {poll_interval!r}"
             raise ValueError(message)
@@ -107,16 +113,30 @@ class ViewerWatcher(pykka.ThreadingActor):
     # --- life cycle ---------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Read at once; the read schedules the next one."""
-        self._poll()
+        """Read at once; the read schedules the next one (a crash is reported as in
+        ``on_failure``, which pykka does not call for ``on_start``)."""
+        try:
+            self._poll()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
 
     def on_stop(self) -> None:
         """Drop the pending tick."""
         self._tick.cancel()
 
-    def on_failure(self, *_exc_info: object) -> None:
-        """Drop the pending tick when crashing too."""
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Drop the pending tick when crashing too, and tell the supervisor.
+
+        The accounts stop hearing counts; theirs go stale and they fail closed.
+        """
         self._tick.cancel()
+        report_failure(self._supervisor, "viewer_watcher", exception_value)
 
     def on_receive(self, message: Any) -> Any:
         """Poll on a current tick or ``RunNow``; anything else goes to pykka."""

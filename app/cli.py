@@ -176,6 +176,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     daemon = Daemon(config, sources)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
+        # An actor dying fails the cycle (the wait below ends) and the exit code.
         daemon.start(scheduled=False)
         try:
             finished = _run_interruptibly(daemon, inventory, stopping)
@@ -186,6 +187,9 @@ def cmd_once(args: argparse.Namespace) -> int:
             daemon.stop()
     if args.report is not None:
         write_report(args.report, build_report(finished))
+    if daemon.failure is not None:
+        print(f"error: {daemon.failure}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if not finished.aborted else EXIT_FAILED
 
 
@@ -225,11 +229,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = Daemon(config, sources)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
-        daemon.start(scheduled=True)
+        # An actor dying stops the daemon too, with exit 1 for systemd to restart it.
+        daemon.start(scheduled=True, on_failure=lambda _reason: stopping.set())
         try:
             stopping.wait()
         finally:
             daemon.stop()
+    if daemon.failure is not None:
+        print(f"error: {daemon.failure}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -1,7 +1,10 @@
 """The process shell: builds the actors from the config, starts and stops them in order.
 
-Start order: timers, result sink, viewer watcher, coordinator (which starts
-the account actors; they subscribe to the watcher), scheduler. Stop order is the reverse, in a
+Start order: timers, supervisor, result sink, viewer watcher, coordinator
+(which starts the account actors; they subscribe to the watcher), scheduler.
+The supervisor hears of any of the long-lived ones dying (``actors/supervisor.py``):
+the running cycle fails cleanly and the daemon stops with a failure (exit 1),
+for systemd to restart. Stop order is the reverse, in a
 ``finally``: the running cycle is aborted (probes killed, leases released), the
 sink flushes, then every actor stops, with ``ActorRegistry.stop_all`` as the
 safety net.
@@ -10,6 +13,7 @@ safety net.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,10 +32,12 @@ from actors.messages import (
     CycleInventory,
     Flush,
     SetAccounts,
+    Supervise,
 )
 from actors.scheduler import Scheduler
 from actors.sink import ResultSink
 from actors.slots import ViewerPolicy
+from actors.supervisor import Supervisor
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
@@ -131,6 +137,7 @@ def check_times(database: Path) -> dict[int, float]:
 @dataclass
 class _Actors:
     timers: Timers
+    supervisor: pykka.ActorRef[Any]
     sink: pykka.ActorRef[Any]
     coordinator: pykka.ActorRef[Any]
     watcher: pykka.ActorRef[Any]
@@ -161,6 +168,9 @@ class Daemon:
         self._extra = extra_listeners
         self._actors: _Actors | None = None
         self._cycle_ids = itertools.count(1)
+        self._on_failure: Callable[[str], None] | None = None
+        self.failure: str | None = None
+        """Why the daemon must stop: a long-lived actor died (``None`` while all is well)."""
 
     @property
     def status_address(self) -> str | None:
@@ -175,17 +185,32 @@ class Daemon:
         assert self._actors is not None, "daemon not started"
         return self._actors.coordinator
 
-    def start(self, *, scheduled: bool) -> None:
-        """Start the actors; with ``scheduled`` cycles run on the config's schedule."""
+    def start(self, *, scheduled: bool, on_failure: Callable[[str], None] | None = None) -> None:
+        """Start the actors; with ``scheduled`` cycles run on the config's schedule.
+
+        Args:
+            scheduled: run cycles on the config's schedule (``run``), or only
+                through :meth:`run_cycle` (``once``).
+            on_failure: called once (on another thread, must not block) when a
+                long-lived actor died; the running cycle has been failed, and the
+                caller should :meth:`stop` and exit non-zero (:attr:`failure` says why).
+        """
         config = self.config
+        self._on_failure = on_failure
         timers = Timers()
+        supervisor = Supervisor.start(self._fatal)
         database = config.results.database
         # Read before the sink opens the store: one opener at a time.
         history = check_times(database)
         sink = ResultSink.start(
-            lambda: ResultStore(database), self.sources.writer, config.results.history_days
+            lambda: ResultStore(database),
+            self.sources.writer,
+            config.results.history_days,
+            supervisor,
         )
-        watcher = ViewerWatcher.start(self.sources.viewers, timers, config.viewers.poll_interval)
+        watcher = ViewerWatcher.start(
+            self.sources.viewers, timers, config.viewers.poll_interval, None, supervisor
+        )
         coordinator = Coordinator.start(
             self.probe,
             coordinator_settings(config),
@@ -194,11 +219,18 @@ class Daemon:
             timers,
             history,
             ViewerFeed(watcher, viewer_policy(config)),
+            supervisor,
         )
-        self._actors = _Actors(timers, sink, coordinator, watcher)
+        supervisor.tell(Supervise(coordinator))
+        self._actors = _Actors(timers, supervisor, sink, coordinator, watcher)
         if scheduled:
             scheduler = Scheduler.start(
-                coordinator, self.sources.inventory, timers, config.schedule, (sink, *self._extra)
+                coordinator,
+                self.sources.inventory,
+                timers,
+                config.schedule,
+                (sink, *self._extra),
+                supervisor=supervisor,
             )
             self._actors.scheduler = scheduler
         if config.status.enabled:
@@ -211,6 +243,14 @@ class Daemon:
                 logger.error("status_bind_failed", listen=config.status.listen, error=str(exc))
         logger.info("daemon_started", scheduled=scheduled, source=config.source.type)
 
+    def _fatal(self, reason: str) -> None:
+        """The supervisor's report (on its thread): remember why, and tell the caller."""
+        if self.failure is None:
+            self.failure = reason
+        logger.error("daemon_failing", reason=reason, exit_code=1)
+        if self._on_failure is not None:
+            self._on_failure(reason)
+
     def run_cycle(self, inventory: Inventory, timeout: float | None = None) -> CycleFinished:
         """Check ``inventory`` once and wait until every result is stored and written back."""
         actors = self._actors
@@ -222,7 +262,14 @@ class Daemon:
         done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
         actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams), done))
         finished = done.get(timeout=timeout)
-        actors.sink.ask(Flush(), timeout=timeout)
+        try:
+            actors.sink.ask(Flush(), timeout=timeout)
+        except pykka.ActorDeadError:
+            if self.failure is None:
+                raise
+            # The sink died (the supervisor has it in hand): the results are
+            # still the caller's, only storing them failed.
+            logger.error("results_not_stored", cycle_id=cycle_id, reason=self.failure)
         return finished
 
     def stop(self) -> None:
@@ -234,15 +281,21 @@ class Daemon:
         try:
             if actors.status is not None:
                 actors.status.stop()
+            # Each step on its own: an actor that died must not keep the others
+            # from stopping in order (a stop of a dead actor is a no-op).
             if actors.scheduler is not None:
                 actors.scheduler.stop(timeout=_STOP_TIMEOUT_S)
             actors.watcher.stop(timeout=_STOP_TIMEOUT_S)
-            aborted: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-            actors.coordinator.tell(AbortCycle("shutdown", aborted))
-            aborted.get(timeout=_STOP_TIMEOUT_S)
-            actors.sink.ask(Flush(), timeout=_STOP_TIMEOUT_S)
-        except (pykka.Timeout, pykka.ActorDeadError) as exc:
-            logger.warning("daemon_stop_incomplete", error=repr(exc))
+            try:
+                aborted: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+                actors.coordinator.tell(AbortCycle("shutdown", aborted))
+                aborted.get(timeout=_STOP_TIMEOUT_S)
+            except (pykka.Timeout, pykka.ActorDeadError) as exc:
+                logger.warning("daemon_stop_incomplete", step="abort", error=repr(exc))
+            try:
+                actors.sink.ask(Flush(), timeout=_STOP_TIMEOUT_S)
+            except (pykka.Timeout, pykka.ActorDeadError) as exc:
+                logger.warning("daemon_stop_incomplete", step="flush", error=repr(exc))
         finally:
             for ref in (actors.coordinator, actors.sink):
                 ref.stop(block=False)

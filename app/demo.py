@@ -109,6 +109,7 @@ def run_demo(
         folder = Path(tmp)
         base_url = simulator.start()
         daemon: Daemon | None = None
+        failure: str | None = None
         try:
             inventory_data = demo_setup(base_url)
             (folder / "inventory.json").write_text(json.dumps(inventory_data, indent=2))
@@ -123,11 +124,11 @@ def run_demo(
                 daemon.start(scheduled=False)
                 finished = daemon.run_cycle(sources.inventory.load(), timeout=seconds)
             else:
-                daemon.start(scheduled=True)
+                daemon.start(scheduled=True, on_failure=lambda _reason: stopping.set())
                 stopping.wait(timeout=seconds)
                 finished = cast(CycleFinished | None, printer.ask("last", timeout=5))
             daemon.stop()
-            daemon = None
+            failure, daemon = daemon.failure, None
             if report is not None and finished is not None:
                 write_report(report, build_report(finished))
         finally:
@@ -141,4 +142,7 @@ def run_demo(
             most = stats.max_concurrency.get(user, 0)
             print(f"  {user:<10} {most} / {cap}", file=out)
         print(f"  refused connections: {len(stats.refused)}", file=out, flush=True)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return 0

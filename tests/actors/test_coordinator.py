@@ -407,3 +407,15 @@ def test_unauthorized_account_ends_its_jobs_without_opening_more(harness: Harnes
     probe.behaviours[1] = Behaviour(duration=0.0)
     finished = harness.run([stream(1, 1), stream(3, 1)])
     assert [r.status for r in finished.results] == ["ok", "ok"]
+
+
+def test_denied_requests_keep_their_order_in_the_queue(harness: Harness):
+    """The first requests of a cycle may all be denied (stagger, unknown viewers); their
+    jobs go back to the front in the order they had, longest expected first."""
+    probe = FakeProbe(default=Behaviour(duration=0.0))
+    harness.start([simple_account(1, 1, stagger=0.05)], probe)
+    finished = harness.run([stream(sid, 1) for sid in (1, 2, 3, 4)])
+    assert len(finished.results) == 4
+    with probe.lock:
+        order = [e.stream_id for e in probe.events if e.what == "start"]
+    assert order == [1, 2, 3, 4]
