@@ -396,3 +396,86 @@ def _result(row: sqlite3.Row) -> CheckResult:
         finished_at=row["finished_at"],
         error=row["error"],
     )
+
+
+# --- read-only queries (the dashboard) ---------------------------------------------
+#
+# The functions below open their own short-lived connection in read-only mode
+# (``mode=ro``), so any thread may call them while the sink's ResultStore
+# writes: WAL lets readers and the one writer work side by side. They never
+# create, migrate or write the file; a missing file reads as empty.
+
+_SELECT_RECENT = (
+    "SELECT stream_id, account_id, profile_id, status, resolution, fps, video_codec, "
+    "audio_codec, bitrate_kbps, score, started_at, finished_at, error FROM ("
+    "  SELECT *, ROW_NUMBER() OVER ("
+    "    PARTITION BY stream_id ORDER BY finished_at DESC, id DESC"
+    "  ) AS position"
+    "  FROM checks"
+    "  WHERE status != 'cancelled'"
+    "  AND cycle_id >= (SELECT COALESCE(MIN(id), 0) FROM"
+    "                   (SELECT id FROM cycles ORDER BY id DESC LIMIT ?))"
+    ") WHERE position <= ? ORDER BY stream_id, position"
+)
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
+    """A read-only connection to ``path``, or ``None`` when the file does not exist."""
+    if not path.exists():
+        yield None
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the results database to read: {exc}") from exc
+    try:
+        db.row_factory = sqlite3.Row
+        yield db
+    finally:
+        db.close()
+
+
+def read_recent_checks(
+    path: Path, per_stream: int = 20, cycles: int = 60
+) -> dict[int, list[CheckResult]]:
+    """Each stream's latest ``per_stream`` results that say something, newest first.
+
+    Cancelled checks are left out (they learned nothing). Only the checks of
+    the latest ``cycles`` cycles are read, which keeps the query's cost to
+    those cycles however long the history kept in the file is.
+
+    Raises:
+        StoreError: the file is not a readable results database.
+    """
+    with _read_only(path) as db:
+        if db is None:
+            return {}
+        try:
+            rows = db.execute(_SELECT_RECENT, (cycles, per_stream)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot read the recent checks: {exc}") from exc
+    recent: dict[int, list[CheckResult]] = {}
+    for row in rows:
+        recent.setdefault(row["stream_id"], []).append(_result(row))
+    return recent
+
+
+def read_cycles(path: Path, limit: int = 10) -> list[CycleRecord]:
+    """The latest ``limit`` cycles, newest first (empty when the file does not exist).
+
+    Raises:
+        StoreError: the file is not a readable results database.
+    """
+    with _read_only(path) as db:
+        if db is None:
+            return []
+        try:
+            rows = db.execute(
+                "SELECT id, started_at, finished_at, streams, checked, alive, dead "
+                "FROM cycles ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot read the cycles: {exc}") from exc
+    return [CycleRecord(**dict(row)) for row in rows]

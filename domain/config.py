@@ -14,6 +14,7 @@ the config file.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -232,6 +233,28 @@ class StatusSection:
 
     listen: str = "127.0.0.1:8787"
     """``host:port``; ``""`` disables the status server."""
+    token_env: str = "IPTV_CHECKD_TOKEN"  # noqa: S105 - a variable name, not a secret
+    """Name of the environment variable holding the token that state-changing
+    requests (start a cycle, check a channel) must carry. Without a token the
+    server only starts on a loopback address."""
+    history: int = 20
+    """Checks per stream the dashboard shows as history (uptime, bitrate sparkline)."""
+
+    def token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The token from ``token_env``, or ``None`` when it is unset or empty."""
+        env = os.environ if environ is None else environ
+        return (env.get(self.token_env) or None) if self.token_env else None
+
+    @property
+    def loopback(self) -> bool:
+        """True when ``listen`` is a loopback address (``localhost``, 127.0.0.0/8, ``::1``)."""
+        host = self.host
+        if host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False  # a host name other than localhost may resolve to anything
 
     @property
     def enabled(self) -> bool:
@@ -247,6 +270,26 @@ class StatusSection:
     def port(self) -> int:
         """The port part of ``listen``."""
         return _split_listen(self.listen)[1]
+
+
+@dataclass(frozen=True)
+class AlertsSection:
+    """``[alerts]``: a webhook told when a channel loses its last working stream,
+    when it has one again, and when a cycle fails."""
+
+    webhook_url: str = ""
+    """URL that gets a JSON POST per alert; ``""`` = no alerts."""
+    timeout: float = 5.0
+    """Seconds per POST."""
+    retries: int = 3
+    """Extra attempts after a failed POST."""
+    retry_delay: float = 2.0
+    """Seconds before the first retry; doubled each time."""
+
+    @property
+    def enabled(self) -> bool:
+        """False when ``webhook_url`` is empty."""
+        return bool(self.webhook_url)
 
 
 @dataclass(frozen=True)
@@ -272,6 +315,7 @@ class Config:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     results: ResultsSection = field(default_factory=ResultsSection)
     status: StatusSection = field(default_factory=StatusSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
     log: LogSection = field(default_factory=LogSection)
 
     def account_override(self, account_id: int) -> AccountOverride:
@@ -368,6 +412,7 @@ def parse_config(
         "schedule": _read_schedule,
         "results": lambda t: _read_results(t, base_dir),
         "status": _read_status,
+        "alerts": _read_alerts,
         "log": _read_log,
     }
     known = [*sections, "accounts"]
@@ -393,8 +438,8 @@ def redacted_dict(config: Config) -> dict[str, Any]:
 
     Paths become strings, ``None`` becomes ``""`` and tuples become lists, so
     the result can be printed as TOML or JSON. No secret lives in the config
-    today (passwords come from the environment); keys listed in
-    ``_SECRET_KEYS`` would be masked.
+    but a webhook URL (passwords and tokens come from the environment); keys
+    listed in ``_SECRET_KEYS`` are masked.
     """
     out: dict[str, Any] = {}
     for f in fields(config):
@@ -413,7 +458,8 @@ def redacted_dict(config: Config) -> dict[str, Any]:
     return out
 
 
-_SECRET_KEYS: frozenset[tuple[str, str]] = frozenset()
+_SECRET_KEYS: frozenset[tuple[str, str]] = frozenset({("alerts", "webhook_url")})
+"""A webhook URL is often its own secret (Slack's, Discord's)."""
 """``(section, key)`` pairs masked by :func:`redacted_dict`."""
 
 
@@ -678,7 +724,27 @@ def _read_status(t: _Table) -> StatusSection:
             problem = f'must be "host:port" (port 0-65535) or "" to disable, got {_show(listen)}'
             t.error("listen", problem)
             listen = d.listen
-    return StatusSection(listen=listen)
+    history = t.integer("history", d.history)
+    if history < 1:
+        t.error("history", f"must be an integer >= 1, got {history}")
+        history = d.history
+    return StatusSection(
+        listen=listen, token_env=t.string("token_env", d.token_env).strip(), history=history
+    )
+
+
+def _read_alerts(t: _Table) -> AlertsSection:
+    d = AlertsSection()
+    url = t.string("webhook_url", d.webhook_url).strip()
+    if url and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+        t.error("webhook_url", f'must be an "http://" or "https://" URL or "", got {_show(url)}')
+        url = d.webhook_url
+    return AlertsSection(
+        webhook_url=url,
+        timeout=t.number("timeout", d.timeout, positive=True),
+        retries=t.integer("retries", d.retries),
+        retry_delay=t.number("retry_delay", d.retry_delay),
+    )
 
 
 def _read_log(t: _Table) -> LogSection:

@@ -344,6 +344,56 @@ def test_status_can_be_disabled(tmp_path):
     assert not config.status.enabled
 
 
+@pytest.mark.parametrize(
+    ("listen", "loopback"),
+    [
+        ("127.0.0.1:8787", True),
+        ("127.1.2.3:80", True),
+        ("localhost:80", True),
+        ("[::1]:80", True),
+        ("0.0.0.0:8787", False),
+        ("[::]:80", False),
+        ("192.0.2.7:80", False),
+        ("myhost:80", False),
+    ],
+)
+def test_status_loopback(listen, loopback):
+    assert StatusSection(listen=listen).loopback is loopback
+
+
+def test_status_token_comes_from_the_named_variable(tmp_path):
+    config = load_config(write(tmp_path, '[status]\ntoken_env = "MY_TOKEN"\nhistory = 5'))
+    assert config.status.history == 5
+    assert config.status.token({"MY_TOKEN": "s3cret"}) == "s3cret"
+    assert config.status.token({"MY_TOKEN": ""}) is None
+    assert config.status.token({}) is None
+
+
+def test_alerts_section(tmp_path):
+    config = load_config(
+        write(tmp_path, '[alerts]\nwebhook_url = "http://127.0.0.1:9/hook"\nretries = 1')
+    )
+    assert config.alerts.enabled
+    assert config.alerts.retries == 1
+    assert redacted_dict(config)["alerts"]["webhook_url"] == "********"
+    assert not Config().alerts.enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[alerts]\nwebhook_url = "ftp://x/y"', "[alerts] webhook_url: must be"),
+        ("[alerts]\ntimeout = 0", "[alerts] timeout: must be a number > 0"),
+        ("[status]\nhistory = 0", "[status] history: must be an integer >= 1"),
+        ("[status]\ntoken = 1", "unknown key [status] token"),
+    ],
+)
+def test_bad_alerts_and_status_keys(tmp_path, text, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert message in str(caught.value)
+
+
 def test_account_overrides(tmp_path):
     config = load_config(
         write(
