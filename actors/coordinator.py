@@ -47,6 +47,7 @@ from actors.messages import (
     SlotsFreed,
     Subscribe,
 )
+from actors.observer import CheckObserver, NullObserver
 from actors.slots import UNLIMITED, capacity
 from actors.supervisor import report_failure
 from actors.tell import tell_quietly
@@ -185,6 +186,7 @@ class Coordinator(pykka.ThreadingActor):
             they assume while counts are unknown; ``None``: nobody watches.
         supervisor: told ``ActorFailed`` if the coordinator crashes (after it
             has given every open job an error result).
+        observer: told of denials, preemptions and every attempt (the metrics).
     """
 
     use_daemon_thread = True
@@ -199,10 +201,12 @@ class Coordinator(pykka.ThreadingActor):
         history: Mapping[int, float] | None = None,
         viewers: ViewerFeed | None = None,
         supervisor: pykka.ActorRef[Any] | None = None,
+        observer: CheckObserver | None = None,
     ) -> None:
         super().__init__()
         self._viewers = viewers
         self._supervisor = supervisor
+        self._observer: CheckObserver = observer or NullObserver()
         self._probe = probe
         self._settings = settings
         self._listeners = list(listeners)
@@ -657,6 +661,7 @@ class Coordinator(pykka.ThreadingActor):
         self._pump(entry)
 
     def _on_denied(self, message: LeaseDenied) -> None:
+        self._observer.lease_denied(message.account_id, message.reason)
         job = self._requests.pop(message.request_id, None)
         if job is None:  # its request was given up already
             return
@@ -720,6 +725,7 @@ class Coordinator(pykka.ThreadingActor):
             if run is None or run.cancelling:
                 continue
             run.cancelling = True
+            self._observer.check_preempted(run.lease.account_id, run.lease.profile_id)
             logger.info(
                 "check_preempted",
                 lease_id=lease_id,
@@ -740,8 +746,12 @@ class Coordinator(pykka.ThreadingActor):
         if run is None:
             return
         run.watchdog.cancel()
+        held = time.monotonic() - run.started
+        self._observer.attempt_ended(
+            run.lease.account_id, run.lease.profile_id, outcome.kind, outcome.reason, held
+        )
         if outcome.kind in ("ok", "dead"):
-            self._history[run.job.stream.id] = time.monotonic() - run.started
+            self._history[run.job.stream.id] = held
         entry = self._accounts.get(run.lease.account_id)
         if entry is not None:
             entry.running -= 1
@@ -919,6 +929,20 @@ class Coordinator(pykka.ThreadingActor):
                     "unauthorized": entry.unauthorized,
                     # e.g. "viewer_count_unknown": why its waiting checks wait
                     "waiting_for": entry.waiting_for if entry.waiting else None,
+                    # For the dashboard's per-login bars: the configured logins,
+                    # and the account actor to ask for its usage (GetUsage).
+                    "stagger_delay": self._stagger_for(entry.account),
+                    "reserve_for_viewers": entry.account.reserve_for_viewers,
+                    "profiles": [
+                        {
+                            "id": p.id,
+                            "name": p.name,
+                            "is_default": p.is_default,
+                            "max_streams": p.max_streams,
+                        }
+                        for p in entry.account.usable_profiles()
+                    ],
+                    "actor": entry.ref,
                 }
                 for account_id, entry in self._accounts.items()
             },

@@ -27,6 +27,7 @@ from adapters.sources import Sources, build_sources
 from app import logs
 from app.daemon import Daemon
 from app.report import build_report, write_report
+from app.status import listen_problem
 from domain.config import Config, ConfigError, load_config
 from domain.models import Inventory
 from domain.ports import SourceError
@@ -102,6 +103,10 @@ def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
         config = load_config(path)
     except ConfigError as exc:
         raise BadInputError(str(exc)) from exc
+    # A status server on the network without a token is refused before anything starts.
+    problem = listen_problem(config.status, config.status.token())
+    if problem is not None:
+        raise BadInputError(problem)
     if getattr(args, "dry_run", False):
         config = replace(config, results=replace(config.results, dry_run=True))
     logs.configure(config.log.format, config.log.level)

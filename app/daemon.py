@@ -4,10 +4,11 @@ Start order: timers, supervisor, result sink, viewer watcher, coordinator
 (which starts the account actors; they subscribe to the watcher), scheduler.
 The supervisor hears of any of the long-lived ones dying (``actors/supervisor.py``):
 the running cycle fails cleanly and the daemon stops with a failure (exit 1),
-for systemd to restart. Stop order is the reverse, in a
+for systemd to restart. The dashboard's monitor (and its webhook sender) start
+before the sink, the status server last. Stop order is the reverse, in a
 ``finally``: the running cycle is aborted (probes killed, leases released), the
-sink flushes, then every actor stops, with ``ActorRegistry.stop_all`` as the
-safety net.
+sink flushes, the alerts still queued are sent (for a few seconds at most),
+then every actor stops, with ``ActorRegistry.stop_all`` as the safety net.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from actors.messages import (
     CycleFinished,
     CycleInventory,
     Flush,
+    GetStatus,
     SetAccounts,
     Supervise,
 )
@@ -42,7 +44,12 @@ from actors.timers import Timers
 from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
 from adapters.store import ResultStore, StoreError
-from app.status import StatusServer
+from app.alerts import WebhookSender
+from app.dashboard import Controls, Dashboard
+from app.metrics import Metrics
+from app.monitor import Monitor
+from app.observed import MeteredWriter, ObservedInventory
+from app.status import InsecureListenError, StatusServer, listen_problem
 from domain.config import Config
 from domain.models import Inventory, Probe, StreamInfo
 from domain.score import ScoreWeights, score
@@ -50,6 +57,8 @@ from domain.score import ScoreWeights, score
 logger = structlog.get_logger(__name__)
 
 _STOP_TIMEOUT_S = 10.0
+_ALERTS_DRAIN_S = 5.0
+"""Seconds a stopping daemon still spends sending the alerts it has queued."""
 
 
 def coordinator_settings(config: Config) -> CoordinatorSettings:
@@ -141,6 +150,10 @@ class _Actors:
     sink: pykka.ActorRef[Any]
     coordinator: pykka.ActorRef[Any]
     watcher: pykka.ActorRef[Any]
+    monitor: pykka.ActorRef[Any]
+    listeners: tuple[pykka.ActorRef[Any], ...]
+    """Told of every cycle: the monitor, the sink, the extra listeners."""
+    alerts: WebhookSender | None = None
     scheduler: pykka.ActorRef[Any] | None = None
     status: StatusServer | None = None
 
@@ -171,6 +184,8 @@ class Daemon:
         self._on_failure: Callable[[str], None] | None = None
         self.failure: str | None = None
         """Why the daemon must stop: a long-lived actor died (``None`` while all is well)."""
+        self.metrics = Metrics()
+        """This daemon's metrics, in a registry of its own."""
 
     @property
     def status_address(self) -> str | None:
@@ -178,6 +193,12 @@ class Daemon:
         if self._actors is None or self._actors.status is None:
             return None
         return self._actors.status.address
+
+    @property
+    def monitor(self) -> pykka.ActorRef[Any]:
+        """The dashboard's monitor (after :meth:`start`)."""
+        assert self._actors is not None, "daemon not started"
+        return self._actors.monitor
 
     @property
     def coordinator(self) -> pykka.ActorRef[Any]:
@@ -196,47 +217,89 @@ class Daemon:
                 caller should :meth:`stop` and exit non-zero (:attr:`failure` says why).
         """
         config = self.config
+        token = config.status.token()
+        problem = listen_problem(config.status, token)
+        if problem is not None:
+            raise InsecureListenError(problem)
         self._on_failure = on_failure
         timers = Timers()
         supervisor = Supervisor.start(self._fatal)
         database = config.results.database
         # Read before the sink opens the store: one opener at a time.
         history = check_times(database)
+        metrics = self.metrics
+        sender = None
+        if config.alerts.enabled:
+            alerts = config.alerts
+            sender = WebhookSender(
+                alerts.webhook_url,
+                timeout=alerts.timeout,
+                retries=alerts.retries,
+                retry_delay=alerts.retry_delay,
+                count=metrics.alert,
+            )
+            sender.start()
+        monitor = Monitor.start(metrics, database, sender.send if sender else None)
+        writer = MeteredWriter(
+            self.sources.writer, metrics, monitor, dry_run=config.results.dry_run
+        )
         sink = ResultSink.start(
             lambda: ResultStore(database),
-            self.sources.writer,
+            writer,
             config.results.history_days,
             supervisor,
         )
+        # The monitor comes first, so it hears of a cycle's end before the sink's
+        # reorder answer for that cycle (see MeteredWriter).
+        listeners: tuple[pykka.ActorRef[Any], ...] = (monitor, sink, *self._extra)
         watcher = ViewerWatcher.start(
             self.sources.viewers, timers, config.viewers.poll_interval, None, supervisor
         )
         coordinator = Coordinator.start(
             self.probe,
             coordinator_settings(config),
-            (sink, *self._extra),
+            listeners,
             make_scorer(config),
             timers,
             history,
             ViewerFeed(watcher, viewer_policy(config)),
             supervisor,
+            observer=metrics,
         )
         supervisor.tell(Supervise(coordinator))
-        self._actors = _Actors(timers, supervisor, sink, coordinator, watcher)
+        self._actors = _Actors(
+            timers, supervisor, sink, coordinator, watcher, monitor, listeners, sender
+        )
         if scheduled:
             scheduler = Scheduler.start(
                 coordinator,
-                self.sources.inventory,
+                ObservedInventory(self.sources.inventory, monitor),
                 timers,
                 config.schedule,
-                (sink, *self._extra),
+                listeners,
                 supervisor=supervisor,
             )
             self._actors.scheduler = scheduler
         if config.status.enabled:
+            scheduler_ref = self._actors.scheduler
+            dashboard = Dashboard(
+                coordinator,
+                scheduler_ref,
+                monitor,
+                database,
+                config.status.history,
+                token_required=token is not None,
+            )
+            controls = Controls(coordinator, scheduler_ref, monitor, (sink, *self._extra))
             try:
                 self._actors.status = StatusServer(
-                    config.status.host, config.status.port, coordinator, self._actors.scheduler
+                    config.status.host,
+                    config.status.port,
+                    dashboard,
+                    metrics,
+                    controls,
+                    token=token,
+                    loopback=config.status.loopback,
                 )
                 self._actors.status.start()
             except OSError as exc:
@@ -257,7 +320,7 @@ class Daemon:
         assert actors is not None, "daemon not started"
         cycle_id = next(self._cycle_ids)
         actors.coordinator.tell(SetAccounts(inventory.accounts))
-        for listener in (actors.sink, *self._extra):
+        for listener in actors.listeners:
             listener.tell(CycleInventory(cycle_id, inventory))
         done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
         actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams), done))
@@ -296,7 +359,13 @@ class Daemon:
                 actors.sink.ask(Flush(), timeout=_STOP_TIMEOUT_S)
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="flush", error=repr(exc))
+            try:
+                actors.monitor.ask(GetStatus(), timeout=_STOP_TIMEOUT_S)  # its alerts are queued
+            except (pykka.Timeout, pykka.ActorDeadError) as exc:
+                logger.warning("daemon_stop_incomplete", step="monitor", error=repr(exc))
         finally:
+            if actors.alerts is not None:
+                actors.alerts.stop(timeout=_ALERTS_DRAIN_S)
             for ref in (actors.coordinator, actors.sink):
                 ref.stop(block=False)
             pykka.ActorRegistry.stop_all(block=True, timeout=_STOP_TIMEOUT_S)

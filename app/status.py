@@ -1,42 +1,125 @@
-"""The status page: ``/`` (plain text), ``/api/status`` (JSON) and ``/metrics`` (Prometheus).
+"""The status server: the dashboard (``/``), its JSON API and ``/metrics``.
 
 A small HTTP server on its own threads. It never touches actor state: each
-request asks the coordinator for a snapshot (with a timeout), as any foreign
-thread may. Only what is safe to show is shown (no URLs, no credentials).
+request asks the actors for snapshots (with timeouts), as any foreign thread
+may, through :class:`~app.dashboard.Dashboard`. Only what is safe to show is
+shown (provider URLs as host and last path segment, no credentials).
+
+=========================================  ====================================
+``GET /``                                  the dashboard: one self-contained page
+``GET /api/status``                        accounts, logins, checks, cycle, schedule
+``GET /api/streams``                       streams, latest results, history
+``GET /api/channels``                      channels in the order written back
+``GET /metrics``                           Prometheus exposition
+``POST /api/cycle``                        start a cycle now
+``POST /api/channels/{id}/check``          check one channel now
+=========================================  ====================================
+
+Anything that changes state (the POSTs) needs ``Authorization: Bearer TOKEN``
+when a token is configured (``status.token_env``); without one, the server
+only starts on a loopback address (:func:`listen_problem`). A POST whose
+``Origin`` is another site is refused either way, so a web page elsewhere
+cannot press the buttons through the user's browser.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
 
 import pykka
 import structlog
 
-from actors.messages import GetStatus
+from app.dashboard import Controls, Dashboard
+from app.metrics import CONTENT_TYPE, Metrics
+from domain.config import StatusSection
 
 logger = structlog.get_logger(__name__)
 
-_ASK_TIMEOUT_S = 2.0
+_CHANNEL_CHECK = re.compile(r"^/api/channels/(\d{1,12})/check$")
+_PAGE_HEADERS = {
+    # Nothing from anywhere else: the page works offline and cannot leak.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class InsecureListenError(ValueError):
+    """The server would accept state-changing requests from the network without a token."""
+
+
+def listen_problem(status: StatusSection, token: str | None) -> str | None:
+    """Why the status server must not start as configured, or ``None``.
+
+    A non-loopback address without a token would let anyone who can reach it
+    start cycles (which take provider connections).
+    """
+    if not status.enabled or status.loopback or token:
+        return None
+    return (
+        f"[status] listen = {status.listen!r} is not a loopback address and no token is set: "
+        f"set the environment variable {status.token_env or '(status.token_env is empty)'} "
+        'to a secret, or listen on "127.0.0.1:PORT"'
+    )
+
+
+def page_html() -> str:
+    """The dashboard page (``app/web/index.html``)."""
+    return resources.files("app").joinpath("web/index.html").read_text(encoding="utf-8")
 
 
 class StatusServer:
-    """Serves the coordinator's status on ``host:port`` (port 0 picks a free one).
+    """Serves the dashboard, its API and the metrics on ``host:port`` (0 picks a free port).
 
     Binding happens in the constructor so a busy port fails at start-up.
+
+    Args:
+        host: address to listen on.
+        port: port to listen on.
+        dashboard: builds the views.
+        metrics: the daemon's metrics (``None``: ``/metrics`` answers 404).
+        controls: what the buttons do (``None``: the POSTs answer 404).
+        token: the token POSTs must carry (``None``: none, loopback only).
+        loopback: ``host`` is a loopback address.
+
+    Raises:
+        InsecureListenError: ``host`` is not loopback and there is no token.
+        OSError: the address cannot be bound.
     """
 
     def __init__(
         self,
         host: str,
         port: int,
-        coordinator: pykka.ActorRef[Any],
-        scheduler: pykka.ActorRef[Any] | None = None,
+        dashboard: Dashboard,
+        metrics: Metrics | None = None,
+        controls: Controls | None = None,
+        *,
+        token: str | None = None,
+        loopback: bool = True,
     ) -> None:
-        self._coordinator = coordinator
-        self._scheduler = scheduler
+        if not loopback and not token:
+            message = f"refusing to serve on {host}:{port} without a token"
+            raise InsecureListenError(message)
+        self.dashboard = dashboard
+        self.metrics = metrics
+        self.controls = controls
+        self.token = token
+        self.page = page_html()
+        if metrics is not None:
+            metrics.watch_state(dashboard.status)
         handler = type("_BoundHandler", (_Handler,), {"status_server": self})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -48,12 +131,15 @@ class StatusServer:
     def address(self) -> str:
         """``http://host:port`` the server listens on."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host = str(host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
 
     def start(self) -> None:
         """Serve in the background."""
         self._thread.start()
-        logger.info("status_listening", address=self.address)
+        logger.info("status_listening", address=self.address, token=bool(self.token))
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
@@ -61,96 +147,108 @@ class StatusServer:
         self._server.server_close()
 
     def snapshot(self) -> dict[str, Any]:
-        """The coordinator's status without actor refs (JSON-safe)."""
-        status = cast(dict[str, Any], self._coordinator.ask(GetStatus(), timeout=_ASK_TIMEOUT_S))
-        checks = [
-            {k: v for k, v in check.items() if k != "checker"} for check in status.get("checks", [])
-        ]
-        schedule = None
-        if self._scheduler is not None:
-            schedule = self._scheduler.ask(GetStatus(), timeout=_ASK_TIMEOUT_S)
-        return {**status, "checks": checks, "schedule": schedule}
-
-
-def metrics_text(status: dict[str, Any]) -> str:
-    """Prometheus exposition of a status snapshot."""
-    lines = [
-        "# HELP iptv_checkd_running_checks Checks running now.",
-        "# TYPE iptv_checkd_running_checks gauge",
-        f"iptv_checkd_running_checks {status['running']}",
-        "# HELP iptv_checkd_account_running Checks running per account.",
-        "# TYPE iptv_checkd_account_running gauge",
-    ]
-    accounts = status.get("accounts", {})
-    for account_id, account in accounts.items():
-        lines.append(f'iptv_checkd_account_running{{account="{account_id}"}} {account["running"]}')
-    lines += [
-        "# HELP iptv_checkd_account_waiting Checks waiting for a slot per account.",
-        "# TYPE iptv_checkd_account_waiting gauge",
-    ]
-    for account_id, account in accounts.items():
-        lines.append(f'iptv_checkd_account_waiting{{account="{account_id}"}} {account["waiting"]}')
-    cycle = status.get("cycle")
-    lines += [
-        "# HELP iptv_checkd_cycle_done Streams with a result in the running cycle.",
-        "# TYPE iptv_checkd_cycle_done gauge",
-        f"iptv_checkd_cycle_done {cycle['done'] if cycle else 0}",
-    ]
-    return "\n".join(lines) + "\n"
+        """The status as ``/api/status`` serves it."""
+        return self.dashboard.status()
 
 
 class _Handler(BaseHTTPRequestHandler):
     status_server: StatusServer
+    server_version = "iptv-checkd"
+    sys_version = ""
+
+    # --- GET --------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        server = self.status_server
+        path = urlsplit(self.path).path
         try:
-            status = self.status_server.snapshot()
+            if path in ("/", "/index.html"):
+                self._send(200, "text/html; charset=utf-8", server.page.encode(), _PAGE_HEADERS)
+            elif path == "/api/status":
+                self._json(200, server.dashboard.status())
+            elif path == "/api/streams":
+                self._json(200, server.dashboard.streams())
+            elif path == "/api/channels":
+                self._json(200, server.dashboard.channels())
+            elif path == "/metrics" and server.metrics is not None:
+                self._send(200, CONTENT_TYPE, server.metrics.render())
+            else:
+                self._json(404, {"error": "not found"})
         except (pykka.Timeout, pykka.ActorDeadError):
-            self._send(503, "text/plain", "daemon busy or stopping\n")
-            return
-        if self.path == "/api/status":
-            self._send(200, "application/json", json.dumps(status, indent=2, default=str))
-        elif self.path == "/metrics":
-            self._send(200, "text/plain; version=0.0.4", metrics_text(status))
-        elif self.path == "/":
-            self._send(200, "text/plain", _page(status))
-        else:
-            self._send(404, "text/plain", "not found\n")
+            self._json(503, {"error": "daemon busy or stopping"})
 
-    def _send(self, code: int, content_type: str, body: str) -> None:
-        data = body.encode()
+    # --- POST -------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        server = self.status_server
+        path = urlsplit(self.path).path
+        self._drain_body()
+        match = _CHANNEL_CHECK.match(path)
+        if server.controls is None or (path != "/api/cycle" and match is None):
+            self._json(404, {"error": "not found"})
+            return
+        refusal = self._refusal()
+        if refusal is not None:
+            code, message = refusal
+            logger.warning("status_request_refused", path=path, code=code, reason=message)
+            extra = {"WWW-Authenticate": 'Bearer realm="iptv-checkd"'} if code == 401 else {}
+            self._json(code, {"error": message}, extra)
+            return
+        try:
+            if match is not None:
+                code, body = server.controls.check_channel(int(match.group(1)))
+            else:
+                code, body = server.controls.run_now()
+        except (pykka.Timeout, pykka.ActorDeadError):
+            code, body = 503, {"error": "daemon busy or stopping"}
+        self._json(code, body)
+
+    def _refusal(self) -> tuple[int, str] | None:
+        """Why this state-changing request is refused, or ``None`` to let it through."""
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != "null":
+            try:
+                origin_host = urlsplit(origin).netloc
+            except ValueError:
+                origin_host = ""
+            if origin_host != self.headers.get("Host", ""):
+                return 403, "cross-site request refused"
+        token = self.status_server.token
+        if token is None:
+            return None
+        given = self.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            return 401, "a valid token is required (Authorization: Bearer TOKEN)"
+        return None
+
+    def _drain_body(self) -> None:
+        """Read (and ignore) a small request body, so the connection stays sane."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= 65536:
+            self.rfile.read(length)
+
+    # --- answers ----------------------------------------------------------------
+
+    def _json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, default=str, separators=(",", ":")).encode()
+        self._send(code, "application/json", data, {"Cache-Control": "no-store", **(headers or {})})
+
+    def _send(
+        self, code: int, content_type: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("status_request", line=format % args)
-
-
-def _page(status: dict[str, Any]) -> str:
-    cycle = status.get("cycle")
-    lines = ["iptv-checkd", ""]
-    if cycle:
-        lines.append(f"cycle {cycle['cycle_id']}: {cycle['done']}/{cycle['streams']} streams done")
-    else:
-        lines.append("no cycle running")
-    last = status.get("last_cycle")
-    if last:
-        lines.append(
-            f"last cycle {last['cycle_id']}: {last['alive']} alive, {last['dead']} dead of "
-            f"{last['streams']} streams, finished {last['finished_at']} in {last['duration_s']}s"
-        )
-    schedule = status.get("schedule") or {}
-    if schedule.get("next_start"):
-        lines.append(f"next cycle: {schedule['next_start']}")
-    if schedule.get("last_source_error"):
-        lines.append(f"last source error: {schedule['last_source_error']}")
-    lines.append(f"running checks: {status['running']} (global limit {status['global_limit']})")
-    for account_id, account in sorted(status.get("accounts", {}).items()):
-        lines.append(
-            f"  account {account_id} {account['name']}: {account['running']} running, "
-            f"{account['waiting']} waiting, limit {account['limit']}"
-        )
-    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The status page over real HTTP, and log lines with credentials redacted."""
+"""The status server over real HTTP (without a daemon), and log lines with credentials redacted."""
 
 from __future__ import annotations
 
@@ -8,31 +8,51 @@ import json
 import pykka
 import requests
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from actors.coordinator import Coordinator, CoordinatorSettings
 from actors.jobs import jobs_for
 from actors.messages import CheckCycle, SetAccounts
 from app import logs
+from app.dashboard import Dashboard
+from app.metrics import Metrics
 from app.status import StatusServer
 from tests.actors.fakes import FakeProbe, simple_account, stream
 
 
-def test_status_page_serves_json_metrics_and_text():
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_status_server_serves_json_metrics_and_the_page():
     coordinator = Coordinator.start(FakeProbe(), CoordinatorSettings(global_limit=4))
     coordinator.tell(SetAccounts((simple_account(1, 2), simple_account(2, 0))))
-    server = StatusServer("127.0.0.1", 0, coordinator)
+    server = StatusServer("127.0.0.1", 0, Dashboard(coordinator), Metrics())
     server.start()
     try:
         status = requests.get(f"{server.address}/api/status", timeout=5).json()
         assert status["global_limit"] == 4
         assert status["accounts"]["1"]["limit"] == 2
         assert status["accounts"]["2"]["limit"] == 0  # unlimited, as users write it
-        metrics = requests.get(f"{server.address}/metrics", timeout=5).text
-        assert "iptv_checkd_running_checks 0" in metrics
-        assert 'iptv_checkd_account_waiting{account="1"} 0' in metrics
-        page = requests.get(f"{server.address}/", timeout=5).text
-        assert "no cycle running" in page
+        login = status["accounts"]["1"]["logins"][0]
+        assert (login["limit"], login["viewers"], login["checks"], login["free"]) == (2, 0, 0, 2)
+        assert status["accounts"]["2"]["logins"][0]["free"] is None  # unlimited
+        assert "actor" not in status["accounts"]["1"]
         assert status["last_cycle"] is None
+        assert status["token_required"] is False
+        metrics = samples(requests.get(f"{server.address}/metrics", timeout=5).text)
+        assert metrics[("iptv_checkd_running_checks", ())] == 0
+        assert metrics[("iptv_checkd_account_waiting", (("account", "1"),))] == 0
+        assert metrics[("iptv_checkd_login_limit", (("account", "1"), ("login", "100")))] == 2
+        page = requests.get(f"{server.address}/", timeout=5)
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        assert '<section id="accounts-section">' in page.text
+        assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")  # no CDN
 
         done: pykka.ThreadingFuture = pykka.ThreadingFuture()
         coordinator.tell(CheckCycle(1, jobs_for([stream(1, 1)]), done))
@@ -40,8 +60,9 @@ def test_status_page_serves_json_metrics_and_text():
         status = requests.get(f"{server.address}/api/status", timeout=5).json()
         assert status["last_cycle"]["alive"] == 1
         assert status["last_cycle"]["streams"] == 1
-        assert "last cycle 1: 1 alive" in requests.get(f"{server.address}/", timeout=5).text
         assert requests.get(f"{server.address}/nope", timeout=5).status_code == 404
+        # No controls were given: nothing can be started.
+        assert requests.post(f"{server.address}/api/cycle", timeout=5).status_code == 404
     finally:
         server.stop()
 

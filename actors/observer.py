@@ -1,0 +1,59 @@
+"""What the coordinator tells an observer (the daemon's metrics) as things happen.
+
+The observer is called on the coordinator's own thread, so its methods must be
+quick and must not block or raise: they count (Prometheus counters and
+histograms are thread-safe) and return. Listeners hear only final results;
+denials, preemptions and every single attempt (retries, provider refusals,
+preempted checks) are seen only here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class CheckObserver(Protocol):
+    """Counts what happens to leases and checks."""
+
+    def lease_denied(self, account_id: int, reason: str) -> None:
+        """An account denied a lease (``full``, ``stagger``...)."""
+        ...
+
+    def check_preempted(self, account_id: int, profile_id: int) -> None:
+        """A running check is cancelled because a viewer needs its slot."""
+        ...
+
+    def attempt_ended(
+        self,
+        account_id: int,
+        profile_id: int,
+        kind: str,
+        reason: str | None,
+        connection_s: float,
+    ) -> None:
+        """One check attempt released its lease after holding it ``connection_s`` seconds.
+
+        ``kind`` is the probe's outcome (``ok``, ``dead``, ``error``, ``busy``
+        for a provider refusal, ``cancelled``), before any retry decision.
+        """
+        ...
+
+
+class NullObserver:
+    """Observes nothing (tests, and a coordinator started without metrics)."""
+
+    def lease_denied(self, account_id: int, reason: str) -> None:
+        """Ignore."""
+
+    def check_preempted(self, account_id: int, profile_id: int) -> None:
+        """Ignore."""
+
+    def attempt_ended(
+        self,
+        account_id: int,
+        profile_id: int,
+        kind: str,
+        reason: str | None,
+        connection_s: float,
+    ) -> None:
+        """Ignore."""
