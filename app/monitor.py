@@ -267,7 +267,8 @@ class Monitor(pykka.ThreadingActor):
         match message:
             case CycleInventory(cycle_id=cycle_id, inventory=inventory):
                 self._inventories[cycle_id] = inventory
-                self._inventory = inventory
+                if cycle_id not in self._manual:  # a channel check's is a small part
+                    self._inventory = inventory
             case ManualCheck(cycle_id=cycle_id, channel_id=channel_id):
                 self._manual[cycle_id] = channel_id
             case CycleStarted():
