@@ -26,6 +26,7 @@ from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmp
 from adapters.sources import Sources, build_sources
 from app import logs
 from app.daemon import Daemon
+from app.progress import progress_listeners
 from app.report import build_report, write_report
 from app.status import listen_problem
 from domain.config import Config, ConfigError, load_config
@@ -178,7 +179,8 @@ def cmd_once(args: argparse.Namespace) -> int:
     ffmpeg = _check_ffmpeg(config)
     inventory = _load_inventory(sources)
     _check_viewer_file(config, sources)
-    daemon = Daemon(config, sources)
+    # A progress bar on a terminal only; piped or from cron, stdout stays quiet.
+    daemon = Daemon(config, sources, extra_listeners=progress_listeners(sys.stdout))
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
         # An actor dying fails the cycle (the wait below ends) and the exit code.

@@ -1,0 +1,94 @@
+"""The monitor's plain parts: cycle progress and its estimate, reorder plans, the writer."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.sources import NullWriter
+from app.dashboard import display_url
+from app.metrics import Metrics, reason_label
+from app.monitor import CycleProgress, plan_orders
+from app.observed import MeteredWriter
+from domain.models import Account, Channel, CheckResult, Inventory, Stream
+from domain.ports import SourceError
+
+
+def result(stream_id: int, account_id: int, status: str = "ok", score: float = 0.5) -> CheckResult:
+    return CheckResult(stream_id, account_id, None, status, score=score)  # type: ignore[arg-type]
+
+
+def test_progress_estimates_each_account_and_the_slowest_ends_the_cycle():
+    progress = CycleProgress(1, 6, "t0", {1: 4, 2: 2}, started=100.0)
+    view = progress.view(now=100.0)
+    assert (view["done"], view["eta_s"]) == (0, None)  # nothing to estimate from yet
+    progress.add(result(1, 1))
+    view = progress.view(now=110.0)
+    assert view["accounts"][1]["eta_s"] == 30.0  # 10 s for 1 of 4: 30 s for the other 3
+    assert view["accounts"][2]["eta_s"] is None
+    assert view["eta_s"] is None  # account 2 has not finished one yet
+    progress.add(result(2, 2, "dead"))
+    progress.add(result(3, 2))
+    view = progress.view(now=120.0)
+    assert view["accounts"][2] == {
+        "streams": 2,
+        "done": 2,
+        "alive": 1,
+        "dead": 1,
+        "errors": 0,
+        "eta_s": 0.0,
+    }
+    assert view["eta_s"] == 60.0  # account 1: 20 s for 1 of 4
+    assert (view["alive"], view["dead"], view["elapsed_s"]) == (2, 1, 20.0)
+
+
+def test_plan_orders_puts_the_best_first_and_the_dead_last():
+    inventory = Inventory(
+        (Account(1, "a"),),
+        tuple(Stream(sid, str(sid), 1, f"http://h/{sid}") for sid in (1, 2, 3, 4)),
+        (Channel(7, "News", (1, 2, 3)), Channel(8, "Other", (4,)), Channel(9, "None", ())),
+    )
+    results = (result(1, 1, "dead"), result(2, 1, score=0.2), result(3, 1, score=0.9))
+    orders = plan_orders(inventory, results)
+    assert orders[7] == {"before": [1, 2, 3], "after": [3, 2, 1], "changed": True}
+    assert 8 not in orders  # none of its streams was judged: the write-back leaves it alone
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pw@prov.example:8080/live/u1/p1/12.ts", "prov.example:8080/…/12.ts"),
+        ("http://prov.example/u1/p1/12.ts?token=abc", "prov.example/…/12.ts"),
+        ("http://prov.example/get.php?username=u&password=p", "prov.example/…/get.php"),
+        ("http://prov.example", "prov.example"),
+    ],
+)
+def test_display_url_shows_the_host_and_the_last_segment_only(url, shown):
+    assert display_url(url) == shown
+
+
+def test_reason_labels_are_kinds_not_messages():
+    assert reason_label("checker_died: RuntimeError('x')") == "checker_died"
+    assert reason_label(None) == ""
+
+
+class FailingWriter:
+    def write_result(self, result: CheckResult) -> None:
+        raise SourceError("down")
+
+    def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
+        return {"changed": 2, "unchanged": 1, "skipped": 0, "failed": 0}
+
+
+def test_metered_writer_counts_requests_by_result():
+    metrics = Metrics()
+    writer = MeteredWriter(FailingWriter(), metrics)
+    with pytest.raises(SourceError):
+        writer.write_result(result(1, 1))
+    assert writer.reorder(Inventory((), ()), ())["changed"] == 2
+    text = metrics.render().decode()
+    assert 'iptv_checkd_writeback_requests_total{kind="stats",result="failed"} 1.0' in text
+    assert 'iptv_checkd_writeback_requests_total{kind="reorder",result="changed"} 2.0' in text
+    assert 'result="skipped"' not in text  # zero counts add no series
+    quiet = Metrics()
+    MeteredWriter(NullWriter(), quiet).write_result(result(1, 1))
+    assert "iptv_checkd_writeback_requests_total{" not in quiet.render().decode()
