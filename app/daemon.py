@@ -47,7 +47,7 @@ from adapters.store import ResultStore, StoreError
 from app.alerts import WebhookSender
 from app.dashboard import Controls, Dashboard
 from app.metrics import Metrics
-from app.monitor import Monitor
+from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
 from domain.config import Config
@@ -227,6 +227,7 @@ class Daemon:
         database = config.results.database
         # Read before the sink opens the store: one opener at a time.
         history = check_times(database)
+        known = known_streams(database)
         metrics = self.metrics
         sender = None
         if config.alerts.enabled:
@@ -239,7 +240,7 @@ class Daemon:
                 count=metrics.alert,
             )
             sender.start()
-        monitor = Monitor.start(metrics, database, sender.send if sender else None)
+        monitor = Monitor.start(metrics, known, sender.send if sender else None)
         writer = MeteredWriter(
             self.sources.writer, metrics, monitor, dry_run=config.results.dry_run
         )

@@ -207,12 +207,30 @@ def plan_orders(
     return orders
 
 
+def known_streams(database: Path) -> dict[int, bool]:
+    """Whether each stream worked at its last ``ok``/``dead`` check, from the results store.
+
+    Read once at start, before the sink opens the store; an unreadable store
+    just means nothing is known.
+    """
+    try:
+        latest = read_recent_checks(database, per_stream=1)
+    except StoreError as exc:
+        logger.warning("monitor_history_unreadable", error=str(exc))
+        return {}
+    return {
+        sid: rows[0].status == "ok"
+        for sid, rows in latest.items()
+        if rows and rows[0].status in ("ok", "dead")
+    }
+
+
 class Monitor(pykka.ThreadingActor):
     """Progress, recent cycles, reorders, channel health and alerts (a listener).
 
     Args:
         metrics: counts final results and cycles.
-        database: the results store, read once at start for what is known of streams.
+        known: what is known of streams from before (:func:`known_streams`).
         send_alert: queues one alert (the webhook sender's ``send``), or ``None``.
         clock: a monotonic clock (tests pass their own).
     """
@@ -222,13 +240,12 @@ class Monitor(pykka.ThreadingActor):
     def __init__(
         self,
         metrics: Metrics,
-        database: Path | None = None,
+        known: Mapping[int, bool] | None = None,
         send_alert: Callable[[dict[str, Any]], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self._metrics = metrics
-        self._database = database
         self._send_alert = send_alert
         self._clock = clock
         self._inventories: dict[int, Inventory] = {}
@@ -242,25 +259,9 @@ class Monitor(pykka.ThreadingActor):
         self._kept: deque[Inventory] = deque(maxlen=_RECENT_CYCLES)
         self._last_failure: dict[str, Any] | None = None
         self._reorders: dict[int, dict[str, Any]] = {}
-        self._health = alerts.ChannelHealth()
+        self._health = alerts.ChannelHealth(known)
         self._results_seen = 0
         self._alerts_queued = 0
-
-    def on_start(self) -> None:
-        """Learn from the store which streams worked at their last check."""
-        if self._database is None:
-            return
-        try:
-            latest = read_recent_checks(self._database, per_stream=1)
-        except StoreError as exc:
-            logger.warning("monitor_history_unreadable", error=str(exc))
-            return
-        known = {
-            sid: rows[0].status == "ok"
-            for sid, rows in latest.items()
-            if rows and rows[0].status in ("ok", "dead")
-        }
-        self._health = alerts.ChannelHealth(known)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one event; every branch returns at once."""
