@@ -407,16 +407,24 @@ def _result(row: sqlite3.Row) -> CheckResult:
 
 _SELECT_RECENT = (
     "SELECT stream_id, account_id, profile_id, status, resolution, fps, video_codec, "
-    "audio_codec, bitrate_kbps, score, started_at, finished_at, error FROM ("
-    "  SELECT *, ROW_NUMBER() OVER ("
-    "    PARTITION BY stream_id ORDER BY finished_at DESC, id DESC"
-    "  ) AS position"
-    "  FROM checks"
-    "  WHERE status != 'cancelled'"
-    "  AND cycle_id >= (SELECT COALESCE(MIN(id), 0) FROM"
-    "                   (SELECT id FROM cycles ORDER BY id DESC LIMIT ?))"
-    ") WHERE position <= ? ORDER BY stream_id, position"
+    "audio_codec, bitrate_kbps, score, started_at, finished_at, error FROM checks "
+    "WHERE status != 'cancelled' AND cycle_id >= ("
+    "  SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM cycles ORDER BY id DESC LIMIT ?)"
+    ") ORDER BY id DESC"
 )
+"""The checks of the latest cycles, newest first (rows are inserted as checks end).
+
+One pass in the ``id`` order, grouped per stream in Python: a window function
+per stream took three to ten times longer on 10,000 streams."""
+
+
+@dataclass(frozen=True)
+class StreamHistory:
+    """One stream's latest result and the statuses and bitrates of its recent checks."""
+
+    latest: CheckResult
+    points: tuple[tuple[Status, float | None], ...]
+    """``(status, bitrate_kbps)`` per check, newest first (``latest`` included)."""
 
 
 @contextlib.contextmanager
@@ -430,10 +438,37 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the results database to read: {exc}") from exc
     try:
-        db.row_factory = sqlite3.Row
         yield db
     finally:
         db.close()
+
+
+def _recent_rows(path: Path, cycles: int) -> list[tuple[Any, ...]]:
+    with _read_only(path) as db:
+        if db is None:
+            return []
+        try:
+            return db.execute(_SELECT_RECENT, (cycles,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot read the recent checks: {exc}") from exc
+
+
+def _result_of(row: tuple[Any, ...]) -> CheckResult:
+    return CheckResult(
+        stream_id=row[0],
+        account_id=row[1],
+        profile_id=row[2],
+        status=cast("Status", row[3]),
+        resolution=row[4],
+        fps=row[5],
+        video_codec=row[6],
+        audio_codec=row[7],
+        bitrate_kbps=row[8],
+        score=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        error=row[12],
+    )
 
 
 def read_recent_checks(
@@ -448,17 +483,34 @@ def read_recent_checks(
     Raises:
         StoreError: the file is not a readable results database.
     """
-    with _read_only(path) as db:
-        if db is None:
-            return {}
-        try:
-            rows = db.execute(_SELECT_RECENT, (cycles, per_stream)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot read the recent checks: {exc}") from exc
     recent: dict[int, list[CheckResult]] = {}
-    for row in rows:
-        recent.setdefault(row["stream_id"], []).append(_result(row))
+    for row in _recent_rows(path, cycles):
+        kept = recent.setdefault(row[0], [])
+        if len(kept) < per_stream:
+            kept.append(_result_of(row))
     return recent
+
+
+def read_histories(path: Path, per_stream: int = 20, cycles: int = 25) -> dict[int, StreamHistory]:
+    """Each stream's latest result and up to ``per_stream`` recent (status, bitrate) points.
+
+    As :func:`read_recent_checks`, but only the latest result is built in
+    full: on 10,000 streams this is what keeps the dashboard's stream view
+    well under a second.
+
+    Raises:
+        StoreError: the file is not a readable results database.
+    """
+    latest: dict[int, CheckResult] = {}
+    points: dict[int, list[tuple[Status, float | None]]] = {}
+    for row in _recent_rows(path, cycles):
+        stream_points = points.get(row[0])
+        if stream_points is None:
+            latest[row[0]] = _result_of(row)
+            points[row[0]] = [(row[3], row[8])]
+        elif len(stream_points) < per_stream:
+            stream_points.append((row[3], row[8]))
+    return {sid: StreamHistory(latest[sid], tuple(points[sid])) for sid in latest}
 
 
 def read_cycles(path: Path, limit: int = 10) -> list[CycleRecord]:
@@ -478,4 +530,4 @@ def read_cycles(path: Path, limit: int = 10) -> list[CycleRecord]:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot read the cycles: {exc}") from exc
-    return [CycleRecord(**dict(row)) for row in rows]
+    return [CycleRecord(*row) for row in rows]

@@ -214,7 +214,8 @@ def known_streams(database: Path) -> dict[int, bool]:
     just means nothing is known.
     """
     try:
-        latest = read_recent_checks(database, per_stream=1)
+        # The latest few cycles are enough: a full cycle checks every stream.
+        latest = read_recent_checks(database, per_stream=1, cycles=3)
     except StoreError as exc:
         logger.warning("monitor_history_unreadable", error=str(exc))
         return {}

@@ -24,6 +24,7 @@ cannot press the buttons through the user's browser.
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import json
 import re
@@ -42,6 +43,8 @@ from domain.config import StatusSection
 
 logger = structlog.get_logger(__name__)
 
+_GZIP_FROM = 16_384
+"""Answers longer than this are compressed for clients that accept gzip."""
 _CHANNEL_CHECK = re.compile(r"^/api/channels/(\d{1,12})/check$")
 _PAGE_HEADERS = {
     # Nothing from anywhere else: the page works offline and cannot leak.
@@ -237,7 +240,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, default=str, separators=(",", ":")).encode()
-        self._send(code, "application/json", data, {"Cache-Control": "no-store", **(headers or {})})
+        extra = {"Cache-Control": "no-store", **(headers or {})}
+        if len(data) > _GZIP_FROM and "gzip" in self.headers.get("Accept-Encoding", ""):
+            # The stream list of a big setup is megabytes of repetitive JSON.
+            data = gzip.compress(data, compresslevel=5)
+            extra["Content-Encoding"] = "gzip"
+            extra["Vary"] = "Accept-Encoding"
+        self._send(code, "application/json", data, extra)
 
     def _send(
         self, code: int, content_type: str, data: bytes, headers: dict[str, str] | None = None

@@ -84,7 +84,8 @@ def test_status_streams_channels_and_metrics_of_a_running_daemon(
         assert (hd["status"], hd["resolution"], hd["video_codec"]) == ("ok", "1280x720", "h264")
         assert hd["bitrate_kbps"] > 0
         assert hd["uptime"] == 1.0
-        assert [h[0] for h in hd["history"]] == ["ok"]
+        assert hd["history"] == "o"
+        assert hd["bitrates"] == [hd["bitrate_kbps"]]
         assert hd["account"] == "Provider One"
         assert hd["channels"] == [[7, "News"]]
         assert hd["url"].endswith("/1.ts")
@@ -171,8 +172,8 @@ def test_buttons_on_loopback_without_a_token(
         assert channel_check["channel_id"] == 8
         assert (channel_check["streams"], channel_check["alive"]) == (1, 1)
         history = requests.get(f"{address}/api/streams", timeout=5).json()["streams"]
-        by_id = {s["id"]: len(s["history"]) for s in history}
-        assert by_id == {1: 1, 2: 1, 3: 2, 4: 1}  # only channel 8's stream checked twice
+        by_id = {s["id"]: s["history"] for s in history}
+        assert by_id == {1: "o", 2: "o", 3: "oo", 4: "d"}  # only channel 8's checked twice
 
 
 def test_a_network_address_without_a_token_is_refused_at_start(
