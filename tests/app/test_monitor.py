@@ -92,3 +92,30 @@ def test_metered_writer_counts_requests_by_result():
     quiet = Metrics()
     MeteredWriter(NullWriter(), quiet).write_result(result(1, 1))
     assert "iptv_checkd_writeback_requests_total{" not in quiet.render().decode()
+
+
+def test_logins_show_a_learned_limit_when_the_account_reports_one():
+    from app.dashboard import _logins
+
+    account = {
+        "profiles": [
+            {"id": 11, "name": "main", "is_default": True, "max_streams": 3},
+            {"id": 12, "name": "second", "is_default": False, "max_streams": 2},
+            {"id": 13, "name": "open", "is_default": False, "max_streams": 0},
+        ]
+    }
+    usage = {
+        11: (1, 0, 2),  # the account applies 2 where 3 are configured: learned
+        12: {"viewers": 0, "leases": 1, "limit": 2, "learned_limit": 1},
+        13: (0, 4, 0),
+        14: (0, 1, 1),  # a login removed from the source, still holding a lease
+    }
+    logins = {login["id"]: login for login in _logins(account, usage, {})}
+    assert logins[11]["learned_limit"] == 2
+    assert (logins[11]["limit"], logins[11]["effective_limit"], logins[11]["free"]) == (3, 2, 1)
+    assert (logins[12]["learned_limit"], logins[12]["checks"], logins[12]["free"]) == (1, 1, 0)
+    assert "learned_limit" not in logins[13]
+    assert logins[13]["free"] is None  # unlimited
+    assert logins[14]["name"] == "(removed)"
+    unknown = _logins(account, None, {12: 1})  # the account actor did not answer
+    assert [(x["viewers"], x["checks"]) for x in unknown] == [(None, 0), (None, 1), (None, 0)]
