@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gzip
 import hmac
+import ipaddress
 import json
 import re
 import threading
@@ -76,6 +77,20 @@ def listen_problem(status: StatusSection, token: str | None) -> str | None:
         f"set the environment variable {status.token_env or '(status.token_env is empty)'} "
         'to a secret, or listen on "127.0.0.1:PORT"'
     )
+
+
+def _loopback_host(host_header: str) -> bool:
+    """Whether a ``Host`` header names a loopback address (or ``localhost``)."""
+    try:
+        host = urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def page_html() -> str:
@@ -218,6 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return 403, "cross-site request refused"
         token = self.status_server.token
         if token is None:
+            # Loopback without a token: a page elsewhere whose name was made to
+            # point at 127.0.0.1 (DNS rebinding) sends its own name as Host.
+            if not _loopback_host(self.headers.get("Host", "")):
+                return 403, "requests without a token must name a loopback host"
             return None
         given = self.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")

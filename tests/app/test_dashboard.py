@@ -159,6 +159,9 @@ def test_buttons_on_loopback_without_a_token(
     with running_daemon(config) as daemon:
         address = daemon.status_address
         assert sim.wait_for_connections("ub", 1, timeout=20)
+        rebound = {"Host": "attacker.example:8787", "Origin": "http://attacker.example:8787"}
+        refused = requests.post(f"{address}/api/cycle", headers=rebound, timeout=5)
+        assert refused.status_code == 403  # a name rebound to 127.0.0.1 gets nothing done
         busy = requests.post(f"{address}/api/channels/8/check", timeout=5)
         assert busy.status_code == 409  # the first cycle is running
         assert requests.post(f"{address}/api/cycle", timeout=5).status_code == 409
