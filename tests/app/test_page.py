@@ -2,7 +2,8 @@
 
 The DOM is read after the page's scripts ran (``--dump-dom`` with a virtual
 time budget: Chromium runs the page's timers and waits for its fetches), and a
-screenshot is kept in ``var/test-artefacts/`` (git-ignored). Skipped only when
+screenshot is kept in ``var/test-artefacts/`` (git-ignored), one during the
+first cycle and one after it. Skipped only when
 Chromium is not installed (``.ci/run`` installs it).
 """
 
@@ -76,6 +77,10 @@ def test_the_page_shows_accounts_bars_streams_and_channels(
         url = f"{daemon.status_address}/"
         assert sim.wait_for_connections("u2", 1, timeout=20)
         during = Elements(chromium(tmp_path / "profile", url, "--dump-dom"))
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        running_shot = ARTEFACTS / "dashboard-running.png"
+        running_shot.unlink(missing_ok=True)
+        chromium(tmp_path / "profile", url, f"--screenshot={running_shot}")
         assert any(a.get("data-loaded") == "1" for _t, a in during.found)  # the scripts ran
         accounts = {a["data-account-id"] for a in during.with_attr("data-account-id", "div")}
         assert {"1", "2"} <= accounts
@@ -96,13 +101,16 @@ def test_the_page_shows_accounts_bars_streams_and_channels(
             return status["last_cycle"] is not None and status["cycle"] is None
 
         assert wait_for(cycle_done, timeout=30)
-        ARTEFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTEFACTS / "dashboard.png"
         shot.unlink(missing_ok=True)
         chromium(tmp_path / "profile", url, f"--screenshot={shot}")
         html = chromium(tmp_path / "profile", url, "--dump-dom")
         after = Elements(html)
+        # Filter and sort, as the address sets them: ok streams by bitrate, highest first.
+        view = chromium(tmp_path / "profile", url + "#status=ok&sort=bitrate&desc=1", "--dump-dom")
+        sorted_rows = Elements(view).with_attr("data-status", "tr")
     assert shot.stat().st_size > 10_000
+    assert running_shot.stat().st_size > 10_000
     table = after.with_attr("data-status", "tr")
     assert {a["data-stream-id"]: a["data-status"] for a in table} == {
         "1": "ok",
@@ -110,6 +118,11 @@ def test_the_page_shows_accounts_bars_streams_and_channels(
         "3": "ok",
         "4": "dead",
     }
+    assert {a["data-status"] for a in sorted_rows} == {"ok"}
+    bitrates = [int(a["data-bitrate"]) for a in sorted_rows]
+    assert len(bitrates) == 3
+    assert bitrates == sorted(bitrates, reverse=True)
+    assert bitrates[0] > bitrates[-1]  # the 320x240 stream has the lowest
     sparklines = [a for t, a in after.found if t == "svg" and a.get("class") == "spark"]
     assert len(sparklines) == 4
     channel = after.with_attr("data-position", "tr")
