@@ -49,6 +49,7 @@ def write_setup(
     extra: str = "",
     listen: str = "127.0.0.1:0",
     duration: float = 1.5,
+    timeout: float = 4.0,
     run_at_start: bool = True,
     channels: list[dict[str, Any]] | None = None,
     urls: dict[int, int] | None = None,
@@ -101,7 +102,7 @@ stagger_delay = 0
 
 [check]
 duration = {duration}
-timeout = 4
+timeout = {timeout}
 retries = 0
 
 [viewers]

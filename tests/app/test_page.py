@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from actors.messages import GetStatus
+from simulator.server import SimStream
 from tests.app.dashboard_setup import running_daemon, start_provider, wait_for, write_setup
 from tests.sim_fixtures import ProviderFactory
 
@@ -71,12 +72,15 @@ def test_the_page_shows_accounts_bars_streams_and_channels(
     provider: ProviderFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.delenv("IPTV_CHECKD_TEST_TOKEN", raising=False)
-    sim = start_provider(provider)
-    config = write_setup(tmp_path, sim, duration=4.0)
+    # Stream 1 answers only after 6 s: its check holds login 12 (user u2) that
+    # long, so the page sees it running however slowly Chromium starts.
+    sim = start_provider(provider, {1: SimStream("slow_start", "hd", start_delay_s=6.0)})
+    config = write_setup(tmp_path, sim, duration=2.0, timeout=12.0)
     with running_daemon(config) as daemon:
         url = f"{daemon.status_address}/"
         assert sim.wait_for_connections("u2", 1, timeout=20)
         during = Elements(chromium(tmp_path / "profile", url, "--dump-dom"))
+        assert sim.open_connections("u2") == 1, "the check ended before the page was read"
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         running_shot = ARTEFACTS / "dashboard-running.png"
         running_shot.unlink(missing_ok=True)
