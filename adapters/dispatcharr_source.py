@@ -61,10 +61,14 @@ CHECKER_KEYS: Final = (
     "checker_score",
     "checker_checked_at",
     "checker_error",
+    "checker_last_error",
+    "checker_last_error_at",
 )
 """Our own keys inside ``stream_stats``; Dispatcharr ignores them."""
-_ALIVE_STATUSES: Final = frozenset({"ok"})
-_DEAD_STATUSES: Final = frozenset({"dead", "error"})
+JUDGED_STATUSES: Final = frozenset({"ok", "dead"})
+"""Results that say whether a stream plays. ``error`` (provider busy, account
+refused, our own failure) and ``cancelled`` say nothing about the stream."""
+_UNJUDGED_NOTE: Final = ("checker_last_error", "checker_last_error_at")
 
 
 class _Object:
@@ -462,15 +466,23 @@ def stats_patch(
     """The ``PATCH /api/channels/streams/{id}/`` body for one result.
 
     A PATCH replaces the whole ``stream_stats`` object, so the body carries
-    ``existing`` with this result merged in. For a playing stream the keys
-    Dispatcharr's UI reads are set (``None`` values skipped, old values kept);
-    ``video_bitrate`` and ``ffmpeg_output_bitrate`` both get the measured
-    bitrate in kb/s, since the probe measures one total rate and a stale
-    ``video_bitrate`` from an older Dispatcharr run would contradict it. For a
-    stream that did not play the old media keys stay. Our ``checker_*`` keys
-    are always set (``checker_error`` removed when there is none), and
-    ``stream_stats_updated_at`` is ``checked_at`` so Dispatcharr's
-    changed-since readers see the update.
+    ``existing`` with this result merged in.
+
+    A judged result (``ok`` or ``dead``) sets our verdict: ``checker_status``,
+    ``checker_score``, ``checker_checked_at`` and ``checker_error`` (removed
+    when there is none), and ``stream_stats_updated_at`` is ``checked_at`` so
+    Dispatcharr's changed-since readers see the update. For a playing stream
+    the keys Dispatcharr's UI reads are set too (``None`` values skipped, old
+    values kept); ``video_bitrate`` and ``ffmpeg_output_bitrate`` both get the
+    measured bitrate in kb/s, since the probe measures one total rate and a
+    stale ``video_bitrate`` from an older Dispatcharr run would contradict it.
+    For a dead stream the old media keys stay.
+
+    A result that judged nothing (``error``: provider busy, account refused,
+    our own failure) keeps the last verdict and the media stats as they are
+    and only notes ``checker_last_error`` and ``checker_last_error_at``; the
+    next judged result removes the note. ``stream_stats_updated_at`` does not
+    move, since no stat was measured.
 
     Args:
         existing: The stream's current ``stream_stats`` (``None`` or not an
@@ -480,6 +492,10 @@ def stats_patch(
         checked_at: ISO 8601 UTC time of the check, e.g. ``2026-08-20T10:00:00Z``.
     """
     stats: dict[str, Any] = dict(existing) if isinstance(existing, Mapping) else {}
+    if result.status not in JUDGED_STATUSES:
+        stats["checker_last_error"] = result.error or result.status
+        stats["checker_last_error_at"] = checked_at
+        return {"stream_stats": stats}
     if result.alive:
         stats.update(_media_stats(result))
     stats["checker_status"] = result.status
@@ -489,6 +505,8 @@ def stats_patch(
         stats["checker_error"] = result.error
     else:
         stats.pop("checker_error", None)
+    for key in _UNJUDGED_NOTE:
+        stats.pop(key, None)
     return {"stream_stats": stats, "stream_stats_updated_at": checked_at}
 
 
@@ -517,38 +535,37 @@ def plan_reorder(
     """The new failover order of one channel, or ``None`` to leave it alone.
 
     ``scores`` maps stream id to ``(status, score)`` for the streams checked
-    this cycle; ids not in ``current_ids`` are ignored. Status ``ok`` is
-    alive; ``dead`` and ``error`` are dead (they did not play); anything else
-    (``cancelled``) counts as not checked.
+    this cycle; ids not in ``current_ids`` are ignored. Only streams judged
+    this cycle move: ``ok`` (alive) and ``dead``. Every other stream (``error``
+    such as a busy provider or a refused account, ``cancelled``, not checked)
+    says nothing about how well it plays.
 
     The rule:
 
-    1. Dead streams leave their places and go to the very end, in their
-       current relative order.
-    2. In what remains, unchecked streams stay in their places; the places of
-       alive streams are refilled with the alive streams by score, highest
-       first, ties in their current relative order.
+    1. Every stream not judged this cycle keeps its exact position.
+    2. The positions the judged streams held are refilled with them, best
+       first: alive streams by score, highest first, then the dead ones; ties
+       and dead streams keep their current relative order.
 
-    So unchecked streams keep their positions among alive ones, and a stream
-    known dead never sits before one that may still play. Returns ``None``
-    when nothing moves, and also when ``current_ids`` has duplicates (a
-    write-back then never happens). The result is always a permutation of
+    So a stream is never demoted by a check that could not judge it, and
+    among judged streams a dead one never sits before one that plays. Returns
+    ``None`` when nothing moves, and also when ``current_ids`` has duplicates
+    (a write-back then never happens). The result is always a permutation of
     ``current_ids``.
     """
     if len(set(current_ids)) != len(current_ids):
         log.warning("dispatcharr.reorder_refused", reason="duplicate_stream_ids")
         return None
-    dead = [sid for sid in current_ids if _status(scores, sid) in _DEAD_STATUSES]
-    remaining = [sid for sid in current_ids if _status(scores, sid) not in _DEAD_STATUSES]
-    alive_slots = [i for i, sid in enumerate(remaining) if _status(scores, sid) in _ALIVE_STATUSES]
-    ranked = sorted(
-        (remaining[i] for i in alive_slots),
+    slots = [i for i, sid in enumerate(current_ids) if _status(scores, sid) in JUDGED_STATUSES]
+    judged = [current_ids[i] for i in slots]
+    alive = sorted(
+        (sid for sid in judged if _status(scores, sid) == "ok"),
         key=lambda sid: -_score(scores[sid][1]),
     )
-    new_order = list(remaining)
-    for slot, stream_id in zip(alive_slots, ranked, strict=True):
+    dead = [sid for sid in judged if _status(scores, sid) == "dead"]
+    new_order = list(current_ids)
+    for slot, stream_id in zip(slots, alive + dead, strict=True):
         new_order[slot] = stream_id
-    new_order.extend(dead)
     if Counter(new_order) != Counter(current_ids):
         log.error("dispatcharr.reorder_refused", reason="not_a_permutation")
         return None

@@ -46,6 +46,7 @@ from adapters.dispatcharr import (
     DispatcharrUnavailable,
 )
 from adapters.dispatcharr_source import (
+    JUDGED_STATUSES,
     build_inventory,
     parse_accounts,
     parse_channels,
@@ -64,8 +65,6 @@ log = structlog.get_logger(__name__)
 
 REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
 """Counts :meth:`DispatcharrWriter.reorder` always returns."""
-_INFORMATIVE: Final = frozenset({"ok", "dead", "error"})
-"""Statuses that say something about a stream; ``cancelled`` says nothing."""
 
 
 def apply_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> Inventory:
@@ -300,7 +299,9 @@ class DispatcharrWriter:
     def write_result(self, result: CheckResult) -> None:
         """Merge ``result`` into the stream's ``stream_stats`` and PATCH it.
 
-        Cancelled results are skipped: the check learned nothing.
+        Cancelled results are skipped: the check learned nothing. An ``error``
+        result keeps the last verdict and stats and only notes the error
+        (see :func:`~adapters.dispatcharr_source.stats_patch`).
 
         Raises:
             SourceError: The stream could not be read or written.
@@ -327,10 +328,12 @@ class DispatcharrWriter:
     # --- reorder --------------------------------------------------------------------
 
     def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
-        """Order the streams of every channel checked this cycle best first, dead last.
+        """Order the streams judged this cycle best first, dead last, in every channel.
 
-        Only channels with at least one stream that was checked (``ok``,
-        ``dead`` or ``error``) are touched. Each is read afresh right before
+        Only streams judged this cycle (``ok`` or ``dead``) move, into the
+        places they held; every other stream keeps its place (see
+        :func:`~adapters.dispatcharr_source.plan_reorder`). Only channels with
+        at least one judged stream are touched. Each is read afresh right before
         its write and left alone when its membership changed since
         ``inventory`` was read, or when anything about it is unsure. One
         failing channel never stops the others; only an unreachable
@@ -346,7 +349,7 @@ class DispatcharrWriter:
                 self._disabled_logged = True
                 log.info("reorder_disabled")
             return {"disabled": 1}
-        scores = {r.stream_id: (r.status, r.score) for r in results if r.status in _INFORMATIVE}
+        scores = {r.stream_id: (r.status, r.score) for r in results if r.status in JUDGED_STATUSES}
         counts = dict.fromkeys(REORDER_KEYS, 0)
         if self._dry_run:
             counts["planned"] = 0

@@ -525,6 +525,31 @@ def test_stats_patch_for_a_dead_stream_keeps_old_media_keys() -> None:
     assert body["stream_stats_updated_at"] == "2026-08-20T10:00:00Z"
 
 
+def test_stats_patch_of_an_unjudged_check_keeps_the_last_verdict_and_stats() -> None:
+    judged = stats_patch(STREAM_812["stream_stats"], ALIVE, "2026-08-20T10:00:00Z")["stream_stats"]
+    for reason in ("provider_busy", "account_unauthorized", "ffmpeg_start_failed"):
+        failed = CheckResult(812, 3, 5, "error", score=0.0, error=reason)
+
+        body = stats_patch(judged, failed, "2026-08-21T10:00:00Z")
+
+        stats = body["stream_stats"]
+        # The verdict, the score and the media stats of the last judged check stay ...
+        assert {k: v for k, v in stats.items() if not k.startswith("checker_last_")} == judged
+        assert stats["checker_status"] == "ok"
+        # ... the failure is only recorded beside them ...
+        assert stats["checker_last_error"] == reason
+        assert stats["checker_last_error_at"] == "2026-08-21T10:00:00Z"
+        # ... and Dispatcharr's own "stats updated" time does not move.
+        assert "stream_stats_updated_at" not in body
+
+    # The next judged check clears the note.
+    noted = stats_patch(judged, CheckResult(812, 3, 5, "error", error="provider_busy"), "t1")
+    again = stats_patch(noted["stream_stats"], ALIVE, "t2")["stream_stats"]
+    assert "checker_last_error" not in again
+    assert "checker_last_error_at" not in again
+    assert again["checker_checked_at"] == "t2"
+
+
 def test_stats_patch_starts_from_nothing_and_falls_back_to_result_fields() -> None:
     result = CheckResult(1, 3, 5, "ok", resolution="720x576", fps=25, bitrate_kbps=1500)
 
@@ -552,9 +577,25 @@ def test_unchecked_streams_keep_their_places() -> None:
     assert plan_reorder([10, 20, 30, 40, 50], scores) == [30, 20, 50, 40, 10]
 
 
-def test_dead_streams_move_behind_unchecked_ones() -> None:
+def test_dead_streams_take_the_last_judged_places_around_unjudged_ones() -> None:
+    # 2 was not checked: it keeps slot 1; 1 (dead) and 3 (alive) swap slots 0 and 2.
     scores = {1: ("dead", 0.0), 3: ("ok", 0.4)}
-    assert plan_reorder([1, 2, 3], scores) == [2, 3, 1]
+    assert plan_reorder([1, 2, 3], scores) == [3, 2, 1]
+
+
+def test_a_stream_whose_check_errored_is_not_demoted() -> None:
+    # provider_busy, account_unauthorized, our own failure: all "error", none judged.
+    assert plan_reorder([1, 2], {1: ("error", 0.0), 2: ("ok", 0.9)}) is None
+    assert plan_reorder([1, 2, 3], {1: ("error", 0.0), 2: ("ok", 0.1), 3: ("ok", 0.9)}) == [
+        1,
+        3,
+        2,
+    ]
+    assert plan_reorder([1, 2, 3], {1: ("cancelled", 0.0), 2: ("dead", 0.0), 3: ("ok", 0.5)}) == [
+        1,
+        3,
+        2,
+    ]
 
 
 def test_ties_keep_current_order_and_unchanged_is_none() -> None:
@@ -603,17 +644,14 @@ def test_plan_reorder_properties(case: tuple[list[int], dict[int, tuple[str, flo
     def status(sid: int) -> str | None:
         return scores[sid][0] if sid in scores else None
 
-    is_dead = [status(s) in ("dead", "error") for s in final]
-    assert is_dead == sorted(is_dead)  # no dead stream before a live or unchecked one
-    dead = [s for s in current if status(s) in ("dead", "error")]
+    for position, sid in enumerate(current):
+        if status(sid) not in ("ok", "dead"):
+            assert final[position] == sid  # not judged this cycle: exactly where it was
+    judged = [s for s in final if status(s) in ("ok", "dead")]
+    is_dead = [status(s) == "dead" for s in judged]
+    assert is_dead == sorted(is_dead)  # among judged streams, dead ones come last
+    dead = [s for s in current if status(s) == "dead"]
     assert [s for s in final if s in dead] == dead
-    unchecked = [s for s in current if status(s) not in ("ok", "dead", "error")]
-    assert [s for s in final if s in unchecked] == unchecked
-    kept_current = [s for s in current if s not in dead]
-    kept_final = [s for s in final if s not in dead]
-    for position, sid in enumerate(kept_current):
-        if sid in unchecked:
-            assert kept_final[position] == sid  # unchecked streams do not move
     alive_scores = [scores[s][1] for s in final if status(s) == "ok"]
     assert alive_scores == sorted(alive_scores, reverse=True)
     assert plan_reorder(final, scores) is None  # applying the plan is a fixed point

@@ -423,6 +423,24 @@ def test_cancelled_results_are_not_written(fake: FakeDispatcharr, client: Dispat
     assert fake.count("stream") == 0
 
 
+def test_a_failed_check_keeps_the_stats_and_only_notes_the_error(
+    fake: FakeDispatcharr, client: DispatcharrClient
+):
+    before = dict(fake.streams[812]["stream_stats"])
+    updated_at = fake.streams[812]["stream_stats_updated_at"]
+
+    DispatcharrWriter(client).write_result(result(812, "error", 0.0, error="provider_busy"))
+
+    stats = fake.streams[812]["stream_stats"]
+    assert "checker_status" not in stats  # no "error" verdict over the last good stats
+    assert {k: v for k, v in stats.items() if not k.startswith("checker_last_")} == before
+    assert (stats["checker_last_error"], stats["checker_last_error_at"]) == (
+        "provider_busy",
+        FINISHED,
+    )
+    assert fake.streams[812]["stream_stats_updated_at"] == updated_at
+
+
 def test_write_result_dry_run_patches_nothing(fake: FakeDispatcharr, client: DispatcharrClient):
     with capture_logs() as logs:
         DispatcharrWriter(client, dry_run=True).write_result(result(812, "ok", 0.9))
@@ -456,6 +474,33 @@ def test_reorder_puts_dead_last_and_keeps_every_stream(
     assert (entry["old"], entry["new"]) == ([812, 977, 1033], [977, 1033, 812])
     # The single-stream channel needs no read at all.
     assert fake.count("channel", "GET") == 1
+
+
+def test_reorder_never_demotes_a_stream_whose_check_errored(
+    fake: FakeDispatcharr, client: DispatcharrClient, inventory: Inventory
+):
+    cycle = (
+        result(812, "error", 0.0, error="account_unauthorized"),
+        result(977, "dead"),
+        result(1033, "ok", 0.5),
+    )
+
+    counts = DispatcharrWriter(client).reorder(inventory, cycle)
+
+    assert counts == {"changed": 1, "unchanged": 0, "skipped": 0, "failed": 0}
+    # 812 keeps the first place; the two judged streams are sorted into theirs.
+    assert fake.channels[42]["streams"] == [812, 1033, 977]
+
+
+def test_reorder_leaves_channels_whose_checks_all_errored(
+    fake: FakeDispatcharr, client: DispatcharrClient, inventory: Inventory
+):
+    cycle = (result(812, "error", error="provider_busy"), result(977, "cancelled"))
+
+    counts = DispatcharrWriter(client).reorder(inventory, cycle)
+
+    assert counts == {"changed": 0, "unchanged": 0, "skipped": 0, "failed": 0}
+    assert fake.count("channel") == 0
 
 
 def test_reorder_leaves_a_channel_already_in_order(
