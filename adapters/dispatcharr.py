@@ -14,11 +14,16 @@ answers 401, and the client logs in again only when the refresh token is
 refused, at most once per call. A throttled login raises at once and blocks
 further logins until Dispatcharr's ``Retry-After``; there is no login loop.
 
-Transport faults are retried by urllib3 on the session: connection errors on
-any method, and 500/502/503/504 on idempotent methods (GET, HEAD, PUT, DELETE,
-...) with exponential backoff. 500 is retried too because Dispatcharr answers
-it for transient database and Redis hiccups. PATCH and POST are not retried on
-a status, since the server may have applied them. Every request carries an
+Transport faults are retried by urllib3 on the session: a failed connect on
+any method; a connection dropped (or a read timed out) after the request was
+sent, once, on idempotent methods, which here include PATCH, since every PATCH
+this client sends sets whole values (a stream's ``stream_stats``, a channel's
+complete stream list) and sending it twice lands the same; and
+500/502/503/504 on GET, HEAD, PUT, DELETE, ... with exponential backoff. 500
+is retried too because Dispatcharr answers it for transient database and
+Redis hiccups. PATCH is not retried on a status (the answer says the server
+looked at it, and a second try rarely changes its mind), and POST (the login,
+which counts against the throttle) is never retried. Every request carries an
 explicit timeout.
 
 Every problem surfaces as a :class:`DispatcharrError`; a response of the wrong
@@ -68,6 +73,9 @@ DEFAULT_PAGE_SIZE: Final = 1000
 TOKEN_MAX_AGE_S: Final = 25 * 60.0
 """Refresh the access token before it is this old; Dispatcharr's live 30 minutes."""
 RETRY_STATUSES: Final = (500, 502, 503, 504)
+RETRY_METHODS: Final = Retry.DEFAULT_ALLOWED_METHODS | {"PATCH"}
+"""Sent again after a dropped connection: idempotent, PATCH included (see above)."""
+_NO_STATUS_RETRY: Final = frozenset({"PATCH"})
 _LOGIN_BLOCK_DEFAULT_S = 60.0
 _MAX_RETRY_AFTER_S = 30.0
 _MAX_PAGES = 10_000
@@ -154,7 +162,12 @@ def json_kind(value: object) -> str:
 
 
 class _CappedRetry(Retry):
-    """urllib3's retry, but a server's ``Retry-After`` never stalls a call for long."""
+    """urllib3's retry; ``Retry-After`` never stalls a call for long, no PATCH on a status."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method.upper() in _NO_STATUS_RETRY:
+            return False
+        return super().is_retry(method, status_code, has_retry_after)
 
     def get_retry_after(self, response: Any) -> float | None:
         retry_after = super().get_retry_after(response)
@@ -234,6 +247,7 @@ class DispatcharrClient:
             other=0,
             redirect=0,
             status_forcelist=RETRY_STATUSES,
+            allowed_methods=RETRY_METHODS,
             backoff_factor=backoff_factor,
             raise_on_status=False,
             respect_retry_after_header=True,

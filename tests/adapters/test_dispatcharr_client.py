@@ -347,6 +347,31 @@ def test_patch_is_not_retried_on_a_server_error(
     assert seeded.channel_patches == []
 
 
+@pytest.mark.parametrize("applied", [False, True], ids=["dropped-before", "dropped-after"])
+def test_a_patch_is_sent_again_after_a_dropped_connection(
+    seeded: FakeDispatcharr, make_client: MakeClient, applied: bool
+) -> None:
+    body = {"stream_stats": {"resolution": "1280x720"}, "stream_stats_updated_at": "2026-08-20Z"}
+    seeded.drop_next("stream", method="PATCH", applied=applied)
+
+    updated = make_client().patch_stream(812, body)
+
+    assert updated["stream_stats"] == {"resolution": "1280x720"}
+    assert seeded.count("stream", "PATCH") == 2
+    assert seeded.streams[812]["stream_stats"] == {"resolution": "1280x720"}
+
+
+def test_a_login_is_not_sent_again_after_a_dropped_connection(
+    seeded: FakeDispatcharr, make_client: MakeClient
+) -> None:
+    # Every login attempt counts against Dispatcharr's 3 a minute.
+    seeded.drop_next("token")
+
+    with pytest.raises(DispatcharrUnavailable):
+        make_client().accounts()
+    assert seeded.count("token") == 1
+
+
 def test_connection_refused_is_unavailable(make_client: MakeClient) -> None:
     gone = FakeDispatcharr().start()
     url = gone.url

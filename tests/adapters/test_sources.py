@@ -441,6 +441,22 @@ def test_a_failed_check_keeps_the_stats_and_only_notes_the_error(
     assert fake.streams[812]["stream_stats_updated_at"] == updated_at
 
 
+def test_a_dropped_connection_loses_no_stats_write(
+    fake: FakeDispatcharr, client: DispatcharrClient
+):
+    ids = list(range(5001, 5010))
+    for stream_id in ids:
+        fake.add_stream(stream_id, f"s{stream_id}", 4, f"http://127.0.0.1:9/s/{stream_id}.ts")
+    fake.drop_next("stream", method="PATCH", skip=4)  # the fifth of nine PATCHes
+    writer = DispatcharrWriter(client)
+
+    for stream_id in ids:
+        writer.write_result(result(stream_id, "ok", 0.7, resolution="1280x720"))
+
+    statuses = [(fake.streams[sid]["stream_stats"] or {}).get("checker_status") for sid in ids]
+    assert statuses == ["ok"] * len(ids)
+
+
 def test_write_result_dry_run_patches_nothing(fake: FakeDispatcharr, client: DispatcharrClient):
     with capture_logs() as logs:
         DispatcharrWriter(client, dry_run=True).write_result(result(812, "ok", 0.9))

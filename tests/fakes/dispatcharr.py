@@ -18,6 +18,9 @@ Hooks for tests:
   ``"results_not_list"``, ``"wrong_shape"`` (an array for an object and an
   object for an array; a page becomes ``[]``, which is a valid bare array),
   ``"truncated"`` (JSON cut short).
+- ``drop_next(route, count=1, skip=0, method=None, applied=False)``: close the
+  connection without an answer, as a restarting server or a proxy does;
+  ``applied=True`` handles the request first (the client cannot tell).
 - ``on_channel_read``: called as ``callback(fake, channel_id)`` right after a
   channel was read (detail GET, and each channel of a list GET), to simulate
   a user editing between our read and our write.
@@ -32,15 +35,17 @@ Route names: ``token``, ``refresh``, ``version``, ``accounts``, ``streams``,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import secrets
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -117,6 +122,9 @@ class _Fault:
     skip: int
     status: int = 500
     kind: str = ""
+    method: str | None = None
+    drop: str = ""
+    """``"before"`` or ``"after"`` handling the request: close without an answer."""
 
 
 @dataclass
@@ -552,6 +560,30 @@ class FakeDispatcharr:
         with self._lock:
             self._faults.append(_Fault(route, count, skip, kind=kind))
 
+    def drop_next(
+        self,
+        route: str,
+        count: int = 1,
+        *,
+        skip: int = 0,
+        method: str | None = None,
+        applied: bool = False,
+    ) -> None:
+        """Close the connection instead of answering the next ``count`` calls of ``route``.
+
+        Args:
+            route: One of :data:`ROUTES`.
+            count: How many calls to drop.
+            skip: Calls let through first.
+            method: Only calls of this method (e.g. ``"PATCH"``) count.
+            applied: Handle the request before dropping (a write lands, the
+                answer is lost); else drop before anything happens.
+        """
+        self._check_route(route)
+        drop = "after" if applied else "before"
+        with self._lock:
+            self._faults.append(_Fault(route, count, skip, method=method, drop=drop))
+
     def expire_access_tokens(self) -> None:
         """Every issued access token now answers 401 ``token_not_valid``."""
         with self._lock:
@@ -601,23 +633,27 @@ class FakeDispatcharr:
                     request.method, request.path, request.query_string.decode(), route, auth
                 )
             )
-            fault = self._take_fault(route)
-        if fault is not None and not fault.kind:
+            fault = self._take_fault(route, request.method)
+        if fault is not None and fault.drop == "before":
+            _drop_connection(request)
+        if fault is not None and not fault.kind and not fault.drop:
             return _json(fault.status, {"detail": f"Injected HTTP {fault.status}"})
         if route not in _NO_AUTH and auth not in ("jwt", "api_key"):
             return _json(401, NO_CREDENTIALS if auth == "none" else TOKEN_NOT_VALID)
         if route == "proxy_stats" and not self.stats_available:
             return _html_not_found()
         reply: _Reply = getattr(self, f"_route_{route}")(request, **args)
+        if fault is not None and fault.drop:
+            _drop_connection(request)
         if fault is not None and reply.status == 200:
             return _malformed(fault.kind, reply.body)
         response = _json(reply.status, reply.body)
         response.headers.update(reply.headers)
         return response
 
-    def _take_fault(self, route: str) -> _Fault | None:
+    def _take_fault(self, route: str, method: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.route != route:
+            if fault.route != route or fault.method not in (None, method):
                 continue
             if fault.skip > 0:
                 fault.skip -= 1
@@ -856,6 +892,15 @@ def _match(request: Request) -> tuple[str, dict[str, Any]] | Response:
     except HTTPException as exc:  # pragma: no cover - werkzeug's other routing errors
         return _json(exc.code or 500, {"detail": str(exc)})
     return str(route), dict(args)
+
+
+def _drop_connection(request: Request) -> NoReturn:
+    """Close the client's connection at once; werkzeug takes the error as a dropped client."""
+    connection: socket.socket = request.environ["werkzeug.socket"]
+    with contextlib.suppress(OSError):  # the client may have gone already
+        connection.shutdown(socket.SHUT_RDWR)
+    message = "dropped by the stand-in"
+    raise ConnectionAbortedError(message)
 
 
 def _html_not_found() -> Response:
