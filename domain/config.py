@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from domain.models import Account
+from domain.urls import redact_url
 
 SourceType = Literal["file", "dispatcharr"]
 LogFormat = Literal["console", "json"]
@@ -609,15 +610,27 @@ def _read_source(t: _Table, base_dir: Path | None) -> SourceSection:
 def _read_dispatcharr(t: _Table) -> DispatcharrSection:
     d = DispatcharrSection()
     url = t.string("url", d.url)
-    if not re.fullmatch(r"https?://(\[[0-9a-fA-F:.]+\]|[^/\s:\[\]@]+)(:\d{1,5})?(/\S*)?", url):
+    password_env = t.string("password_env", d.password_env).strip()
+    api_key_env = t.string("api_key_env", d.api_key_env).strip()
+    if "@" in url.split("?", 1)[0].split("#", 1)[0]:
+        # Userinfo in the URL: never echo it (it holds a password); say where it goes.
+        t.error(
+            "url",
+            f"must not contain credentials (user:password@), got {redact_url(url)}; "
+            "credentials belong in the environment: set [dispatcharr] username and "
+            f"the password in ${password_env or '<password_env>'} (password_env), "
+            f"or an API key in ${api_key_env or '<api_key_env>'} (api_key_env)",
+        )
+        url = d.url
+    elif not re.fullmatch(r"https?://(\[[0-9a-fA-F:.]+\]|[^/\s:\[\]@]+)(:\d{1,5})?(/\S*)?", url):
         t.error("url", f'must be an "http://" or "https://" URL with a host, got {_show(url)}')
         url = d.url
     user_agent = t.string("user_agent", "")
     return DispatcharrSection(
         url=url.rstrip("/"),
         username=t.string("username", d.username),
-        password_env=t.string("password_env", d.password_env).strip(),
-        api_key_env=t.string("api_key_env", d.api_key_env).strip(),
+        password_env=password_env,
+        api_key_env=api_key_env,
         timeout=t.number("timeout", d.timeout, positive=True),
         include_all_streams=t.boolean("include_all_streams", d.include_all_streams),
         exclude_groups=t.int_list("exclude_groups"),

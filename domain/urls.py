@@ -1,5 +1,11 @@
 """Stream URL rewriting by a profile, and redaction of credentials for logs.
 
+Redaction is by default, not by a list of known secret forms: a URL is shown
+as its scheme, host and port and the last segment of its path, e.g.
+``http://prov:8080/…/1234.ts``. Userinfo, every other path segment (Xtream's
+``/USER/PASS/``), the query (``?password=``, ``?token=``...) and the
+fragment are never shown, whatever they are called.
+
 The rewrite follows Dispatcharr's ``transform_url``: the ``regex`` module (it
 accepts JS-style ``(?<name>...)`` groups that ``re`` rejects), every match
 replaced, ``$1`` and ``$<name>`` turned into ``\\1`` and ``\\g<name>``, and the
@@ -9,7 +15,8 @@ original URL kept when nothing matches or the pattern is broken.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from typing import Final
+from urllib.parse import urlsplit
 
 import regex
 
@@ -98,21 +105,59 @@ def profile_url(account: Account, profile: Profile, stream: Stream) -> str | Non
     return url
 
 
-_XC_PATH = re.compile(r"/(live|movie|series|timeshift)/([^/]+)/([^/]+)/")
-_SECRET_QUERY = re.compile(
-    r"(?i)((?:^|&)(?:username|user|password|pass|pwd|token|key|auth|api_key)=)[^&]*"
-)
+UNUSABLE_URL: Final = "<redacted url>"
+"""What a string that looks like a URL but cannot be taken apart is shown as."""
+_ELLIPSIS = "…"
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:/@\[\]]+)(?::\d{1,5})?")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_TRAILING = ".,;:!?)'\""
+"""Punctuation that ends a sentence, not a URL, when it follows one in text."""
 
 
 def redact_url(url: str) -> str:
-    """Hide credentials in a provider URL: userinfo, Xtream path parts, secret query values."""
+    """``url`` as it may be shown: scheme, host, port and the last path segment.
+
+    ``http://USER:PASS@prov:8080/live/USER/PASS/1234.ts?token=T`` is shown as
+    ``http://prov:8080/…/1234.ts``; a path of one segment is shown whole, a
+    trailing slash leaves no segment to show. A string without a scheme and
+    host (a local file) is shown as its last segment; one that cannot be
+    taken apart as :data:`UNUSABLE_URL`.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
-        return "<unparsable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***:***@" + netloc.rsplit("@", 1)[1]
-    path = _XC_PATH.sub(lambda m: f"/{m.group(1)}/***/***/", parts.path)
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+        return UNUSABLE_URL
+    if not parts.scheme or not parts.netloc:
+        if "://" in url or ":" in url.split("/", 1)[0] or "@" in url:
+            return UNUSABLE_URL if url else ""
+        return _short_path(url)
+    host = parts.netloc.rpartition("@")[2]
+    if not _HOST_PORT.fullmatch(host):
+        return UNUSABLE_URL
+    return f"{parts.scheme}://{host}{_short_path(parts.path)}"
+
+
+def _short_path(path: str) -> str:
+    """``/a/b/c.ts`` as ``/…/c.ts``; ``/c.ts`` and ``""`` as they are."""
+    if not path:
+        return ""
+    segments = path.split("/")
+    if path.startswith("/"):
+        segments = segments[1:]
+        lead = "/"
+    else:
+        lead = ""
+    if len(segments) == 1:
+        return lead + segments[0]
+    return f"{lead}{_ELLIPSIS}/{segments[-1]}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it shown by :func:`redact_url` (e.g. an ffmpeg message)."""
+    return _URL_IN_TEXT.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    found = match.group(0)
+    url = found.rstrip(_TRAILING)
+    return redact_url(url) + found[len(url) :]

@@ -397,7 +397,7 @@ def test_user_agent_is_sent_and_logs_are_redacted(ffmpeg_path, sim):
     assert sim.stats().user_agents == ("test-agent",)
     finished = [entry for entry in logs if entry["event"] == "probe_finished"]
     assert len(finished) == 1
-    assert "/live/***/***/2.ts" in finished[0]["url"]
+    assert finished[0]["url"].endswith("/…/2.ts")
     assert finished[0]["media_s"] == 0
     assert "secretpass" not in repr(logs)
     default_agent = FfmpegProbe(ffmpeg_path, user_agent_default="fallback-agent")

@@ -54,6 +54,24 @@ def test_default_toml_documents_every_key():
     }
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://admin:hunter2@dispatcharr:9191",
+        "https://admin:hunter2@dispatcharr.example/",
+        "http://hunter2@dispatcharr:9191",
+        "http://admin:hunter2@:9191",
+    ],
+)
+def test_dispatcharr_url_with_credentials_names_the_fix_not_the_secret(tmp_path, url):
+    message = error_of(tmp_path, f'[dispatcharr]\nurl = "{url}"')
+
+    assert "hunter2" not in message
+    assert "[dispatcharr] url: must not contain credentials" in message
+    assert "environment" in message
+    assert "$DISPATCHARR_PASSWORD (password_env)" in message
+
+
 def test_load_default_toml_resolves_paths_against_its_folder():
     config = load_config(CONFIG_DIR / "default.toml")
     assert config.source.path == CONFIG_DIR / "inventory.json"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from domain.models import Account, Profile, Stream
-from domain.urls import check_pattern, redact_url, rewrite_url, stream_url_for
+from domain.urls import check_pattern, redact_text, redact_url, rewrite_url, stream_url_for
 
 
 def test_default_profile_keeps_url():
@@ -41,8 +43,60 @@ def test_xtream_codes_url_is_built_from_stream_id():
     assert stream_url_for(account, profile, stream) == "http://prov:8080/live/u2/p2/99.ts"
 
 
-def test_redaction_hides_every_credential():
-    redacted = redact_url("http://a:b@p:80/live/u/p/1.ts?username=x&password=y&z=1")
-    for secret in ("a:b", "/u/p/", "=x", "=y"):
-        assert secret not in redacted
-    assert "z=1" in redacted
+# A provider URL is shown as its host (and port) and the stream's last path
+# segment: never userinfo, other path parts, the query or the fragment.
+REDACTED = [
+    ("http://prov.example/USER/PASS/1234", "http://prov.example/…/1234"),  # Xtream short
+    ("http://prov.example:8080/USER/PASS/1234.ts", "http://prov.example:8080/…/1234.ts"),
+    ("http://prov.example:8080/live/USER/PASS/1234.ts", "http://prov.example:8080/…/1234.ts"),
+    ("http://prov.example/movie/USER/PASS/77.mkv", "http://prov.example/…/77.mkv"),
+    ("http://prov.example/get.php?username=USER&password=PASS", "http://prov.example/get.php"),
+    ("http://prov.example/play/1234.ts?passwd=PASS", "http://prov.example/…/1234.ts"),
+    ("https://cdn.example/hls/index.m3u8?access_token=PASS", "https://cdn.example/…/index.m3u8"),
+    ("https://cdn.example/s/1.m3u8?auth_token=PASS&x=1#frag", "https://cdn.example/…/1.m3u8"),
+    ("http://USER:PASS@prov.example:8080/1234.ts", "http://prov.example:8080/1234.ts"),
+    ("http://USER@prov.example/1234.ts", "http://prov.example/1234.ts"),
+    ("rtmp://USER:PASS@live.example/app/PASS/stream", "rtmp://live.example/…/stream"),
+    ("http://[::1]:8080/USER/PASS/9.ts", "http://[::1]:8080/…/9.ts"),
+    ("udp://@239.0.0.1:1234", "udp://239.0.0.1:1234"),
+    ("http://dispatcharr:9191", "http://dispatcharr:9191"),
+    ("http://dispatcharr:9191/", "http://dispatcharr:9191/"),
+    ("http://prov.example/USER/PASS/", "http://prov.example/…/"),
+]
+
+
+@pytest.mark.parametrize(("url", "shown"), REDACTED)
+def test_a_provider_url_shows_its_host_and_last_segment_only(url, shown):
+    redacted = redact_url(url)
+
+    assert redacted == shown
+    assert "PASS" not in redacted
+    assert "USER" not in redacted
+
+
+@pytest.mark.parametrize(
+    "url", ["USER:PASS", "http://USER:PASS@", "http://h:PASS@/x", "http://[::1/USER/PASS/1", ""]
+)
+def test_what_is_not_a_usable_url_is_not_shown(url):
+    redacted = redact_url(url)
+
+    assert "PASS" not in redacted
+    assert "USER" not in redacted
+
+
+def test_redact_text_redacts_every_url_in_free_text():
+    text = (
+        "[http @ 0x55] HTTP error 403 Forbidden\n"
+        "http://prov.example/USER/PASS/12.ts: Server returned 403 Forbidden\n"
+        "Opening 'https://cdn.example/a/b.m3u8?auth_token=PASS' for reading, "
+        "then (rtsp://USER:PASS@cam.example/live)."
+    )
+
+    redacted = redact_text(text)
+
+    assert "PASS" not in redacted
+    assert "USER" not in redacted
+    assert "http://prov.example/…/12.ts: Server returned 403" in redacted
+    assert "'https://cdn.example/…/b.m3u8'" in redacted
+    assert "(rtsp://cam.example/live)." in redacted
+    assert redacted.startswith("[http @ 0x55] HTTP error 403 Forbidden\n")
