@@ -361,6 +361,17 @@ def test_a_patch_is_sent_again_after_a_dropped_connection(
     assert seeded.streams[812]["stream_stats"] == {"resolution": "1280x720"}
 
 
+def test_calls_reuse_one_kept_alive_connection(
+    seeded: FakeDispatcharr, make_client: MakeClient
+) -> None:
+    client = make_client(api_key=seeded.api_key)
+    for _ in range(5):
+        client.channel(42)
+    client.patch_stream(812, {"stream_stats": {}})
+
+    assert seeded.connections_opened == 1
+
+
 def test_a_login_is_not_sent_again_after_a_dropped_connection(
     seeded: FakeDispatcharr, make_client: MakeClient
 ) -> None:

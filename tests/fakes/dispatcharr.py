@@ -26,8 +26,20 @@ Hooks for tests:
   a user editing between our read and our write.
 - ``expire_access_tokens()`` / ``expire_refresh_tokens()``, or lifetimes on
   the fake's ``clock``.
+- ``latency``: seconds every request takes before it is handled (0 by
+  default), as a real Dispatcharr spends them in Django and its database;
+  concurrent requests wait concurrently.
+- ``hold(route, method=None)``: calls of a route wait inside the server until
+  :meth:`release` (or :meth:`stop`); with :meth:`wait_in_flight` a test sees
+  exactly how many requests a client keeps open at once.
 - Records: ``calls`` (every request), ``logins`` / ``refreshes`` counts,
-  ``stream_patches`` and ``channel_patches`` (id, body).
+  ``stream_patches`` and ``channel_patches`` (id, body), ``in_flight`` (requests
+  being handled now) and ``max_in_flight`` (the most at once so far).
+
+The server (:mod:`tests.fakes.wsgi_server`) is threaded, one thread per
+connection, and keeps connections alive as Dispatcharr behind a real server
+does, so concurrent clients are served concurrently and a request costs no
+new connection.
 
 Route names: ``token``, ``refresh``, ``version``, ``accounts``, ``streams``,
 ``stream``, ``channels``, ``channel``, ``proxy_status``, ``proxy_stats``.
@@ -50,8 +62,9 @@ from urllib.parse import urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.wsgi_server import KeepAliveWSGIServer
 
 TOKEN_NOT_VALID = {
     "detail": "Given token not valid for any token type",
@@ -101,6 +114,8 @@ _LOGIN_WINDOW_S = 60.0
 _MAX_PAGE_SIZE = 10_000
 _SHUTDOWN_POLL_S = 0.01
 """How soon ``stop()`` returns; the serving loop checks for shutdown this often."""
+_HOLD_LIMIT_S = 30.0
+"""A held request answers after this long at most, so no server thread hangs."""
 
 
 @dataclass
@@ -132,11 +147,6 @@ class _Reply:
     body: Any
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        pass
 
 
 class FakeDispatcharr:
@@ -197,41 +207,42 @@ class FakeDispatcharr:
         self._refresh: dict[str, float] = {}
         self._login_times: deque[float] = deque()
         self._faults: list[_Fault] = []
+        self.latency = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._holds: set[tuple[str, str | None]] = set()
+        self._released = threading.Event()
         self._lock = threading.RLock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._flight = threading.Condition(self._lock)
+        self._server: KeepAliveWSGIServer | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> FakeDispatcharr:
-        """Listen on a free loopback port and serve in a background thread."""
-        self._server = make_server(
-            "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": _SHUTDOWN_POLL_S},
-            name="fake-dispatcharr",
-            daemon=True,
-        )
-        self._thread.start()
+        """Listen on a free loopback port and serve in background threads (keep-alive)."""
+        self._server = KeepAliveWSGIServer("127.0.0.1", 0, self._wsgi)
+        self._server.start("fake-dispatcharr", poll_interval=_SHUTDOWN_POLL_S)
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket; idempotent."""
+        """Stop serving, close every connection and the socket; idempotent."""
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.release()
+        server.stop()
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted so far; clients keep theirs alive."""
+        assert self._server is not None, "FakeDispatcharr is not started"
+        return self._server.connections_opened
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123``."""
         assert self._server is not None, "FakeDispatcharr is not started"
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     # --- state builders -------------------------------------------------------------
 
@@ -584,6 +595,24 @@ class FakeDispatcharr:
         with self._lock:
             self._faults.append(_Fault(route, count, skip, method=method, drop=drop))
 
+    def hold(self, route: str, method: str | None = None) -> None:
+        """Keep calls of ``route`` (of ``method`` only, if given) waiting until :meth:`release`."""
+        self._check_route(route)
+        with self._lock:
+            self._released.clear()
+            self._holds.add((route, method))
+
+    def release(self) -> None:
+        """Let every held call, and every later one, through."""
+        with self._lock:
+            self._holds.clear()
+            self._released.set()
+
+    def wait_in_flight(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` requests are being handled at once."""
+        with self._flight:
+            return self._flight.wait_for(lambda: self.in_flight >= count, timeout)
+
     def expire_access_tokens(self) -> None:
         """Every issued access token now answers 401 ``token_not_valid``."""
         with self._lock:
@@ -618,7 +647,17 @@ class FakeDispatcharr:
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        response = self._dispatch(request)
+        with self._flight:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._flight.notify_all()
+        try:
+            if self.latency > 0:
+                time.sleep(self.latency)
+            response = self._dispatch(request)
+        finally:
+            with self._flight:
+                self.in_flight -= 1
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
@@ -634,6 +673,9 @@ class FakeDispatcharr:
                 )
             )
             fault = self._take_fault(route, request.method)
+            held = (route, None) in self._holds or (route, request.method) in self._holds
+        if held:
+            self._released.wait(_HOLD_LIMIT_S)
         if fault is not None and fault.drop == "before":
             _drop_connection(request)
         if fault is not None and not fault.kind and not fault.drop:
@@ -895,8 +937,8 @@ def _match(request: Request) -> tuple[str, dict[str, Any]] | Response:
 
 
 def _drop_connection(request: Request) -> NoReturn:
-    """Close the client's connection at once; werkzeug takes the error as a dropped client."""
-    connection: socket.socket = request.environ["werkzeug.socket"]
+    """Close the client's connection at once; the server ends it without an answer."""
+    connection: socket.socket = request.environ["fake.socket"]
     with contextlib.suppress(OSError):  # the client may have gone already
         connection.shutdown(socket.SHUT_RDWR)
     message = "dropped by the stand-in"
