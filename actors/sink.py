@@ -101,6 +101,8 @@ class ResultSink(pykka.ThreadingActor):
             case CycleFinished():
                 self._on_finished(message)
             case Flush():
+                # The writer may queue its writes: "written" means written.
+                _guarded("writeback_failed", self._writer.flush)
                 return self.written
             case _:
                 return super().on_receive(message)

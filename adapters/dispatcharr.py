@@ -70,6 +70,7 @@ PROXY_STATS_PATH: Final = "/proxy/stats/"
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_PAGE_SIZE: Final = 1000
+DEFAULT_MAX_CONNECTIONS: Final = 10
 TOKEN_MAX_AGE_S: Final = 25 * 60.0
 """Refresh the access token before it is this old; Dispatcharr's live 30 minutes."""
 RETRY_STATUSES: Final = (500, 502, 503, 504)
@@ -198,6 +199,9 @@ class DispatcharrClient:
         token_max_age: Refresh the access token once it is this many seconds old.
         page_size: ``page_size`` asked for on paginated lists.
         clock: Monotonic seconds, injectable for tests of token ageing.
+        user_agent: Sent as ``User-Agent`` on every call when given.
+        max_connections: Connections kept open for reuse; at least the number
+            of threads that call at once, or urllib3 opens and drops extras.
 
     Raises:
         DispatcharrAuthError: Neither an API key nor a username and password.
@@ -217,6 +221,7 @@ class DispatcharrClient:
         page_size: int = DEFAULT_PAGE_SIZE,
         clock: Callable[[], float] = time.monotonic,
         user_agent: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if not api_key and not (username and password):
             message = "Dispatcharr needs an API key, or a username and a password"
@@ -252,7 +257,7 @@ class DispatcharrClient:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=max_connections)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,11 +40,13 @@ import structlog
 from adapters.dispatcharr import (
     ACCOUNTS_PATH,
     CHANNELS_PATH,
+    DEFAULT_MAX_CONNECTIONS,
     PROXY_STATS_PATH,
     STREAMS_PATH,
     DispatcharrClient,
     DispatcharrError,
     DispatcharrUnavailable,
+    JsonObject,
 )
 from adapters.dispatcharr_source import (
     JUDGED_STATUSES,
@@ -56,8 +59,9 @@ from adapters.dispatcharr_source import (
     viewers_from_status,
 )
 from adapters.inventory_file import InventoryError, load_inventory, load_viewers
+from adapters.write_queue import WriteQueue
 from domain.config import AccountOverride, Config, DispatcharrSection
-from domain.models import Account, CheckResult, Inventory, ViewerSnapshot
+from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
 from domain.ports import InventorySource, ResultWriter, SourceError, ViewerSource
 from domain.urls import redact_url
 
@@ -65,6 +69,8 @@ log = structlog.get_logger(__name__)
 
 REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
 """Counts :meth:`DispatcharrWriter.reorder` always returns."""
+DEFAULT_WRITE_CONCURRENCY: Final = 4
+"""Requests to Dispatcharr at once while writing back (``dispatcharr.write_concurrency``)."""
 
 
 def apply_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> Inventory:
@@ -136,6 +142,10 @@ class NullWriter:
 
     def write_result(self, result: CheckResult) -> None:
         """Do nothing; the results store keeps the result."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is ever queued."""
+        return True
 
     def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
         """Do nothing; no counts."""
@@ -280,70 +290,170 @@ def _utc_now() -> str:
 class DispatcharrWriter:
     """Writes stats into each stream and orders each channel's streams best first.
 
+    Writes go out on at most ``concurrency`` connections at once
+    (``dispatcharr.write_concurrency``), with these order rules:
+
+    - :meth:`write_result` queues the write and returns; the stats of the
+      queued results are read in batches (``GET /api/channels/streams/?ids=``)
+      and each stream is PATCHed on its own. Writes of one stream never run at
+      once and land in the order their results came.
+    - :meth:`reorder` first waits for every stats write queued before it, so
+      a channel is reordered only after its streams' stats are in; channels
+      are independent of each other and are reordered concurrently.
+    - :meth:`flush` waits for every queued stats write.
+
+    A failed write is logged (``writeback_failed``) and costs that write only.
+
     Args:
         client: The shared client.
         reorder: Reorder channels at the end of a cycle (``results.reorder``).
         dry_run: Log what would be written instead of writing (``results.dry_run``).
+        concurrency: Requests to Dispatcharr at most at once (at least 1).
     """
 
     def __init__(
-        self, client: DispatcharrClient, *, reorder: bool = True, dry_run: bool = False
+        self,
+        client: DispatcharrClient,
+        *,
+        reorder: bool = True,
+        dry_run: bool = False,
+        concurrency: int = DEFAULT_WRITE_CONCURRENCY,
     ) -> None:
         self._client = client
         self._reorder_enabled = reorder
         self._dry_run = dry_run
+        self._concurrency = concurrency
         self._disabled_logged = False
+        self._queue: WriteQueue[CheckResult] = WriteQueue(
+            self._write_batch,
+            key=lambda result: result.stream_id,
+            concurrency=concurrency,
+            name="stats-write",
+        )
+        self._counts_lock = threading.Lock()
+        self._counts = Counter({"written": 0, "failed": 0})
+        self._observer: Callable[[bool], None] | None = None
+
+    def set_observer(self, observer: Callable[[bool], None] | None) -> None:
+        """Call ``observer(True)`` after each stats write, ``observer(False)`` after each failure.
+
+        The writes end on the writer's own threads, after :meth:`write_result`
+        returned, so this is how a wrapper (the dashboard's metrics) learns
+        how they went.
+        """
+        self._observer = observer
 
     # --- stats ----------------------------------------------------------------------
 
     def write_result(self, result: CheckResult) -> None:
-        """Merge ``result`` into the stream's ``stream_stats`` and PATCH it.
+        """Queue ``result`` to be merged into the stream's ``stream_stats`` and PATCHed.
 
         Cancelled results are skipped: the check learned nothing. An ``error``
         result keeps the last verdict and stats and only notes the error
-        (see :func:`~adapters.dispatcharr_source.stats_patch`).
-
-        Raises:
-            SourceError: The stream could not be read or written.
+        (see :func:`~adapters.dispatcharr_source.stats_patch`). Never raises:
+        a write that fails is logged as ``writeback_failed``.
         """
         if result.status == "cancelled":
             log.debug("stats_skipped", stream_id=result.stream_id, reason="cancelled")
             return
+        self._queue.put(result)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued stats write is done; ``False`` if ``timeout`` ran out."""
+        return self._queue.join(timeout)
+
+    def counts(self) -> dict[str, int]:
+        """Stats writes ``written`` and ``failed`` so far (a dry run counts as written)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _write_batch(self, results: Sequence[CheckResult]) -> None:
+        """Read the batch's current stats in one call, then PATCH each stream."""
+        existing: dict[int, JsonObject] = {}
+        if len(results) > 1:
+            ids = ",".join(str(r.stream_id) for r in results)
+            try:
+                existing = {s["id"]: s for s in self._client.streams({"ids": ids}) if "id" in s}
+            except DispatcharrUnavailable as exc:
+                if exc.status is None:  # no answer: every stream of the batch would wait too
+                    for result in results:
+                        self._failed(result, _source_error("stats write", STREAMS_PATH, exc))
+                    return
+            except DispatcharrError as exc:
+                # Read them one by one below, so each failure names its stream.
+                log.info("stats_batch_read_failed", streams=len(results), error=str(exc))
+        for index, result in enumerate(results):
+            try:
+                self._write_one(result, existing.get(result.stream_id))
+            except SourceError as exc:
+                self._failed(result, exc)
+                cause = exc.__cause__
+                if isinstance(cause, DispatcharrUnavailable) and cause.status is None:
+                    for rest in results[index + 1 :]:
+                        self._failed(rest, exc)  # not even an answer: do not wait again
+                    return
+
+    def _write_one(self, result: CheckResult, stream: JsonObject | None) -> None:
+        """Merge and PATCH one result; ``stream`` is its current object, when read already.
+
+        Raises:
+            SourceError: The stream could not be read or written.
+        """
         endpoint = f"{STREAMS_PATH}{result.stream_id}/"
         try:
-            existing = self._client.stream(result.stream_id)
+            if stream is None:
+                stream = self._client.stream(result.stream_id)
             body = stats_patch(
-                existing.get("stream_stats"),
-                result,
-                checked_at=result.finished_at or _utc_now(),
+                stream.get("stream_stats"), result, checked_at=result.finished_at or _utc_now()
             )
             if self._dry_run:
                 log.info("stats_dry_run", stream_id=result.stream_id, body=body)
-                return
-            self._client.patch_stream(result.stream_id, body)
+            else:
+                self._client.patch_stream(result.stream_id, body)
         except DispatcharrError as exc:
             raise _source_error("stats write", endpoint, exc) from exc
+        with self._counts_lock:
+            self._counts["written"] += 1
         log.debug("stats_written", stream_id=result.stream_id, status=result.status)
+        self._observe(True)
+
+    def _failed(self, result: CheckResult, exc: SourceError) -> None:
+        with self._counts_lock:
+            self._counts["failed"] += 1
+        log.error("writeback_failed", stream_id=result.stream_id, error=str(exc))
+        self._observe(False)
+
+    def _observe(self, written: bool) -> None:
+        observer = self._observer
+        if observer is not None:
+            try:
+                observer(written)
+            except Exception:  # an observer's bug must not cost the write-back
+                log.exception("writeback_observer_failed")
 
     # --- reorder --------------------------------------------------------------------
 
     def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
         """Order the streams judged this cycle best first, dead last, in every channel.
 
-        Only streams judged this cycle (``ok`` or ``dead``) move, into the
-        places they held; every other stream keeps its place (see
+        Waits for the queued stats writes first (also with reordering
+        disabled, so the end of a cycle is the end of its writes). Only
+        streams judged this cycle (``ok`` or ``dead``) move, into the places
+        they held; every other stream keeps its place (see
         :func:`~adapters.dispatcharr_source.plan_reorder`). Only channels with
-        at least one judged stream are touched. Each is read afresh right before
-        its write and left alone when its membership changed since
-        ``inventory`` was read, or when anything about it is unsure. One
-        failing channel never stops the others; only an unreachable
-        Dispatcharr ends the pass (the rest count as skipped).
+        at least one judged stream are touched, up to ``concurrency`` at once.
+        Each is read afresh right before its write and left alone when its
+        membership changed since ``inventory`` was read, or when anything
+        about it is unsure. One failing channel never stops the others; only
+        an unreachable Dispatcharr ends the pass (channels not begun yet count
+        as skipped).
 
         Returns:
             ``changed``, ``unchanged``, ``skipped`` and ``failed`` channel
             counts; in a dry run also ``planned`` (would have changed). With
             reordering disabled, ``{"disabled": 1}``.
         """
+        self.flush()
         if not self._reorder_enabled:
             if not self._disabled_logged:
                 self._disabled_logged = True
@@ -354,28 +464,38 @@ class DispatcharrWriter:
         if self._dry_run:
             counts["planned"] = 0
         channels = [c for c in inventory.channels if any(s in scores for s in c.stream_ids)]
-        for index, channel in enumerate(channels):
+        unreachable: list[tuple[int, DispatcharrUnavailable]] = []
+
+        def one(channel: Channel) -> str:
+            if unreachable:
+                return "aborted"
             if len(set(channel.stream_ids)) < 2:
-                counts["unchanged"] += 1  # one stream has one order: no need to ask
-                continue
+                return "unchanged"  # one stream has one order: no need to ask
             try:
-                outcome = self._reorder_channel(channel.id, channel.stream_ids, scores)
+                return self._reorder_channel(channel.id, channel.stream_ids, scores)
             except DispatcharrUnavailable as exc:
                 # Not even an answer, after the client's retries: every other
                 # channel would wait through the same retries, so stop here.
-                rest = len(channels) - index
-                log.error(
-                    "reorder_aborted",
-                    channel_id=channel.id,
-                    remaining=rest,
-                    error=str(exc),
-                )
-                counts["skipped"] += rest
-                break
+                unreachable.append((channel.id, exc))
+                return "aborted"
             except Exception:  # a bug on one channel must not cost the others
                 log.exception("reorder_failed", channel_id=channel.id)
-                outcome = "failed"
-            counts[outcome] += 1
+                return "failed"
+
+        if self._concurrency == 1 or len(channels) < 2:
+            outcomes = [one(channel) for channel in channels]
+        else:
+            workers = min(self._concurrency, len(channels))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reorder") as pool:
+                outcomes = list(pool.map(one, channels))
+        aborted = outcomes.count("aborted")
+        for outcome in outcomes:
+            if outcome != "aborted":
+                counts[outcome] += 1
+        counts["skipped"] += aborted
+        if unreachable:
+            channel_id, exc = unreachable[0]
+            log.error("reorder_aborted", channel_id=channel_id, remaining=aborted, error=str(exc))
         return counts
 
     def _reorder_channel(
@@ -517,6 +637,8 @@ def build_sources(config: Config, environ: Mapping[str, str] | None = None) -> S
             api_key=api_key,
             timeout=section.timeout,
             user_agent=section.user_agent,
+            # The writer's threads, plus the scheduler and the viewer watcher.
+            max_connections=max(DEFAULT_MAX_CONNECTIONS, section.write_concurrency + 2),
         )
     except DispatcharrError as exc:  # pragma: no cover - credentials checked above
         raise SourceError(str(exc)) from exc
@@ -525,7 +647,10 @@ def build_sources(config: Config, environ: Mapping[str, str] | None = None) -> S
         inventory=inventory,
         viewers=DispatcharrViewerSource(client, inventory),
         writer=DispatcharrWriter(
-            client, reorder=config.results.reorder, dry_run=config.results.dry_run
+            client,
+            reorder=config.results.reorder,
+            dry_run=config.results.dry_run,
+            concurrency=section.write_concurrency,
         ),
         client=client,
     )

@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 
 from actors.tell import tell_quietly
-from adapters.sources import NullWriter
+from adapters.sources import DispatcharrWriter, NullWriter
 from app.metrics import Metrics
 from app.monitor import ReorderCounts, SourceFailed
 from domain.models import CheckResult, Inventory
@@ -58,6 +58,10 @@ class MeteredWriter:
         self._monitor = monitor
         self._counted = not isinstance(writer, NullWriter)
         self._ok = "dry_run" if dry_run else "ok"
+        # A writer that queues its writes (Dispatcharr's) says how each ended.
+        self._queued = isinstance(writer, DispatcharrWriter)
+        if isinstance(writer, DispatcharrWriter):
+            writer.set_observer(self._stats_ended)
 
     def write_result(self, result: CheckResult) -> None:
         """Write one stream's stats; counted as ``ok`` or ``failed``."""
@@ -66,8 +70,15 @@ class MeteredWriter:
         except Exception:
             self._count("stats", "failed")
             raise
-        if result.status != "cancelled":  # nothing is sent for a cancelled check
+        if not self._queued and result.status != "cancelled":  # nothing sent if cancelled
             self._count("stats", self._ok)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the wrapped writer's queued writes."""
+        return self._writer.flush(timeout)
+
+    def _stats_ended(self, written: bool) -> None:
+        self._count("stats", self._ok if written else "failed")
 
     def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
         """Reorder the channels; each channel counted by its outcome."""

@@ -41,6 +41,8 @@ _LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MAX_SHOWN = 60
+_MAX_WRITE_CONCURRENCY = 16
+"""More requests at once than this only make a small Dispatcharr slower."""
 _MASK = "********"
 
 
@@ -97,6 +99,8 @@ class DispatcharrSection:
     """Channels not checked: ids, names or UUIDs."""
     user_agent: str | None = None
     """User agent for the API requests; ``""`` in TOML = the HTTP library's own."""
+    write_concurrency: int = 4
+    """Requests at once while writing stats back and reordering channels (1-16)."""
 
     def password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The password from ``password_env``, or ``None`` when it is unset or empty."""
@@ -636,7 +640,16 @@ def _read_dispatcharr(t: _Table) -> DispatcharrSection:
         exclude_groups=t.int_list("exclude_groups"),
         exclude_channels=t.int_list("exclude_channels", allow_str=True),
         user_agent=user_agent or None,
+        write_concurrency=_write_concurrency(t, d.write_concurrency),
     )
+
+
+def _write_concurrency(t: _Table, default: int) -> int:
+    value = t.integer("write_concurrency", default)
+    if not 1 <= value <= _MAX_WRITE_CONCURRENCY:
+        t.error("write_concurrency", f"must be from 1 to {_MAX_WRITE_CONCURRENCY}, got {value}")
+        return default
+    return value
 
 
 def _read_concurrent(t: _Table) -> ConcurrentStreamsSection:

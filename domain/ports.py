@@ -36,7 +36,15 @@ class ResultWriter(Protocol):
     """Writes results back to where the streams live (Dispatcharr), or nowhere."""
 
     def write_result(self, result: CheckResult) -> None:
-        """Store one stream's stats. Raises :class:`SourceError` on failure."""
+        """Store one stream's stats, or queue them to be stored.
+
+        A writer that writes at once raises :class:`SourceError` on failure; one
+        that queues logs its failures itself, and :meth:`flush` waits for it.
+        """
+        ...
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued write is done; ``False`` when ``timeout`` ran out."""
         ...
 
     def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,13 @@ def result(stream_id: int, status: str, score: float = 0.5, **fields: Any) -> Ch
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
+
+
+def written(writer: DispatcharrWriter, *results: CheckResult) -> None:
+    """Queue ``results`` and wait until the writer has written (or given up on) them."""
+    for item in results:
+        writer.write_result(item)
+    assert writer.flush(timeout=30)
 
 
 # --- file sources -----------------------------------------------------------------------
@@ -271,8 +279,11 @@ def test_dispatcharr_down_is_a_source_error(
         source.load()
     with pytest.raises(SourceError, match=r"/proxy/stats/"):
         DispatcharrViewerSource(client, source).read()
-    with pytest.raises(SourceError, match=r"/api/channels/streams/812/"):
-        DispatcharrWriter(client).write_result(result(812, "ok"))
+    with capture_logs() as logs:
+        written(DispatcharrWriter(client), result(812, "ok"))
+    (failed,) = events(logs, "writeback_failed")
+    assert "/api/channels/streams/812/" in failed["error"]
+    assert "unavailable" in failed["error"]
 
     with capture_logs() as logs:
         counts = DispatcharrWriter(client).reorder(
@@ -370,7 +381,7 @@ def test_write_result_merges_the_stats_the_ui_reads(
     )
     ok = result(812, "ok", 0.83, resolution="1280x720", fps=50.0, video_codec="hevc", info=info)
 
-    DispatcharrWriter(client).write_result(ok)
+    written(DispatcharrWriter(client), ok)
 
     assert len(fake.stream_patches) == 1
     stream_id, body = fake.stream_patches[0]
@@ -398,9 +409,7 @@ def test_write_result_merges_the_stats_the_ui_reads(
 def test_write_result_of_a_dead_stream_keeps_the_old_media_stats(
     fake: FakeDispatcharr, client: DispatcharrClient
 ):
-    DispatcharrWriter(client).write_result(
-        result(812, "dead", 0.0, finished_at=None, error="http_404")
-    )
+    written(DispatcharrWriter(client), result(812, "dead", 0.0, finished_at=None, error="http_404"))
 
     _, body = fake.stream_patches[0]
     stats = body["stream_stats"]
@@ -412,13 +421,13 @@ def test_write_result_of_a_dead_stream_keeps_the_old_media_stats(
 
 
 def test_write_result_of_a_stream_without_stats(fake: FakeDispatcharr, client: DispatcharrClient):
-    DispatcharrWriter(client).write_result(result(977, "ok", 0.4, resolution="720x576"))
+    written(DispatcharrWriter(client), result(977, "ok", 0.4, resolution="720x576"))
 
     assert fake.streams[977]["stream_stats"]["resolution"] == "720x576"
 
 
 def test_cancelled_results_are_not_written(fake: FakeDispatcharr, client: DispatcharrClient):
-    DispatcharrWriter(client).write_result(result(812, "cancelled"))
+    written(DispatcharrWriter(client), result(812, "cancelled"))
 
     assert fake.count("stream") == 0
 
@@ -429,7 +438,7 @@ def test_a_failed_check_keeps_the_stats_and_only_notes_the_error(
     before = dict(fake.streams[812]["stream_stats"])
     updated_at = fake.streams[812]["stream_stats_updated_at"]
 
-    DispatcharrWriter(client).write_result(result(812, "error", 0.0, error="provider_busy"))
+    written(DispatcharrWriter(client), result(812, "error", 0.0, error="provider_busy"))
 
     stats = fake.streams[812]["stream_stats"]
     assert "checker_status" not in stats  # no "error" verdict over the last good stats
@@ -450,8 +459,7 @@ def test_a_dropped_connection_loses_no_stats_write(
     fake.drop_next("stream", method="PATCH", skip=4)  # the fifth of nine PATCHes
     writer = DispatcharrWriter(client)
 
-    for stream_id in ids:
-        writer.write_result(result(stream_id, "ok", 0.7, resolution="1280x720"))
+    written(writer, *(result(stream_id, "ok", 0.7, resolution="1280x720") for stream_id in ids))
 
     statuses = [(fake.streams[sid]["stream_stats"] or {}).get("checker_status") for sid in ids]
     assert statuses == ["ok"] * len(ids)
@@ -459,7 +467,7 @@ def test_a_dropped_connection_loses_no_stats_write(
 
 def test_write_result_dry_run_patches_nothing(fake: FakeDispatcharr, client: DispatcharrClient):
     with capture_logs() as logs:
-        DispatcharrWriter(client, dry_run=True).write_result(result(812, "ok", 0.9))
+        written(DispatcharrWriter(client, dry_run=True), result(812, "ok", 0.9))
 
     assert fake.stream_patches == []
     (entry,) = events(logs, "stats_dry_run")
@@ -467,9 +475,125 @@ def test_write_result_dry_run_patches_nothing(fake: FakeDispatcharr, client: Dis
     assert entry["body"]["stream_stats"]["checker_status"] == "ok"
 
 
-def test_write_result_of_an_unknown_stream_is_a_source_error(client: DispatcharrClient):
-    with pytest.raises(SourceError, match=r"/api/channels/streams/999/: HTTP 404"):
-        DispatcharrWriter(client).write_result(result(999, "ok"))
+def test_write_result_of_an_unknown_stream_is_logged_and_costs_only_that_write(
+    fake: FakeDispatcharr, client: DispatcharrClient
+):
+    writer = DispatcharrWriter(client)
+    with capture_logs() as logs:
+        written(writer, result(999, "ok"))
+        written(writer, result(999, "ok"), result(812, "ok"))  # one GET of both, then one PATCH
+
+    failures = events(logs, "writeback_failed")
+    assert [entry["stream_id"] for entry in failures] == [999, 999]
+    assert "/api/channels/streams/999/: HTTP 404" in failures[0]["error"]
+    assert fake.streams[812]["stream_stats"]["checker_status"] == "ok"
+    assert writer.counts() == {"written": 1, "failed": 2}
+
+
+def add_streams(fake: FakeDispatcharr, ids: range) -> None:
+    for stream_id in ids:
+        fake.add_stream(stream_id, f"s{stream_id}", 4, f"http://127.0.0.1:9/s/{stream_id}.ts")
+
+
+def test_stats_are_written_concurrently_never_above_the_limit(
+    fake: FakeDispatcharr, client: DispatcharrClient
+):
+    ids = range(6001, 6041)
+    add_streams(fake, ids)
+    writer = DispatcharrWriter(client, concurrency=4)
+    fake.hold("stream", "PATCH")
+
+    for stream_id in ids:
+        writer.write_result(result(stream_id, "ok", 0.6))
+    assert fake.wait_in_flight(4, timeout=10)  # four writes open at once ...
+    assert fake.in_flight == 4  # ... and, held there, no fifth
+    assert not writer.flush(timeout=0.05)  # still held: not all written
+    fake.release()
+
+    assert writer.flush(timeout=30)
+    assert fake.max_in_flight == 4
+    assert sorted(sid for sid, _ in fake.stream_patches) == list(ids)
+    assert writer.counts() == {"written": 40, "failed": 0}
+    # The backlog's stats were read in batches (?ids=...), not one GET per stream.
+    assert fake.count("streams", "GET") >= 1
+    assert fake.count("streams", "GET") + fake.count("stream", "GET") < 20
+
+
+def test_one_write_at_a_time_with_concurrency_one(fake: FakeDispatcharr, client: DispatcharrClient):
+    ids = range(6001, 6013)
+    add_streams(fake, ids)
+
+    written(DispatcharrWriter(client, concurrency=1), *(result(sid, "dead") for sid in ids))
+
+    assert fake.max_in_flight == 1
+    assert [sid for sid, _ in fake.stream_patches] == list(ids)  # in the order results came
+
+
+def test_writes_of_one_stream_keep_their_order(fake: FakeDispatcharr, client: DispatcharrClient):
+    ids = range(6001, 6031)
+    add_streams(fake, ids)
+    writer = DispatcharrWriter(client, concurrency=4)
+
+    writer.write_result(result(6001, "ok", 0.9))
+    for stream_id in ids[1:]:
+        writer.write_result(result(stream_id, "ok", 0.5))
+    writer.write_result(result(6001, "dead", 0.0, error="stalled"))
+    writer.write_result(result(6001, "error", error="provider_busy"))
+    assert writer.flush(timeout=30)
+
+    bodies = [body["stream_stats"] for sid, body in fake.stream_patches if sid == 6001]
+    assert [b.get("checker_status") for b in bodies] == ["ok", "dead", "dead"]
+    assert bodies[-1]["checker_last_error"] == "provider_busy"
+    assert fake.streams[6001]["stream_stats"] == bodies[-1]
+
+
+def pairs_of_channels(
+    fake: FakeDispatcharr, source: DispatcharrInventorySource, ids: range
+) -> tuple[Inventory, tuple[CheckResult, ...]]:
+    """A channel per two streams of ``ids``; the second of each scores better."""
+    add_streams(fake, ids)
+    for offset in range(0, len(ids), 2):
+        fake.add_channel(700 + offset, f"c{offset}", [ids[offset], ids[offset + 1]])
+    return source.load(), tuple(result(sid, "ok", sid / 10_000) for sid in ids)
+
+
+def test_reorder_begins_after_every_stats_write_has_ended(
+    fake: FakeDispatcharr, client: DispatcharrClient, source: DispatcharrInventorySource
+):
+    ids = range(6001, 6041)
+    inventory, cycle = pairs_of_channels(fake, source, ids)
+    writer = DispatcharrWriter(client, concurrency=4)
+    for item in cycle:
+        writer.write_result(item)
+
+    counts = writer.reorder(inventory, cycle)
+
+    assert counts == {"changed": 20, "unchanged": 0, "skipped": 0, "failed": 0}
+    routes = [call.route for call in fake.calls]
+    last_stats = max(i for i, route in enumerate(routes) if route in ("stream", "streams"))
+    assert last_stats < routes.index("channel")
+    assert len(fake.stream_patches) == 40
+    assert all(fake.channels[700 + o]["streams"] == [ids[o + 1], ids[o]] for o in range(0, 40, 2))
+
+
+def test_channels_are_reordered_concurrently_never_above_the_limit(
+    fake: FakeDispatcharr, client: DispatcharrClient, source: DispatcharrInventorySource
+):
+    ids = range(6001, 6041)
+    inventory, cycle = pairs_of_channels(fake, source, ids)
+    writer = DispatcharrWriter(client, concurrency=3)
+    fake.hold("channel", "GET")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(writer.reorder, inventory, cycle)
+        assert fake.wait_in_flight(3, timeout=10)
+        assert fake.in_flight == 3
+        fake.release()
+        counts = running.result(timeout=30)
+
+    assert counts == {"changed": 20, "unchanged": 0, "skipped": 0, "failed": 0}
+    assert fake.max_in_flight == 3
+    assert sorted(cid for cid, _ in fake.channel_patches) == list(range(700, 740, 2))
 
 
 # --- Dispatcharr: reorder -----------------------------------------------------------------
@@ -641,7 +765,8 @@ def test_a_500_on_one_channel_skips_only_that_one(
     inventory = source.load()
     fake.fail_next("channel", 2, status=500)  # the first read and the client's retry
 
-    counts = DispatcharrWriter(client).reorder(inventory, CYCLE)
+    # One channel at a time, so "the first read" is channel 42's.
+    counts = DispatcharrWriter(client, concurrency=1).reorder(inventory, CYCLE)
 
     assert counts == {"changed": 1, "unchanged": 0, "skipped": 1, "failed": 0}
     assert fake.channel_patches == [(44, {"streams": [977, 1033]})]
@@ -655,7 +780,7 @@ def test_a_refused_patch_fails_only_that_channel(
     inventory = source.load()
     fake.fail_next("channel", 1, status=400, skip=1)  # the read passes, the PATCH not
 
-    counts = DispatcharrWriter(client).reorder(inventory, CYCLE)
+    counts = DispatcharrWriter(client, concurrency=1).reorder(inventory, CYCLE)
 
     assert counts == {"changed": 1, "unchanged": 0, "skipped": 0, "failed": 1}
     assert [channel_id for channel_id, _ in fake.channel_patches] == [44]
@@ -679,7 +804,7 @@ def test_token_expiry_mid_reorder_still_works(
     counts = DispatcharrWriter(client).reorder(inventory, CYCLE)
 
     assert counts == {"changed": 2, "unchanged": 0, "skipped": 0, "failed": 0}
-    assert [channel_id for channel_id, _ in fake.channel_patches] == [42, 44]
+    assert sorted(channel_id for channel_id, _ in fake.channel_patches) == [42, 44]
     assert fake.refreshes == 1
     assert fake.logins == logins
 

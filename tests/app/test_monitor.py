@@ -75,6 +75,9 @@ class FailingWriter:
     def write_result(self, result: CheckResult) -> None:
         raise SourceError("down")
 
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
     def reorder(self, inventory: Inventory, results: tuple[CheckResult, ...]) -> dict[str, int]:
         return {"changed": 2, "unchanged": 1, "skipped": 0, "failed": 0}
 

@@ -116,6 +116,7 @@ def test_values_are_read_and_ints_become_floats(tmp_path):
             exclude_channels = [42, "Test"]
             user_agent = "checker/1"
             url = "https://d.example:9191/"
+            write_concurrency = 1
             [log]
             level = "DEBUG"
             format = "json"
@@ -132,6 +133,8 @@ def test_values_are_read_and_ints_become_floats(tmp_path):
     assert config.dispatcharr.exclude_channels == (42, "Test")
     assert config.dispatcharr.user_agent == "checker/1"
     assert config.dispatcharr.url == "https://d.example:9191"
+    assert config.dispatcharr.write_concurrency == 1
+    assert Config().dispatcharr.write_concurrency == 4
     assert config.log.level == "debug"
     assert config.log.format == "json"
 
@@ -167,6 +170,14 @@ def test_values_are_read_and_ints_become_floats(tmp_path):
         (
             '[dispatcharr]\nexclude_groups = [1, "x"]',
             '[dispatcharr] exclude_groups[1]: must be an integer, got "x"',
+        ),
+        (
+            "[dispatcharr]\nwrite_concurrency = 0",
+            "[dispatcharr] write_concurrency: must be from 1 to 16, got 0",
+        ),
+        (
+            "[dispatcharr]\nwrite_concurrency = 17",
+            "[dispatcharr] write_concurrency: must be from 1 to 16, got 17",
         ),
         (
             "[dispatcharr]\nexclude_channels = 5",
