@@ -20,7 +20,7 @@ from actors.messages import (
     Preempt,
     ReleaseLease,
     RequestLease,
-    SlotsFreed,
+    RoomChanged,
     UnwatchViewers,
     ViewersSeen,
     ViewersUnknown,
@@ -49,15 +49,16 @@ class ViewerFeed:
 class AccountActor(pykka.ThreadingActor):
     """Grants, denies and takes back leases for one account.
 
-    It answers every request at once (no waiting inside the actor). When room
-    appears after a denial it tells the coordinator ``SlotsFreed``; when viewers
-    need connections held by checks it asks for those checks to be preempted.
+    It answers every request at once (no waiting inside the actor). After every
+    message it tells the coordinator ``RoomChanged`` if its real room differs
+    from the count both keep (see :mod:`actors.messages`); when viewers need
+    connections held by checks it asks for those checks to be preempted.
     It subscribes to the viewer watcher when it starts and fails closed while
     viewer counts are unknown (``viewers.policy``).
 
     Args:
         account: the account, its profiles and limits.
-        coordinator: where answers and ``SlotsFreed`` go.
+        coordinator: where answers and ``RoomChanged`` go.
         timers: the shared timer thread, for the stagger delay.
         stagger_delay: minimum seconds between two connection openings (0 = off).
         viewers: the viewer watcher and the policy; ``None``: no viewer source,
@@ -89,6 +90,8 @@ class AccountActor(pykka.ThreadingActor):
         self._preempting: set[int] = set()
         self._unusable_logged: dict[int, tuple[str, str]] = {}
         """Profiles logged as not changing a stream's URL, with the patterns then."""
+        self._short: str | None = None
+        """Why there was no room, as last told to the coordinator."""
         self._log = logger.bind(account_id=account.id)
 
     @property
@@ -96,7 +99,8 @@ class AccountActor(pykka.ThreadingActor):
         return self._slots.account
 
     def on_start(self) -> None:
-        """Ask the viewer watcher for the counts (now, and after every read)."""
+        """Tell the coordinator the room we start with; ask the watcher for viewer counts."""
+        self._announce()
         if self._feed is not None:
             tell_quietly(self._feed.watcher, WatchViewers(self.actor_ref))
 
@@ -166,16 +170,11 @@ class AccountActor(pykka.ThreadingActor):
             url=answer.url or request.stream.url,
             user_agent=self._account.user_agent,
         )
-        tell_quietly(
-            self._coordinator,
-            LeaseGranted(request_id=request.request_id, lease=lease, free_after=answer.free_after),
-        )
+        tell_quietly(self._coordinator, LeaseGranted(request_id=request.request_id, lease=lease))
 
     def _on_release(self, message: ReleaseLease) -> None:
         self._preempting.discard(message.lease_id)
         self._slots.release(message.lease_id)
-        if message.then is not None:
-            self._answer(message.then)
         self._announce()
 
     def _on_viewers_seen(self, message: ViewersSeen) -> None:
@@ -234,13 +233,15 @@ class AccountActor(pykka.ThreadingActor):
         return url
 
     def _announce(self) -> None:
-        """Tell the coordinator of room it has not heard of, now or after the stagger delay."""
+        """Tell the coordinator how the room changed; look again after the stagger delay."""
         announce = self._slots.announce()
-        if announce.free > 0:
-            tell_quietly(
-                self._coordinator, SlotsFreed(account_id=self._account.id, free=announce.free)
-            )
-        elif announce.wake_in is not None and not self._stagger.pending:
+        if announce.short == "viewer_count_unknown":
+            self._log_waiting()
+        if announce.change or announce.short != self._short:
+            self._short = announce.short
+            change = RoomChanged(self._account.id, announce.change, announce.short)
+            tell_quietly(self._coordinator, change)
+        if announce.wake_in is not None and not self._stagger.pending:
             self._stagger.set(announce.wake_in, self.actor_ref)
 
     def _preempt_if_needed(self) -> None:

@@ -1,14 +1,22 @@
 """Every message the actors exchange, as small frozen dataclasses.
 
 pykka does not copy messages between threads, so each one is immutable. The
-lease protocol, in short:
+lease protocol, in short (the coordinator's side of it is
+:class:`actors.dispatch.Dispatch`):
 
-- the coordinator sends ``RequestLease`` to an account only while the global
-  budget has room; the account answers ``LeaseGranted`` or ``LeaseDenied`` at
-  once, never waiting;
-- when a check ends the coordinator sends ``ReleaseLease``; whenever an account
-  has room again (release, viewers leaving, a raised limit, a stagger delay
-  passing) it sends ``SlotsFreed``, and the coordinator hands the slot on;
+- both sides keep one count per account, its *room*: how many more
+  ``RequestLease`` the coordinator may send it. A request takes one, a
+  ``ReleaseLease`` gives one back; each side counts a message as it sends or
+  receives it, so the two counts agree once the messages in flight arrive;
+- the account answers every ``RequestLease`` at once with ``LeaseGranted`` or
+  ``LeaseDenied``, never waiting; whenever its real room (limits, viewers, the
+  stagger delay) differs from the count it sends ``RoomChanged`` with the
+  difference, so the coordinator asks only where a grant is likely;
+- when a check ends the coordinator sends ``ReleaseLease`` and may at once send
+  the account's next ``RequestLease`` behind it: the account's mailbox keeps
+  the order, so the freed slot goes straight to the next job;
+- the coordinator asks only while the global budget has room, so no slot is
+  held while a check waits in a queue;
 - an account that sees viewers plus leases over a limit sends ``Preempt`` and
   the coordinator cancels those checks.
 
@@ -21,7 +29,7 @@ at once when it subscribes). While counts are unknown an account fails closed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -81,14 +89,13 @@ class RequestLease:
 
 @dataclass(frozen=True)
 class ReleaseLease:
-    """The check holding ``lease_id`` has ended; releasing twice is harmless.
+    """The check holding ``lease_id`` has ended; it gives one room back (see above).
 
-    ``then`` hands the freed slot straight to the account's next waiting job:
-    the account answers it as any ``RequestLease``, saving a round trip.
+    Releasing a lease that is not held frees nothing (it still counts as room
+    given back, on both sides).
     """
 
     lease_id: int
-    then: RequestLease | None = None
 
 
 @dataclass(frozen=True)
@@ -113,13 +120,11 @@ class LeaseGranted:
 
     request_id: int
     lease: Lease
-    free_after: int
-    """Slots the account still has after this grant."""
 
 
 @dataclass(frozen=True)
 class LeaseDenied:
-    """Answer to ``RequestLease``: no room now; ``SlotsFreed`` follows when there is."""
+    """Answer to ``RequestLease``: no room now; ``RoomChanged`` follows when there is."""
 
     request_id: int
     account_id: int
@@ -127,11 +132,20 @@ class LeaseDenied:
 
 
 @dataclass(frozen=True)
-class SlotsFreed:
-    """An account has room again."""
+class RoomChanged:
+    """The account's room differs from the count both sides keep: add ``change`` to it.
+
+    Positive when slots freed (viewers left, a limit was raised, the stagger
+    delay passed, the account actor started), negative when they went.
+    ``short`` says why there is no room when it is not just that every slot
+    is taken (``"stagger"``, ``"viewer_count_unknown"``,
+    ``"no_usable_profile"``), else ``None``; it is told also when only it
+    changed (the status page shows why checks wait).
+    """
 
     account_id: int
-    free: int
+    change: int
+    short: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,20 +192,6 @@ class CheckerDied:
     reason: str
 
 
-@dataclass(frozen=True)
-class LeaseExpired:
-    """The coordinator's watchdog: a check outlived its hard time limit."""
-
-    lease_id: int
-
-
-@dataclass(frozen=True)
-class JobReady:
-    """A job's retry delay is over; it may be queued again."""
-
-    job_id: int
-
-
 # --- outside world -> coordinator -----------------------------------------------
 
 
@@ -204,11 +204,16 @@ class SetAccounts:
 
 @dataclass(frozen=True)
 class CheckCycle:
-    """Check these jobs; ``done`` (a pykka future) gets the ``CycleFinished``."""
+    """Check these jobs; ``done`` gets the ``CycleFinished``.
+
+    While another cycle runs, this one is refused: ``done`` fails with
+    ``CycleBusyError`` and ``requester`` (if any) is told ``CycleRefused``.
+    """
 
     cycle_id: int
     jobs: tuple[Job, ...]
-    done: Any = None
+    done: pykka.Future[CycleFinished] | None = None
+    requester: pykka.ActorRef[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,7 @@ class AbortCycle:
     """
 
     reason: str = "shutdown"
-    done: Any = None
+    done: pykka.Future[CycleFinished | None] | None = None
     error: bool = False
 
 
@@ -230,7 +235,7 @@ class AbortCycle:
 class Subscribe:
     """Add a listener for ``CycleStarted``, ``ResultReady`` and ``CycleFinished``."""
 
-    listener: Any
+    listener: pykka.ActorRef[Any]
 
 
 # --- viewer watcher <-> accounts --------------------------------------------------
@@ -305,7 +310,14 @@ class CycleFinished:
     finished_at: str
     duration_s: float
     aborted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CycleRefused:
+    """To a ``CheckCycle``'s requester: another cycle was running, this one did not start."""
+
+    cycle_id: int
+    reason: str
 
 
 # --- scheduler / sink -----------------------------------------------------------

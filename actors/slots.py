@@ -5,10 +5,12 @@ holds a slot on the profile his channel plays through; a lease holds a slot on
 the profile it was granted on. A profile never goes over its limit through a
 grant; viewers may push it over, and then the newest leases are preempted.
 
-The class also keeps what the coordinator was last told about free room, the
-stagger delay between two openings, and whether the viewer counts are known,
-on an injected clock: the account actor feeds it events and carries out what it
-answers (grant or deny, announce room now, or look again after a delay).
+The class also keeps the account's side of the room count (see
+:mod:`actors.messages`: the requests the coordinator may still send, which a
+request takes and a release gives back), the stagger delay between two
+openings, and whether the viewer counts are known, on an injected clock: the
+account actor feeds it events and carries out what it answers (grant or deny,
+tell the coordinator how the room changed, or look again after a delay).
 
 When viewer counts are unknown (before the first good read, while reads fail,
 or when the last good read is older than ``stale_after``) and the policy is
@@ -85,10 +87,9 @@ TRUST_LAST_KNOWN = ViewerPolicy(when_unknown="last_known")
 
 @dataclass(frozen=True)
 class Grant:
-    """A lease was taken on ``profile``; ``free_after`` is the room the coordinator is told of."""
+    """A lease was taken on ``profile``."""
 
     profile: Profile
-    free_after: int
     url: str | None = None
     """What ``url_for`` gave for the profile (``None`` without ``url_for``)."""
 
@@ -110,13 +111,17 @@ class Denial:
 class Announce:
     """What to tell the coordinator after a change.
 
-    ``free > 0``: send ``SlotsFreed(free)`` now. ``wake_in``: room exists but the
-    stagger delay holds it back; look again (call :meth:`AccountSlots.announce`)
-    after that many seconds. Neither: the coordinator already knows enough.
+    ``change``: send ``RoomChanged(change)`` now (0: its count is right).
+    ``wake_in``: the stagger delay holds room back; look again (call
+    :meth:`AccountSlots.announce`) after that many seconds. ``short``: why
+    there is no room when it is not simply that every slot is taken (a
+    :class:`Denial` reason), else ``None``: a full account is the normal case
+    and not worth a message per check.
     """
 
-    free: int = 0
+    change: int = 0
     wake_in: float | None = None
+    short: str | None = None
 
 
 class AccountSlots:
@@ -149,22 +154,25 @@ class AccountSlots:
         self._lease_profile: dict[int, int] = {}
         self._retired: dict[int, _ProfileState] = {}
         self._last_open = -float("inf")
-        self._told = UNLIMITED
-        """The room the coordinator last heard of (its ``free_hint``); it starts out
-        assuming plenty, and only a grant, a denial or an announcement changes it."""
+        self._room = 0
+        """The room as the coordinator counts it: it starts at none, and the
+        account's first announcement gives what it has."""
+        self._unusable = 0
+        """Free slots found unable to serve a stream (its URL unchanged by their
+        login's rewrite): not offered again until the room grows past them."""
         self.set_account(account, stagger_delay)
 
     # --- reading ------------------------------------------------------------------
 
     def free(self) -> int:
         """Slots a new check could take, after the viewer reserve (stagger aside)."""
-        return self._total(self._room())
+        return self._total(self._room_by_profile())
 
     def _total(self, room: list[tuple[_ProfileState, int]]) -> int:
         total = sum(free for _state, free in room)
         return max(0, min(total, UNLIMITED) - self.account.reserve_for_viewers)
 
-    def _room(self, *, fail_closed: bool = True) -> list[tuple[_ProfileState, int]]:
+    def _room_by_profile(self, *, fail_closed: bool = True) -> list[tuple[_ProfileState, int]]:
         """Free slots per profile, default first; while counts are unknown, fail closed."""
         states = list(self._profiles.values())
         if not fail_closed or self.viewer_state() == "known":
@@ -219,13 +227,12 @@ class AccountSlots:
             url_for: the URL each profile would open for the stream; a profile
                 for which it gives ``None`` is passed over.
         """
+        self._room -= 1
         if self.stagger_wait() > 0:
-            self._told = 0
             return Denial("stagger")
-        room = self._room()
+        room = self._room_by_profile()
         if self._total(room) <= 0:
-            self._told = 0
-            if self._total(self._room(fail_closed=False)) > 0:
+            if self._total(self._room_by_profile(fail_closed=False)) > 0:
                 return Denial("viewer_count_unknown")
             return Denial("full")
         for state, free in room:
@@ -237,16 +244,20 @@ class AccountSlots:
             state.leases.append(lease_id)
             self._lease_profile[lease_id] = state.profile.id
             self._last_open = self._clock()
-            self._told = 0 if self.stagger_wait() > 0 else self.free()
-            return Grant(state.profile, self._told, url)
-        # The room there is can't serve this stream: count it as known to the
-        # coordinator, so that only more room (say the default login freeing) is
-        # announced, not this same room again and again.
-        self._told = self.free()
+            return Grant(state.profile, url)
+        # The room there is can't serve this stream: hold it back from the
+        # count, so that only more room (say the default login freeing) is
+        # offered, not this same room again and again.
+        self._unusable = self.free()
         return Denial("no_usable_profile")
 
     def release(self, lease_id: int) -> bool:
-        """Give a lease's slot back; False if it was not held (already released)."""
+        """Give a lease's slot back; False if it was not held (already released).
+
+        Either way the release gives the coordinator's room back (both sides
+        count the message).
+        """
+        self._room += 1
         profile_id = self._lease_profile.pop(lease_id, None)
         if profile_id is None:
             return False
@@ -260,20 +271,34 @@ class AccountSlots:
     def announce(self) -> Announce:
         """What the coordinator must hear now, after any change (or a stagger wake-up).
 
-        The coordinator asks for leases only up to the room it last heard of, so
-        it must hear whenever there is more: at once, or once the stagger delay
-        allows the next opening. A grant inside the stagger window tells it
-        "no room" while a slot is still free; that slot is announced after the
-        delay instead of being lost until some lease is released.
+        The coordinator asks for leases only up to the room it counts, so it
+        hears whenever the real room differs: more (at once, or once the stagger
+        delay allows the next opening) or less (viewers came, a limit went
+        down, the stagger delay holds openings back).
         """
-        room = self.free()
-        if room <= self._told:
-            return Announce()
+        real, wait, short = self._real_room()
+        change = real - self._room
+        self._room = real
+        return Announce(change, wait, short)
+
+    def _real_room(self) -> tuple[int, float | None, str | None]:
+        """The room to offer now, when to look again (stagger), and why there is none."""
         wait = self.stagger_wait()
         if wait > 0:
-            return Announce(wake_in=wait)
-        self._told = room
-        return Announce(free=room)
+            return 0, wait, "stagger"
+        free = self.free()
+        self._unusable = min(self._unusable, free)
+        if free >= UNLIMITED // 2:
+            # An unlimited login has room whatever runs: counting the leases off
+            # keeps the room from changing with every grant and release.
+            return free - len(self._lease_profile), None, None
+        if free > self._unusable:
+            return free - self._unusable, None, None
+        if free:
+            return 0, None, "no_usable_profile"
+        if self._total(self._room_by_profile(fail_closed=False)) > 0:
+            return 0, None, "viewer_count_unknown"
+        return 0, None, None
 
     # --- viewers and limits -------------------------------------------------------
 

@@ -125,8 +125,8 @@ def test_checks_wait_for_the_first_viewer_read(harness: Harness):
     """At start the first checks used to open before the first viewer read."""
     source = SwitchedViewers(ViewerSnapshot(), gate_first=True)
     probe = FakeProbe(default=Behaviour(gated=True))
-    start_with_viewers(harness, source, simple_account(1, 2), probe)
-    with capture_logs() as logs:
+    with capture_logs() as logs:  # the account says so as it starts, before any read
+        start_with_viewers(harness, source, simple_account(1, 2), probe)
         done = harness.begin([stream(1, 1), stream(2, 1)])
         assert not probe.wait_open(1, timeout=0.3)  # 0.3 s: a grant would come in ms
         assert waiting_for(harness) == "viewer_count_unknown"
@@ -148,8 +148,8 @@ def test_checks_wait_while_viewer_reads_fail_then_run(harness: Harness):
     watcher = start_with_viewers(harness, source, simple_account(1, 1), probe)
     assert source.wait_reads(1)
     source.answer = SourceError("viewers: HTTP 500")
-    watcher.ask(RunNow(), timeout=5)  # the read failed: the count is unknown now
     with capture_logs() as logs:
+        watcher.ask(RunNow(), timeout=5)  # the read failed: the count is unknown now
         done = harness.begin([stream(1, 1)])
         # A single slot, last known free: it is kept for a viewer who may have started.
         assert not probe.wait_open(1, timeout=0.3)

@@ -1,4 +1,9 @@
-"""``AccountSlots`` on a fake clock: grants, denials, the stagger and what the coordinator hears."""
+"""``AccountSlots`` on a fake clock: grants, denials, the stagger and the room it tells.
+
+``announce()`` is what the account tells the coordinator after each message: the
+change of the room count both sides keep (a request takes one, a release gives
+one back), and why there is no room when that is not just a full account.
+"""
 
 from __future__ import annotations
 
@@ -34,20 +39,26 @@ def granted(answer: Grant | Denial) -> Grant:
 
 def test_grants_up_to_the_limit_then_denies_full(clock: FakeClock):
     slots = AccountSlots(simple_account(1, 2), clock=clock)
-    assert granted(slots.request(1)).free_after == 1
-    assert granted(slots.request(2)).free_after == 0
-    assert slots.request(3) == Denial("full")
-    assert slots.announce() == Announce()
+    assert slots.announce() == Announce(change=2)  # the room it starts with
+    granted(slots.request(1))
+    granted(slots.request(2))
+    assert slots.announce() == Announce()  # each request took the room it was given
+    assert slots.request(3) == Denial("full")  # asked on a count that was out of date
+    assert slots.announce() == Announce(change=1)  # the count goes back to the real 0
     assert slots.release(1)
-    assert not slots.release(1)  # twice is harmless
-    assert slots.announce() == Announce(free=1)
-    assert slots.announce() == Announce()  # heard once
+    assert slots.announce() == Announce()  # the coordinator counted the release itself
+    assert not slots.release(1)  # twice frees nothing, but it was counted twice on both sides
+    assert slots.announce() == Announce(change=-1)
 
 
-def test_unlimited_profile_never_denies(clock: FakeClock):
+def test_unlimited_profile_never_denies_and_its_room_does_not_churn(clock: FakeClock):
     slots = AccountSlots(simple_account(1, 0), clock=clock)
+    assert slots.announce() == Announce(change=UNLIMITED)
     for lease_id in range(1, 50):
-        assert granted(slots.request(lease_id)).free_after == UNLIMITED
+        granted(slots.request(lease_id))
+    assert slots.announce() == Announce()
+    slots.release(1)
+    assert slots.announce() == Announce()
 
 
 def test_second_profile_takes_over_when_the_default_is_full(clock: FakeClock):
@@ -59,50 +70,54 @@ def test_second_profile_takes_over_when_the_default_is_full(clock: FakeClock):
 
 def test_stagger_denies_inside_the_window_and_wakes_after_it(clock: FakeClock):
     slots = AccountSlots(simple_account(1, 3), stagger_delay=1.0, clock=clock)
-    assert granted(slots.request(1)).free_after == 0  # room, but not before the delay
-    assert slots.request(2) == Denial("stagger")
-    assert slots.announce() == Announce(wake_in=1.0)
+    assert slots.announce() == Announce(change=3)
+    granted(slots.request(1))
+    # Room, but no opening before the delay: the count goes to 0 until then.
+    assert slots.announce() == Announce(change=-2, wake_in=1.0, short="stagger")
+    assert slots.request(2) == Denial("stagger")  # one already on its way
+    assert slots.announce() == Announce(change=1, wake_in=1.0, short="stagger")
     clock.advance(0.4)
-    assert slots.announce() == Announce(wake_in=pytest.approx(0.6))
+    assert slots.announce() == Announce(wake_in=pytest.approx(0.6), short="stagger")
     clock.advance(0.6)
-    assert slots.announce() == Announce(free=2)
-    assert granted(slots.request(2)).free_after == 0
+    assert slots.announce() == Announce(change=2)
+    granted(slots.request(2))
+    assert slots.announce() == Announce(change=-1, wake_in=1.0, short="stagger")
 
 
-def test_a_grant_inside_the_stagger_window_does_not_lose_the_free_slot(clock: FakeClock):
-    """The defect: after a cycle, the coordinator knew of 1 slot of 2; the grant said 0
-    (stagger) and nothing announced the second slot until a lease was released."""
+def test_both_slots_are_offered_again_after_a_stagger_window(clock: FakeClock):
+    """The defect the count fixes: after a cycle the coordinator knew of 1 slot of 2 and
+    nothing announced the second one until a lease was released."""
     slots = AccountSlots(simple_account(1, 2), stagger_delay=1.0, clock=clock)
+    assert slots.announce() == Announce(change=2)
     # Cycle 1: both slots used, then both released.
     granted(slots.request(1))
-    assert slots.request(2) == Denial("stagger")
+    assert slots.announce() == Announce(change=-1, wake_in=1.0, short="stagger")
     clock.advance(1.0)
-    assert slots.announce() == Announce(free=1)
+    assert slots.announce() == Announce(change=1)
     granted(slots.request(2))
     clock.advance(5.0)
     slots.release(1)
-    assert slots.announce() == Announce(free=1)
     slots.release(2)
-    assert slots.announce() == Announce(free=2)  # the coordinator hears of both slots
-    # Cycle 2: the first grant falls in no stagger window; the second slot comes after it.
+    assert slots.announce() == Announce()  # the coordinator counts 2: both slots
+    # Cycle 2: the first grant holds the second slot back for the delay only.
     clock.advance(60.0)
-    assert granted(slots.request(3)).free_after == 0
-    assert slots.announce() == Announce(wake_in=1.0)
+    granted(slots.request(3))
+    assert slots.announce() == Announce(change=-1, wake_in=1.0, short="stagger")
     clock.advance(1.0)
-    assert slots.announce() == Announce(free=1)
+    assert slots.announce() == Announce(change=1)
     assert granted(slots.request(4)).profile.id == 100
     assert slots.usage() == {100: (0, 2, 2)}
 
 
-def test_room_the_coordinator_knows_of_is_not_announced_again(clock: FakeClock):
+def test_the_room_is_told_once_and_releases_are_not_told_at_all(clock: FakeClock):
     slots = AccountSlots(simple_account(1, 3), clock=clock)
-    assert slots.announce() == Announce()  # it starts out assuming plenty
+    assert slots.announce() == Announce(change=3)
+    assert slots.announce() == Announce()
     granted(slots.request(1))
-    granted(slots.request(2))  # told: 1 left
+    granted(slots.request(2))
     slots.release(1)
-    assert slots.announce() == Announce(free=2)
     slots.release(2)
-    assert slots.announce() == Announce(free=3)
+    assert slots.announce() == Announce()
 
 
 def test_viewers_take_slots_and_preempt_the_newest_leases(clock: FakeClock):
@@ -117,8 +132,9 @@ def test_viewers_take_slots_and_preempt_the_newest_leases(clock: FakeClock):
 
 def test_reserve_for_viewers_is_kept_free(clock: FakeClock):
     slots = AccountSlots(replace(simple_account(1, 3), reserve_for_viewers=1), clock=clock)
+    assert slots.announce() == Announce(change=2)
     granted(slots.request(1))
-    assert granted(slots.request(2)).free_after == 0
+    granted(slots.request(2))
     assert slots.request(3) == Denial("full")
 
 
@@ -141,14 +157,15 @@ def test_profiles_that_cannot_serve_the_stream_are_passed_over(clock: FakeClock)
     def default_only(profile: Profile) -> str | None:
         return "http://default/1.ts" if profile.id == 100 else None
 
+    assert slots.announce() == Announce(change=2)
     grant = granted(slots.request(1, default_only))
     assert (grant.profile.id, grant.url) == (100, "http://default/1.ts")
     assert slots.request(2, default_only) == Denial("no_usable_profile")
-    # The room on the second login is not announced again and again ...
-    assert slots.announce() == Announce()
-    # ... but the default login freeing is.
+    # The room on the second login is not offered again and again ...
+    assert slots.announce() == Announce(short="no_usable_profile")
+    # ... but the default login freeing is (the release counted as room on both sides).
     slots.release(1)
-    assert slots.announce() == Announce(free=2)
+    assert slots.announce() == Announce()
     assert granted(slots.request(2, default_only)).profile.id == 100
 
 
@@ -165,10 +182,11 @@ def test_before_the_first_viewer_read_nothing_is_granted(clock: FakeClock):
     slots = waiting_slots(simple_account(1, 2), clock)
     assert slots.viewer_state() == "never_read"
     assert slots.free() == 0
+    assert slots.announce() == Announce(short="viewer_count_unknown")
     assert slots.request(1) == Denial("viewer_count_unknown")
     slots.set_viewers({})
     assert slots.viewer_state() == "known"
-    assert slots.announce() == Announce(free=2)
+    assert slots.announce() == Announce(change=3)  # from the denied request's -1 to 2
     granted(slots.request(1))
     granted(slots.request(2))
 
@@ -228,12 +246,13 @@ def test_margin_is_kept_on_the_login_a_new_viewer_would_get(clock: FakeClock):
 def test_reads_recovering_announce_the_room_again(clock: FakeClock):
     slots = waiting_slots(simple_account(1, 2), clock)
     slots.set_viewers({})
-    granted(slots.request(1))  # told: 1 left
+    assert slots.announce() == Announce(change=2)
+    granted(slots.request(1))  # 1 left in the count
     slots.viewers_unknown()
-    assert slots.request(2) == Denial("viewer_count_unknown")
-    assert slots.announce() == Announce()  # nothing to announce while unknown
+    # The slot left is kept for a viewer who may have started: the count goes to 0.
+    assert slots.announce() == Announce(change=-1, short="viewer_count_unknown")
     slots.set_viewers({})
-    assert slots.announce() == Announce(free=1)
+    assert slots.announce() == Announce(change=1)
 
 
 def test_counts_not_refreshed_go_stale(clock: FakeClock):
@@ -257,7 +276,7 @@ def test_last_known_policy_trusts_the_last_counts(clock: FakeClock):
     assert slots.viewer_state() == "known"
     granted(slots.request(1))
     slots.viewers_unknown({100: 0})
-    assert granted(slots.request(2)).free_after == 0
+    granted(slots.request(2))
 
 
 def test_failed_read_before_any_good_one_of_this_account_uses_the_assumed_counts(

@@ -1,0 +1,800 @@
+"""``Dispatch``: the coordinator's decisions, as a plain class (no threads, no pykka).
+
+It owns the waiting jobs per account, the global budget, the lease requests in
+flight, the running checks and the timers (retry delays, each check's
+deadline, the cycle's ``max_wait``), all as data. Each event (a cycle's jobs, a
+grant, a denial, room changing, a check ending, a preemption, timers due) goes
+in through one method, which returns the actions to carry out in order:
+:class:`Request` a lease, :class:`Release` one, :class:`StartCheck`,
+:class:`CancelCheck`, :class:`AbandonCheck`, :class:`Finish` a job,
+:class:`WakeAt` (call :meth:`Dispatch.tick` then), :class:`DropAccount`. The
+clock is injected, so a test or a simulation drives it with a fake one.
+
+How slots are handed out: a job waits on its account until the account has
+room (see the lease protocol in :mod:`actors.messages`) and the global budget
+has room; requests in flight count against the budget like running checks, so
+the budget is never overdrawn. Within an account the longest expected check
+goes first. While the budget can serve every ready account in full, each gets
+all it can take at once; when the budget binds, each free unit goes to the
+account on the critical path: the most remaining work (waiting, asked for and
+still running) per slot it can use, then the longest next check.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from actors.messages import Job, Lease, RequestLease
+from actors.observer import CheckObserver, NullObserver
+from actors.slots import UNLIMITED
+from domain.models import ProbeOutcome
+
+logger = structlog.get_logger(__name__)
+
+ACCOUNT_UNAUTHORIZED = "account_unauthorized"
+"""The probe's reason for an HTTP 401: the account's login is refused, not the stream."""
+
+Clock = Callable[[], float]
+"""Monotonic seconds."""
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """How checks run; built from the config's ``[concurrent_streams]`` and ``[check]``."""
+
+    global_limit: int = 0
+    """Checks running at once over all accounts; 0 = unlimited."""
+    stagger_delay: float = 0.0
+    """Default seconds between two openings on one account (accounts may override)."""
+    check_duration: float = 10.0
+    check_timeout: float = 30.0
+    retries: int = 2
+    retry_delay: float = 5.0
+    busy_backoff: float = 10.0
+    max_requeues: int = 10
+    user_agent: str | None = None
+    max_wait: float = 3600.0
+    """Seconds a cycle's jobs may wait for a free slot (viewers may hold them all);
+    after that the jobs still waiting end as ``cancelled`` with ``no_free_slot``."""
+    unresponsive_grace: float = 15.0
+    """Seconds a check cancelled at its deadline gets to report before its lease is given up."""
+
+    @property
+    def deadline(self) -> float:
+        """A check's one time limit, from its start: ``check.duration + check.timeout``.
+
+        The probe stops itself there; the coordinator cancels a check still
+        running then, as a timeout.
+        """
+        return self.check_duration + self.check_timeout
+
+
+# --- actions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """Send ``request`` to the account's actor."""
+
+    account_id: int
+    request: RequestLease
+
+
+@dataclass(frozen=True)
+class Release:
+    """Send ``ReleaseLease(lease_id)`` to the account's actor."""
+
+    account_id: int
+    lease_id: int
+
+
+@dataclass(frozen=True)
+class StartCheck:
+    """Start a checker for ``job`` through ``lease``."""
+
+    job: Job
+    lease: Lease
+    others_running: int
+    """Other checks running on the same account as this one starts."""
+
+
+@dataclass(frozen=True)
+class CancelCheck:
+    """Cancel the running check (its probe is killed); it still reports how it ended."""
+
+    lease_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class AbandonCheck:
+    """The check never reported after its cancel: stop its checker; its run is over."""
+
+    lease_id: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The job's final outcome (for every stream of the job)."""
+
+    job: Job
+    outcome: ProbeOutcome
+    profile_id: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True)
+class WakeAt:
+    """Call :meth:`Dispatch.tick` at ``at`` (clock seconds); replaces an earlier wake-up."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class DropAccount:
+    """A retired account has nothing left running: stop its actor."""
+
+    account_id: int
+
+
+Action = Request | Release | StartCheck | CancelCheck | AbandonCheck | Finish | WakeAt | DropAccount
+
+
+def _backlog_per_slot(account: _Account) -> float:
+    """Expected seconds of queued work per slot of the account."""
+    if account.capacity >= UNLIMITED:
+        return -account.waiting[0][0]
+    return account.waiting_work / max(account.capacity, 1)
+
+
+# --- state ------------------------------------------------------------------------
+
+
+@dataclass
+class _Account:
+    account_id: int
+    capacity: int
+    """Slots the account's profiles allow in all (UNLIMITED if one is unlimited)."""
+    room: int = 0
+    """Requests the account has room for, as both sides count it (see ``RoomChanged``)."""
+    waiting: list[tuple[float, int, Job]] = field(default_factory=list)
+    """A heap: longest expected check first, then the oldest job."""
+    waiting_work: float = 0.0
+    in_flight: int = 0
+    in_flight_work: float = 0.0
+    running: int = 0
+    running_work: float = 0.0
+    """Expected seconds of the running checks, in all."""
+    running_since: float = 0.0
+    """Sum of the running checks' start times (their elapsed time is ``running * now - this``)."""
+    retired: bool = False
+    lost: str | None = None
+    """Why the account's actor is gone, while it is."""
+    unauthorized: bool = False
+    """The provider refused the login (401) this cycle: its jobs end without a connection."""
+    waiting_for: str | None = None
+    """Why its jobs wait: the reason of the last denial (cleared by a grant)."""
+
+    @property
+    def ready(self) -> bool:
+        return (
+            bool(self.waiting)
+            and self.room > 0
+            and not self.retired
+            and self.lost is None
+            and not self.unauthorized
+        )
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0 or self.in_flight > 0
+
+    def remaining(self, now: float) -> float:
+        """Expected seconds of work left: waiting, asked for, and what the running checks have."""
+        running_left = self.running_work - (self.running * now - self.running_since)
+        return self.waiting_work + self.in_flight_work + max(0.0, running_left)
+
+    def slots(self, global_limit: int) -> int:
+        """Slots the account can use at once now (as far as the coordinator can tell)."""
+        usable = min(self.capacity, self.running + self.in_flight + max(0, self.room))
+        if global_limit > 0:
+            usable = min(usable, global_limit)
+        return max(1, usable)
+
+
+@dataclass
+class _Run:
+    job: Job
+    lease: Lease
+    started: float
+    cancelling: bool = False
+    timed_out: bool = False
+
+
+class _Timers:
+    """Deadlines by key, soonest first; re-setting or cancelling a key drops its old one."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._current: dict[Hashable, int] = {}
+        self._seq = itertools.count()
+
+    def set(self, key: Hashable, due: float) -> None:
+        seq = next(self._seq)
+        self._current[key] = seq
+        heapq.heappush(self._heap, (due, seq, key))
+
+    def cancel(self, key: Hashable) -> None:
+        self._current.pop(key, None)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._current
+
+    def next_due(self) -> float | None:
+        heap = self._heap
+        while heap and self._current.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> Hashable | None:
+        due = self.next_due()
+        if due is None or due > now:
+            return None
+        _, _, key = heapq.heappop(self._heap)
+        del self._current[key]
+        return key
+
+
+_MAX_WAIT = ("max_wait",)
+_UNAUTHORIZED = ProbeOutcome(kind="error", reason=ACCOUNT_UNAUTHORIZED)
+
+
+class Dispatch:
+    """The queue, the global budget, retries and running checks of the coordinator.
+
+    Args:
+        settings: limits and check timings.
+        clock: monotonic seconds (``time.monotonic`` in the daemon).
+        history: seconds each stream's last check took, so that the first
+            cycle after a restart already starts the long checks first.
+        observer: told of every attempt's end and of preemptions (the metrics).
+    """
+
+    def __init__(
+        self,
+        settings: CoordinatorSettings,
+        clock: Clock,
+        history: Mapping[int, float] | None = None,
+        observer: CheckObserver | None = None,
+    ) -> None:
+        self._settings = settings
+        self._observer: CheckObserver = observer or NullObserver()
+        self._clock = clock
+        self._history: dict[int, float] = dict(history or {})
+        self._accounts: dict[int, _Account] = {}
+        self._ready: set[int] = set()
+        """Accounts with waiting jobs and room, that only the global budget holds back."""
+        self._requests: dict[int, Job] = {}
+        self._running: dict[int, _Run] = {}
+        self._delayed: dict[int, Job] = {}
+        self._timers = _Timers()
+        self._armed: float | None = None
+        self._request_ids = itertools.count(1)
+        self._open = 0
+        self._draining: ProbeOutcome | None = None
+        """How the jobs of a cycle ending early end (cancelled, or error when an actor died)."""
+
+    # --- reading --------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """True when no job of the cycle is left anywhere (waiting, asked for, running, delayed)."""
+        return self._open == 0
+
+    @property
+    def draining(self) -> str | None:
+        """Why the cycle is ending early (abort, ``max_wait``), or None: nothing starts then."""
+        return None if self._draining is None else self._draining.reason
+
+    @property
+    def history(self) -> dict[int, float]:
+        """Seconds each stream's last ok/dead check took."""
+        return dict(self._history)
+
+    def running(self) -> list[tuple[int, Job, Lease]]:
+        """The running checks: (lease id, job, lease)."""
+        return [(lease_id, run.job, run.lease) for lease_id, run in self._running.items()]
+
+    def account_counts(self, account_id: int) -> tuple[int, int]:
+        """(waiting, running) checks of one account."""
+        account = self._accounts.get(account_id)
+        if account is None:
+            return (0, 0)
+        return (len(account.waiting), account.running)
+
+    def account_status(self, account_id: int) -> dict[str, object]:
+        """One account's queue for the status page: waiting, running, and why it waits."""
+        account = self._accounts.get(account_id)
+        if account is None:
+            return {"waiting": 0, "running": 0, "unauthorized": False, "waiting_for": None}
+        return {
+            "waiting": len(account.waiting),
+            "running": account.running,
+            "unauthorized": account.unauthorized,
+            # e.g. "viewer_count_unknown": why its waiting checks wait
+            "waiting_for": account.waiting_for if account.waiting else None,
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Running checks, requests in flight and delayed retries, over all accounts."""
+        return {
+            "running": len(self._running),
+            "requests_in_flight": len(self._requests),
+            "delayed": len(self._delayed),
+        }
+
+    def can_restart(self, account_id: int) -> bool:
+        """True if the account's actor may be replaced: nothing of it runs or is asked for."""
+        account = self._accounts.get(account_id)
+        return account is None or not account.busy
+
+    # --- accounts -------------------------------------------------------------------
+
+    def set_account(self, account_id: int, capacity: int, *, fresh: bool = False) -> list[Action]:
+        """An account is there (new, or with new limits); ``fresh``: its actor was (re)started.
+
+        A fresh actor has given no room yet: it tells its room when it starts.
+        """
+        account = self._accounts.get(account_id)
+        if account is None or fresh:
+            account = _Account(account_id, capacity)
+            self._accounts[account_id] = account
+        account.capacity = capacity
+        account.retired = False
+        self._mark(account)
+        return self._done(self._pump([]))
+
+    def retire_account(self, account_id: int) -> list[Action]:
+        """The account left the source: its waiting jobs end; its actor stops once idle."""
+        out: list[Action] = []
+        account = self._accounts.get(account_id)
+        if account is None:
+            return out
+        account.retired = True
+        self._fail_waiting(account, ProbeOutcome(kind="error", reason="account_removed"), out)
+        self._drop_if_done(account, out)
+        return self._done(out)
+
+    def account_lost(self, account_id: int, reason: str) -> list[Action]:
+        """The account's actor is gone: its requests will never be answered; end its jobs."""
+        out: list[Action] = []
+        account = self._accounts.get(account_id)
+        if account is None:
+            return out
+        lost = [rid for rid, job in self._requests.items() if job.account_id == account_id]
+        logger.error("account_actor_lost", account_id=account_id, requests=len(lost))
+        failed = ProbeOutcome(kind="error", reason=reason)
+        for request_id in lost:
+            job = self._requests.pop(request_id)
+            account.in_flight -= 1
+            account.in_flight_work -= job.expected_s
+            self._finish(job, failed, out)
+        account.lost = reason
+        self._fail_waiting(account, failed, out)
+        return self._done(out)
+
+    def room_changed(self, account_id: int, change: int, short: str | None = None) -> list[Action]:
+        """``RoomChanged`` from an account (``short``: why it has no room)."""
+        out: list[Action] = []
+        account = self._accounts.get(account_id)
+        if account is not None:
+            account.room += change
+            account.waiting_for = short
+            self._mark(account)
+            self._pump(out)
+        return self._done(out)
+
+    # --- cycles ---------------------------------------------------------------------
+
+    def start(self, jobs: Iterable[Job]) -> list[Action]:
+        """A cycle's jobs, ordered by what each took last time (unknown: a full check)."""
+        out: list[Action] = []
+        self._draining = None
+        for each in self._accounts.values():
+            each.unauthorized = False  # the next cycle tries a refused login again
+            self._mark(each)
+        jobs = list(jobs)
+        known = {job.stream.id for job in jobs}
+        self._history = {sid: s for sid, s in self._history.items() if sid in known}
+        default = self._settings.check_duration
+        self._open += len(jobs)
+        for job in jobs:
+            expected = replace(job, expected_s=self._history.get(job.stream.id, default))
+            account = self._accounts.get(job.account_id)
+            if account is None or account.retired:
+                self._finish(expected, ProbeOutcome(kind="error", reason="unknown_account"), out)
+            else:
+                self._enqueue(expected, out)
+        if self._open:
+            self._timers.set(_MAX_WAIT, self._clock() + self._settings.max_wait)
+        self._pump(out)
+        return self._done(out)
+
+    def abort(self, reason: str, *, error: bool = False) -> list[Action]:
+        """End the cycle now: waiting jobs end cancelled, running checks are cancelled.
+
+        With ``error`` (an actor the cycle needs has died) the jobs end as
+        ``error`` with ``reason`` instead, also those a cancel-abort before had
+        already begun to end.
+        """
+        out: list[Action] = []
+        if self._open == 0:
+            return out
+        ended = ProbeOutcome(kind="error" if error else "cancelled", reason=reason)
+        if self._draining is None or error:
+            self._draining = ended
+        self._fail_queued(ended, out)
+        for lease_id, run in self._running.items():
+            run.cancelling = True
+            out.append(CancelCheck(lease_id, reason))
+        return self._done(out)
+
+    # --- the lease protocol ---------------------------------------------------------
+
+    def granted(self, request_id: int, lease: Lease) -> list[Action]:
+        """``LeaseGranted``: start the check (or hand the lease back if it is not wanted)."""
+        out: list[Action] = []
+        job = self._requests.pop(request_id, None)
+        account = self._accounts.get(lease.account_id)
+        if job is None or account is None:  # its request was given up: hand it back
+            self._release(lease, out)
+            return self._done(out)
+        account.in_flight -= 1
+        account.in_flight_work -= job.expected_s
+        account.waiting_for = None
+        if self._draining is not None or account.unauthorized:
+            self._release(lease, out)
+            self._finish(job, self._draining or _UNAUTHORIZED, out)
+            return self._done(out)
+        now = self._clock()
+        out.append(StartCheck(job, lease, account.running))
+        self._running[lease.lease_id] = _Run(job, lease, now)
+        account.running += 1
+        account.running_work += job.expected_s
+        account.running_since += now
+        self._timers.set(("deadline", lease.lease_id), now + self._settings.deadline)
+        logger.debug(
+            "check_started",
+            stream_id=job.stream.id,
+            account_id=lease.account_id,
+            profile_id=lease.profile_id,
+            lease_id=lease.lease_id,
+        )
+        self._pump(out)
+        return self._done(out)
+
+    def denied(self, request_id: int, reason: str = "full") -> list[Action]:
+        """``LeaseDenied``: the job waits again; its account tells when it has room."""
+        out: list[Action] = []
+        job = self._requests.pop(request_id, None)
+        if job is None:  # its request was given up already
+            return out
+        account = self._accounts.get(job.account_id)
+        if account is not None:
+            account.in_flight -= 1
+            account.in_flight_work -= job.expected_s
+            account.waiting_for = reason
+        if self._draining is not None:
+            self._finish(job, self._draining, out)
+        else:
+            self._enqueue(job, out)
+        self._pump(out)
+        return self._done(out)
+
+    # --- checks ending --------------------------------------------------------------
+
+    def check_finished(
+        self,
+        lease_id: int,
+        outcome: ProbeOutcome,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+    ) -> list[Action]:
+        """A checker reported how its probe ended."""
+        return self._done(self._end_run(lease_id, outcome, started_at, finished_at, []))
+
+    def checker_died(self, lease_id: int, reason: str) -> list[Action]:
+        """A checker crashed before reporting."""
+        outcome = ProbeOutcome(kind="error", reason=f"checker_died: {reason}")
+        return self._done(self._end_run(lease_id, outcome, None, None, []))
+
+    def preempt(self, lease_ids: Iterable[int]) -> list[Action]:
+        """Viewers need these leases back: cancel their checks (the jobs go back to the queue)."""
+        out: list[Action] = []
+        for lease_id in lease_ids:
+            run = self._running.get(lease_id)
+            if run is None or run.cancelling:
+                continue
+            run.cancelling = True
+            self._observer.check_preempted(run.lease.account_id, run.lease.profile_id)
+            logger.info(
+                "check_preempted",
+                lease_id=lease_id,
+                stream_id=run.job.stream.id,
+                account_id=run.lease.account_id,
+            )
+            out.append(CancelCheck(lease_id, "preempted"))
+        return out
+
+    def tick(self) -> list[Action]:
+        """Timers due by now: retries become waiting jobs, deadlines cancel checks."""
+        out: list[Action] = []
+        self._armed = None
+        now = self._clock()
+        while (key := self._timers.pop_due(now)) is not None:
+            match key:
+                case ("retry", int(job_id)):
+                    job = self._delayed.pop(job_id)
+                    self._enqueue(job, out)
+                case ("deadline", int(lease_id)):
+                    self._on_deadline(lease_id, now, out)
+                case ("max_wait",):
+                    self._on_max_wait(out)
+        self._pump(out)
+        return self._done(out)
+
+    # --- internals: queues ----------------------------------------------------------
+
+    def _push(self, account: _Account, job: Job) -> None:
+        # Ties go to the older job, so a job that lost its turn (a denial) gets it back.
+        heapq.heappush(account.waiting, (-job.expected_s, job.job_id, job))
+        account.waiting_work += job.expected_s
+        self._mark(account)
+
+    def _pop(self, account: _Account) -> Job:
+        _, _, job = heapq.heappop(account.waiting)
+        account.waiting_work = max(0.0, account.waiting_work - job.expected_s)
+        self._mark(account)
+        return job
+
+    def _mark(self, account: _Account) -> None:
+        if account.ready:
+            self._ready.add(account.account_id)
+        else:
+            self._ready.discard(account.account_id)
+
+    def _enqueue(self, job: Job, out: list[Action]) -> None:
+        account = self._accounts.get(job.account_id)
+        if account is None or account.retired:
+            self._finish(job, ProbeOutcome(kind="error", reason="account_removed"), out)
+        elif account.lost is not None:
+            self._finish(job, ProbeOutcome(kind="error", reason=account.lost), out)
+        elif account.unauthorized:
+            self._finish(job, _UNAUTHORIZED, out)
+        else:
+            self._push(account, job)
+
+    def _fail_waiting(self, account: _Account, outcome: ProbeOutcome, out: list[Action]) -> None:
+        while account.waiting:
+            self._finish(self._pop(account), outcome, out)
+
+    def _fail_queued(self, outcome: ProbeOutcome, out: list[Action]) -> int:
+        """End every waiting and delayed job with ``outcome``; how many there were."""
+        ended = len(self._delayed)
+        for account in self._accounts.values():
+            ended += len(account.waiting)
+            self._fail_waiting(account, outcome, out)
+        for job_id, job in list(self._delayed.items()):
+            self._timers.cancel(("retry", job_id))
+            self._finish(job, outcome, out)
+        self._delayed.clear()
+        return ended
+
+    # --- internals: granting --------------------------------------------------------
+
+    def _budget_left(self) -> int:
+        limit = self._settings.global_limit
+        if limit <= 0:
+            return UNLIMITED
+        return limit - len(self._requests) - len(self._running)
+
+    def _pump(self, out: list[Action]) -> list[Action]:
+        """Ask for leases while the budget has room; see the module's docstring for the order."""
+        if self._draining is not None or not self._ready:
+            return out
+        budget = self._budget_left()
+        if budget <= 0:
+            return out
+        ready = [self._accounts[account_id] for account_id in self._ready]
+        if sum(min(a.room, len(a.waiting)) for a in ready) <= budget:
+            for account in ready:
+                while account.ready:
+                    self._request(account, out)
+            return out
+        while budget > 0 and self._ready:
+            account = max(
+                (self._accounts[account_id] for account_id in self._ready),
+                key=_backlog_per_slot,
+            )
+            self._request(account, out)
+            budget -= 1
+        return out
+
+    def _request(self, account: _Account, out: list[Action]) -> None:
+        job = self._pop(account)
+        request_id = next(self._request_ids)
+        self._requests[request_id] = job
+        account.in_flight += 1
+        account.in_flight_work += job.expected_s
+        account.room -= 1
+        self._mark(account)
+        request = RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream)
+        out.append(Request(account.account_id, request))
+
+    def _release(self, lease: Lease, out: list[Action]) -> None:
+        account = self._accounts.get(lease.account_id)
+        if account is not None:
+            account.room += 1  # the account counts the release as room given back too
+            self._mark(account)
+        out.append(Release(lease.account_id, lease.lease_id))
+
+    # --- internals: ending ----------------------------------------------------------
+
+    def _end_run(
+        self,
+        lease_id: int,
+        outcome: ProbeOutcome,
+        started_at: str | None,
+        finished_at: str | None,
+        out: list[Action],
+    ) -> list[Action]:
+        """Release the lease (exactly once: the run is popped) and settle the job."""
+        run = self._running.pop(lease_id, None)
+        if run is None:
+            return out
+        self._timers.cancel(("deadline", lease_id))
+        held = self._clock() - run.started
+        lease = run.lease
+        self._observer.attempt_ended(
+            lease.account_id, lease.profile_id, outcome.kind, outcome.reason, held
+        )
+        if outcome.kind in ("ok", "dead"):
+            self._history[run.job.stream.id] = held
+        account = self._accounts.get(run.lease.account_id)
+        if account is not None:
+            account.running -= 1
+            account.running_work -= run.job.expected_s
+            account.running_since -= run.started
+        self._release(run.lease, out)
+        self._settle(run, outcome, started_at, finished_at, out)
+        if account is not None:
+            self._drop_if_done(account, out)
+        return self._pump(out)
+
+    def _settle(
+        self,
+        run: _Run,
+        outcome: ProbeOutcome,
+        started_at: str | None,
+        finished_at: str | None,
+        out: list[Action],
+    ) -> None:
+        """Final result, or back to the queue (now, or after a delay)."""
+        job = run.job
+        settings = self._settings
+        account = self._accounts.get(job.account_id)
+        refused = outcome.reason == ACCOUNT_UNAUTHORIZED  # by reason, whatever the kind
+        if account is not None and (refused or outcome.kind not in ("ok", "dead")):
+            if refused and not account.unauthorized:
+                self._account_unauthorized(account, out)
+            if account.unauthorized:
+                outcome = replace(_UNAUTHORIZED, info=outcome.info)
+                self._finish(job, outcome, out, run.lease.profile_id, started_at, finished_at)
+                return
+        going_on = self._draining is None
+        if outcome.kind == "cancelled" and going_on and job.requeues < settings.max_requeues:
+            self._enqueue(replace(job, requeues=job.requeues + 1), out)
+            return
+        if outcome.kind in ("error", "busy") and going_on and job.attempt < settings.retries:
+            if outcome.kind == "busy":
+                delay = settings.busy_backoff * (2**job.attempt)
+            else:
+                delay = settings.retry_delay
+            logger.info(
+                "check_retry",
+                stream_id=job.stream.id,
+                kind=outcome.kind,
+                reason=outcome.reason,
+                delay_s=delay,
+                attempt=job.attempt + 1,
+            )
+            again = replace(job, attempt=job.attempt + 1)
+            self._delayed[job.job_id] = again
+            self._timers.set(("retry", job.job_id), self._clock() + delay)
+            return
+        if outcome.kind == "busy":
+            outcome = ProbeOutcome(kind="error", info=outcome.info, reason="provider_busy")
+        if self._draining is not None and outcome.kind == "cancelled":
+            outcome = replace(self._draining, info=outcome.info)
+        self._finish(job, outcome, out, run.lease.profile_id, started_at, finished_at)
+
+    def _account_unauthorized(self, account: _Account, out: list[Action]) -> None:
+        """The provider refused the account's login: end its jobs now, open nothing more.
+
+        Checks already running on it end on their own (a stream judged ``ok`` or
+        ``dead`` keeps its verdict); the next cycle tries the account again.
+        """
+        account.unauthorized = True
+        self._mark(account)
+        ended = len(account.waiting)
+        self._fail_waiting(account, _UNAUTHORIZED, out)
+        for job_id, job in list(self._delayed.items()):
+            if job.account_id == account.account_id:
+                self._timers.cancel(("retry", job_id))
+                del self._delayed[job_id]
+                self._finish(job, _UNAUTHORIZED, out)
+                ended += 1
+        logger.error(
+            "account_unauthorized",
+            account_id=account.account_id,
+            jobs_ended=ended,
+            hint="the provider refused the login (HTTP 401): check the account's password",
+        )
+
+    def _finish(
+        self,
+        job: Job,
+        outcome: ProbeOutcome,
+        out: list[Action],
+        profile_id: int | None = None,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+    ) -> None:
+        self._open -= 1
+        out.append(Finish(job, outcome, profile_id, started_at, finished_at))
+        if self._open == 0:
+            self._timers.cancel(_MAX_WAIT)
+
+    def _drop_if_done(self, account: _Account, out: list[Action]) -> None:
+        if account.retired and not account.busy:
+            del self._accounts[account.account_id]
+            self._ready.discard(account.account_id)
+            out.append(DropAccount(account.account_id))
+
+    # --- internals: timers ----------------------------------------------------------
+
+    def _on_deadline(self, lease_id: int, now: float, out: list[Action]) -> None:
+        run = self._running.get(lease_id)
+        if run is None:
+            return
+        if not run.timed_out:
+            run.timed_out = run.cancelling = True
+            out.append(CancelCheck(lease_id, "timeout"))
+            self._timers.set(("deadline", lease_id), now + self._settings.unresponsive_grace)
+            return
+        logger.error("check_unresponsive", lease_id=lease_id, stream_id=run.job.stream.id)
+        out.append(AbandonCheck(lease_id))
+        unresponsive = ProbeOutcome(kind="error", reason="probe_unresponsive")
+        self._end_run(lease_id, unresponsive, None, None, out)
+
+    def _on_max_wait(self, out: list[Action]) -> None:
+        if self._open == 0:
+            return
+        expired = ProbeOutcome(kind="cancelled", reason="no_free_slot")
+        self._draining = expired  # what still runs finishes; nothing is re-queued
+        left = self._fail_queued(expired, out)
+        logger.warning("cycle_wait_expired", jobs=left)
+
+    def _done(self, out: list[Action]) -> list[Action]:
+        """Ask for a wake-up if a timer is now due sooner than the one asked for."""
+        due = self._timers.next_due()
+        if due is not None and (self._armed is None or due < self._armed):
+            self._armed = due
+            out.append(WakeAt(due))
+        return out
