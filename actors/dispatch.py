@@ -17,7 +17,8 @@ the budget is never overdrawn. Within an account the longest expected check
 goes first. While the budget can serve every ready account in full, each gets
 all it can take at once; when the budget binds, each free unit goes to the
 account on the critical path: the most remaining work (waiting, asked for and
-still running) per slot it can use, then the longest next check.
+still running) per slot it would then hold, at least its longest waiting check,
+then the longest next check (see ``_Account.urgency``).
 """
 
 from __future__ import annotations
@@ -146,13 +147,6 @@ class DropAccount:
 Action = Request | Release | StartCheck | CancelCheck | AbandonCheck | Finish | WakeAt | DropAccount
 
 
-def _backlog_per_slot(account: _Account) -> float:
-    """Expected seconds of queued work per slot of the account."""
-    if account.capacity >= UNLIMITED:
-        return -account.waiting[0][0]
-    return account.waiting_work / max(account.capacity, 1)
-
-
 # --- state ------------------------------------------------------------------------
 
 
@@ -200,12 +194,17 @@ class _Account:
         running_left = self.running_work - (self.running * now - self.running_since)
         return self.waiting_work + self.in_flight_work + max(0.0, running_left)
 
-    def slots(self, global_limit: int) -> int:
-        """Slots the account can use at once now (as far as the coordinator can tell)."""
-        usable = min(self.capacity, self.running + self.in_flight + max(0, self.room))
-        if global_limit > 0:
-            usable = min(usable, global_limit)
-        return max(1, usable)
+    def urgency(self, now: float) -> tuple[float, float, int]:
+        """How soon the account would finish with one more slot: higher goes first.
+
+        Its remaining work per slot it would then hold, or its longest waiting
+        check if that is longer (the account cannot finish before it); ties go
+        to the longest next check. The account that would finish last is on the
+        critical path of the cycle and gets the next free unit of the budget.
+        """
+        longest = -self.waiting[0][0]
+        per_slot = self.remaining(now) / (self.running + self.in_flight + 1)
+        return (max(per_slot, longest), longest, -self.account_id)
 
 
 @dataclass
@@ -330,6 +329,11 @@ class Dispatch:
             # e.g. "viewer_count_unknown": why its waiting checks wait
             "waiting_for": account.waiting_for if account.waiting else None,
         }
+
+    def room(self, account_id: int) -> int:
+        """The account's room as the coordinator counts it (see ``RoomChanged``)."""
+        account = self._accounts.get(account_id)
+        return 0 if account is None else account.room
 
     def counts(self) -> dict[str, int]:
         """Running checks, requests in flight and delayed retries, over all accounts."""
@@ -617,10 +621,11 @@ class Dispatch:
                 while account.ready:
                     self._request(account, out)
             return out
+        now = self._clock()
         while budget > 0 and self._ready:
             account = max(
                 (self._accounts[account_id] for account_id in self._ready),
-                key=_backlog_per_slot,
+                key=lambda a: a.urgency(now),
             )
             self._request(account, out)
             budget -= 1

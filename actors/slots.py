@@ -212,6 +212,11 @@ class AccountSlots:
             return 0.0
         return self._last_open + self.stagger_delay - self._clock()
 
+    @property
+    def room(self) -> int:
+        """The room as both sides count it (see :mod:`actors.messages`)."""
+        return self._room
+
     def usage(self) -> dict[int, tuple[int, int, int]]:
         """Per profile id: (viewers, leases, limit)."""
         states = list(self._profiles.values()) + list(self._retired.values())

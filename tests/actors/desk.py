@@ -117,6 +117,13 @@ class Desk:
         self.clock.now = now
         return self.rows(self.dispatch.tick())
 
+    # --- reading --------------------------------------------------------------------
+
+    @staticmethod
+    def requested(rows: list[Row]) -> list[int]:
+        """The stream ids the rows ask leases for, in order."""
+        return [row[2] for row in rows if row[0] == "request" and isinstance(row[2], int)]
+
     # --- actions ------------------------------------------------------------------
 
     def rows(self, actions: Iterable[Action]) -> list[Row]:

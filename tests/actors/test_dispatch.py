@@ -214,12 +214,10 @@ def test_a_check_that_reports_after_its_timeout_cancel_ends_as_reported() -> Non
 def test_global_budget_counts_requests_in_flight_and_running_checks() -> None:
     desk = Desk({1: 0, 2: 3, 3: 3}, CoordinatorSettings(global_limit=2), capacity={1: 10**6})
     desk.room(1, 10**6)
-    rows = desk.start({i: 1 + i % 3 for i in range(1, 10)})
-    assert len([r for r in rows if r[0] == "request"]) == 2
-    first = [r[2] for r in rows if r[0] == "request"]
+    first = desk.requested(desk.start({i: 1 + i % 3 for i in range(1, 10)}))
+    assert len(first) == 2
     desk.grant(*first)
-    rows = desk.end(first[0])
-    assert len([r for r in rows if r[0] == "request"]) == 1
+    assert len(desk.requested(desk.end(first[0]))) == 1
     assert desk.dispatch.counts() == {"running": 1, "requests_in_flight": 1, "delayed": 0}
 
 
