@@ -1,23 +1,24 @@
-"""``CheckerActor``: one per running check, owning one probe run.
+"""``Checkers``: the running checks of the coordinator, each on a reused pool thread.
 
-The probe blocks, so it runs on a worker thread; the actor's mailbox stays
-free for ``Cancel``, which cancels the probe's token (the ffmpeg probe kills its
-process group on it). Whatever happens, the coordinator hears exactly once how
-the check ended: from the probe's return, from ``on_stop`` if the actor was
-stopped first, or ``CheckerDied`` from ``on_failure`` if it crashed.
+A check is one probe run with its own cancel token. The probe blocks, so it
+runs on a thread of the pool (reused from check to check: starting a thread per
+check, or an actor per check, costs more than the rest of the check's
+bookkeeping); the coordinator keeps the tokens and cancels a check by
+cancelling its token (the ffmpeg probe kills its process group on it, at once).
+Whatever happens, the coordinator hears exactly once how the check ended:
+``CheckFinished`` from the pool thread when the probe returns, raises or the
+thread itself fails.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import pykka
 import structlog
 
-from actors.messages import Cancel, CheckerDied, CheckFinished, Job, Lease
+from actors.messages import CheckFinished, Job, Lease
 from actors.tell import tell_quietly
 from actors.workers import BlockingWork
 from domain.cancel import CancelToken
@@ -32,122 +33,87 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class _ProbeDone:
-    """Private: the probe thread has returned."""
-
-    outcome: ProbeOutcome
-
-
-class CheckerActor(pykka.ThreadingActor):
-    """Runs ``probe`` for one job through one lease and reports ``CheckFinished``.
+class Checkers:
+    """Starts and cancels checks; owned by the coordinator and used on its thread only.
 
     Args:
-        coordinator: gets ``CheckFinished`` or ``CheckerDied``.
-        job: the job being checked.
-        lease: the lease the check holds (its URL is the one to open).
+        coordinator: gets ``CheckFinished`` for every check started.
         probe: the probe function (ffmpeg in production, fakes in tests).
-        request: what the probe is asked to do.
-        workers: the threads blocking probe runs go to.
-
-    The coordinator enforces the hard time limit by sending ``Cancel("timeout")``.
+        workers: the threads the probes run on (one is made, and stopped with
+            :meth:`stop`, if None).
     """
-
-    use_daemon_thread = True
 
     def __init__(
         self,
         coordinator: pykka.ActorRef[Any],
-        job: Job,
-        lease: Lease,
         probe: Probe,
-        request: ProbeRequest,
-        workers: BlockingWork,
+        workers: BlockingWork | None = None,
     ) -> None:
-        super().__init__()
         self._coordinator = coordinator
-        self._job = job
-        self._lease = lease
         self._probe = probe
-        self._request = request
-        self._workers = workers
-        self._token = CancelToken()
-        self._reported = False
-        self._probe_returned = False
-        self._started_at = utc_now()
+        self._own_workers = workers is None
+        self._workers = workers or BlockingWork("checker")
+        self._tokens: dict[int, CancelToken] = {}
 
-    def on_start(self) -> None:
-        """Start the probe on a worker thread."""
-        self._workers.run(self._run_probe)
+    def start(self, job: Job, lease: Lease, request: ProbeRequest) -> None:
+        """Run the check now on a pool thread."""
+        token = CancelToken()
+        self._tokens[lease.lease_id] = token
+        self._workers.run(lambda: self._run(job, lease, request, token), self._report)
 
-    def on_receive(self, message: Any) -> Any:
-        """Handle ``Cancel`` and the probe thread's return."""
-        match message:
-            case Cancel(reason=reason):
-                self._token.cancel(reason)
-            case _ProbeDone(outcome=outcome):
-                self._probe_returned = True
-                self._report(self._final_outcome(outcome))
-                self.stop()
-            case _:
-                return super().on_receive(message)
-        return None
+    def cancel(self, lease_id: int, reason: str) -> None:
+        """Cancel a running check (it still reports how it ended); the first reason wins."""
+        token = self._tokens.get(lease_id)
+        if token is not None:
+            token.cancel(reason)
 
-    def on_stop(self) -> None:
-        """Stopped before the probe returned: kill it and report a cancel."""
-        self._cleanup()
-        if not self._reported:
-            self._report(ProbeOutcome(kind="cancelled", reason="checker_stopped"))
+    def ended(self, lease_id: int) -> None:
+        """The check's run is over (reported, or given up): forget its token."""
+        self._tokens.pop(lease_id, None)
 
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Crashed: kill the probe; the coordinator releases the lease."""
-        self._cleanup()
-        if not self._reported:
-            self._reported = True
-            tell_quietly(
-                self._coordinator,
-                CheckerDied(lease_id=self._lease.lease_id, reason=repr(exception_value)),
-            )
+    def stop(self) -> None:
+        """Cancel every running check (their probes are killed)."""
+        for token in self._tokens.values():
+            token.cancel("shutdown")
+        self._tokens.clear()
+        if self._own_workers:
+            self._workers.stop()
 
-    # --- internals ----------------------------------------------------------------
-
-    def _run_probe(self) -> None:
-        """Probe thread: never raises; hands the outcome to the actor."""
+    def _run(
+        self, job: Job, lease: Lease, request: ProbeRequest, token: CancelToken
+    ) -> CheckFinished:
+        """Pool thread: runs the probe; never raises for the probe's faults."""
+        started_at = utc_now()
         try:
-            outcome = self._probe(self._request, self._token)
+            outcome = _final_outcome(self._probe(request, token), token)
         except Exception as exc:
             logger.exception(
-                "probe_crashed", stream_id=self._request.stream_id, url=redact_url(self._lease.url)
+                "probe_crashed", stream_id=request.stream_id, url=redact_url(lease.url)
             )
             outcome = ProbeOutcome(kind="error", reason=f"probe_crashed: {type(exc).__name__}")
-        tell_quietly(self.actor_ref, _ProbeDone(outcome))
+        except BaseException as exc:  # the thread itself is going down: still report
+            token.cancel("checker_died")
+            outcome = ProbeOutcome(kind="error", reason=f"checker_died: {exc!r}")
+            self._report(_finished(job, lease, outcome, started_at))
+            raise
+        return _finished(job, lease, outcome, started_at)
 
-    def _final_outcome(self, outcome: ProbeOutcome) -> ProbeOutcome:
-        """A probe cancelled by the hard time limit saw no usable stream: dead, timeout."""
-        if self._token.reason == "timeout" and outcome.kind in ("cancelled", "error"):
-            return ProbeOutcome(kind="dead", info=outcome.info, reason="timeout")
-        return outcome
+    def _report(self, finished: CheckFinished) -> None:
+        tell_quietly(self._coordinator, finished)
 
-    def _report(self, outcome: ProbeOutcome) -> None:
-        if self._reported:
-            return
-        self._reported = True
-        tell_quietly(
-            self._coordinator,
-            CheckFinished(
-                lease_id=self._lease.lease_id,
-                job_id=self._job.job_id,
-                outcome=outcome,
-                started_at=self._started_at,
-                finished_at=utc_now(),
-            ),
-        )
 
-    def _cleanup(self) -> None:
-        if not self._probe_returned:
-            self._token.cancel("checker_stopped")
+def _finished(job: Job, lease: Lease, outcome: ProbeOutcome, started_at: str) -> CheckFinished:
+    return CheckFinished(
+        lease_id=lease.lease_id,
+        job_id=job.job_id,
+        outcome=outcome,
+        started_at=started_at,
+        finished_at=utc_now(),
+    )
+
+
+def _final_outcome(outcome: ProbeOutcome, token: CancelToken) -> ProbeOutcome:
+    """A probe cancelled at the check's deadline saw no usable stream: dead, timeout."""
+    if token.reason == "timeout" and outcome.kind in ("cancelled", "error"):
+        return ProbeOutcome(kind="dead", info=outcome.info, reason="timeout")
+    return outcome

@@ -3,9 +3,9 @@
 Every message becomes one event of the dispatch (which decides: who gets a
 lease, what is retried, when a check has run out of time) and the coordinator
 carries out the actions it returns: telling account actors, starting and
-cancelling checkers, recording results in the cycle and telling listeners. It
-never waits, and it owns the actor references: account actors it starts,
-updates and retires from ``SetAccounts``, and one checker per running check.
+cancelling checks (on the pool threads of :class:`Checkers`), recording results
+in the cycle and telling listeners. It never waits, and it owns the account
+actors: it starts, updates and retires them from ``SetAccounts``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pykka
 import structlog
 
 from actors.account import AccountActor, ViewerFeed
-from actors.checker import CheckerActor, utc_now
+from actors.checker import Checkers, utc_now
 from actors.cycle import Cycle, Scorer, failed_unstarted, summary
 from actors.dispatch import (
     AbandonCheck,
@@ -40,9 +40,7 @@ from actors.dispatch import (
 from actors.messages import (
     AbortCycle,
     AccountFailed,
-    Cancel,
     CheckCycle,
-    CheckerDied,
     CheckFinished,
     CycleFinished,
     CycleRefused,
@@ -63,7 +61,6 @@ from actors.slots import UNLIMITED, capacity
 from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
-from actors.workers import BlockingWork
 from domain.models import Account, Probe, ProbeOutcome, ProbeRequest
 
 __all__ = ["Coordinator", "CoordinatorSettings", "CycleBusyError", "Scorer"]
@@ -117,17 +114,15 @@ class Coordinator(pykka.ThreadingActor):
         self._viewers = viewers
         self._supervisor = supervisor
         self._observer: CheckObserver = observer or NullObserver()
-        self._probe = probe
         self._settings = settings
         self._listeners = list(listeners)
         self._scorer: Scorer = scorer or (lambda _info: 0.0)
         self._own_timers = timers is None
         self._timers = timers or Timers()
         self._wake = PendingTick(self._timers)
-        self._workers = BlockingWork()
+        self._checkers = Checkers(self.actor_ref, probe)
         self._dispatch = Dispatch(settings, time.monotonic, history, self._observer)
         self._accounts: dict[int, _AccountActor] = {}
-        self._checkers: dict[int, pykka.ActorRef[Any]] = {}
         self._cycle: Cycle | None = None
         self._cycle_done: pykka.Future[CycleFinished] | None = None
         self._last_cycle: dict[str, Any] | None = None
@@ -192,14 +187,11 @@ class Coordinator(pykka.ThreadingActor):
 
     def _shutdown(self) -> None:
         self._wake.cancel()
-        for checker in self._checkers.values():
-            tell_quietly(checker, Cancel("shutdown"))
-            checker.stop(block=False)
+        self._checkers.stop()
         for entry in self._accounts.values():
             entry.ref.stop(block=False)
         if self._own_timers:
             self._timers.stop()
-        self._workers.stop()
 
     # --- messages -----------------------------------------------------------------
 
@@ -215,14 +207,11 @@ class Coordinator(pykka.ThreadingActor):
             case RoomChanged(account_id=account_id, change=change, short=short):
                 self._perform(dispatch.room_changed(account_id, change, short))
             case CheckFinished():
+                self._checkers.ended(message.lease_id)
                 actions = dispatch.check_finished(
                     message.lease_id, message.outcome, message.started_at, message.finished_at
                 )
-                self._checkers.pop(message.lease_id, None)
                 self._perform(actions)
-            case CheckerDied(lease_id=lease_id, reason=reason):
-                self._checkers.pop(lease_id, None)
-                self._perform(dispatch.checker_died(lease_id, reason))
             case Preempt(lease_ids=lease_ids):
                 self._perform(dispatch.preempt(lease_ids))
             case Tick():
@@ -315,7 +304,7 @@ class Coordinator(pykka.ThreadingActor):
 
     # --- carrying out -------------------------------------------------------------
 
-    def _perform(self, actions: Iterable[Action]) -> None:  # noqa: PLR0912 - one per action
+    def _perform(self, actions: Iterable[Action]) -> None:
         """Carry out the dispatch's actions in order, then end the cycle if it is complete."""
         pending = deque(actions)
         while pending:
@@ -332,14 +321,10 @@ class Coordinator(pykka.ThreadingActor):
                 case StartCheck() as start:
                     self._start_check(start)
                 case CancelCheck(lease_id=lease_id, reason=reason):
-                    checker = self._checkers.get(lease_id)
-                    if checker is not None:
-                        tell_quietly(checker, Cancel(reason))
+                    self._checkers.cancel(lease_id, reason)
                 case AbandonCheck(lease_id=lease_id):
-                    checker = self._checkers.pop(lease_id, None)
-                    if checker is not None:
-                        tell_quietly(checker, Cancel("unresponsive"))
-                        checker.stop(block=False)
+                    self._checkers.cancel(lease_id, "unresponsive")
+                    self._checkers.ended(lease_id)
                 case Finish() as finish:
                     self._record(finish)
                 case WakeAt(at=at):
@@ -361,9 +346,7 @@ class Coordinator(pykka.ThreadingActor):
             account_id=lease.account_id,
             other_checks_running=start.others_running,
         )
-        self._checkers[lease.lease_id] = CheckerActor.start(
-            self.actor_ref, job, lease, self._probe, request, self._workers
-        )
+        self._checkers.start(job, lease, request)
 
     def _record(self, finish: Finish) -> None:
         cycle = self._cycle
@@ -431,7 +414,6 @@ class Coordinator(pykka.ThreadingActor):
                     "stream_id": job.stream.id,
                     "account_id": lease.account_id,
                     "profile_id": lease.profile_id,
-                    "checker": self._checkers.get(lease_id),
                 }
                 for lease_id, job, lease in dispatch.running()
             ],

@@ -114,7 +114,7 @@ class CancelCheck:
 
 @dataclass(frozen=True)
 class AbandonCheck:
-    """The check never reported after its cancel: stop its checker; its run is over."""
+    """The check never reported after its cancel: forget it; its run is over."""
 
     lease_id: int
 
@@ -512,11 +512,6 @@ class Dispatch:
     ) -> list[Action]:
         """A checker reported how its probe ended."""
         return self._done(self._end_run(lease_id, outcome, started_at, finished_at, []))
-
-    def checker_died(self, lease_id: int, reason: str) -> list[Action]:
-        """A checker crashed before reporting."""
-        outcome = ProbeOutcome(kind="error", reason=f"checker_died: {reason}")
-        return self._done(self._end_run(lease_id, outcome, None, None, []))
 
     def preempt(self, lease_ids: Iterable[int]) -> list[Action]:
         """Viewers need these leases back: cancel their checks (the jobs go back to the queue)."""

@@ -163,33 +163,18 @@ class Preempt:
     lease_ids: tuple[int, ...]
 
 
-# --- checker <-> coordinator ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Stop the running check at once (its probe process is killed)."""
-
-    reason: str = "cancelled"
+# --- checks -> coordinator -------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CheckFinished:
-    """A checker's report: how its probe ended."""
+    """How a check's probe ended (from the pool thread it ran on)."""
 
     lease_id: int
     job_id: int
     outcome: ProbeOutcome
     started_at: str
     finished_at: str
-
-
-@dataclass(frozen=True)
-class CheckerDied:
-    """A checker actor crashed; its lease must still be released exactly once."""
-
-    lease_id: int
-    reason: str
 
 
 # --- outside world -> coordinator -----------------------------------------------

@@ -11,9 +11,10 @@ systemd (``Restart=on-failure``) starts it afresh. Restarting one actor in
 place would leave the others holding its dead ref; a crash is a bug, and a
 clean restart of the whole process is the one recovery that is always right.
 
-Account and checker actors are not supervised here: the coordinator looks
-after them (a crashed checker's lease is released, a crashed account actor's
-checks end as errors and it is started afresh at the next cycle).
+Account actors and checks are not supervised here: the coordinator looks
+after them (a check whose probe crashes, or never answers its cancel, still has
+its lease released; a crashed account actor's checks end as errors and it is
+started afresh at the next cycle).
 """
 
 from __future__ import annotations

@@ -1,29 +1,107 @@
 """Threads for blocking work (probe runs), reused instead of made per check.
 
-The pool never queues work behind other work: it grows to as many threads as
-checks run at once (the accounts' limits bound that), and a finished probe's
-thread waits idle for the next check. Starting an OS thread costs more than a
-whole check's bookkeeping, so reuse is what keeps the per-check overhead low.
+The pool never queues work behind other work: each call goes to an idle
+thread, or to a new one when none is idle (the accounts' limits bound how many
+run at once), and a finished call's thread waits idle for the next. Starting an
+OS thread waits for the thread to come up, which costs more than a whole
+check's bookkeeping; so new threads are started by a spawner thread of the
+pool, never by the caller (the coordinator's mailbox must not wait on it).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-_NEVER_QUEUE = 100_000
+import structlog
+
+logger = structlog.get_logger(__name__)
+
+_STOP = None
+
+T = TypeVar("T")
 
 
 class BlockingWork:
-    """Runs blocking calls on reusable threads; never makes one wait for another."""
+    """Runs blocking calls on reusable threads; never makes one wait for another.
+
+    Args:
+        name: prefix of the threads' names.
+    """
 
     def __init__(self, name: str = "probe") -> None:
-        self._pool = ThreadPoolExecutor(max_workers=_NEVER_QUEUE, thread_name_prefix=name)
+        self._name = name
+        self._work: queue.SimpleQueue[
+            tuple[Callable[[], object], Callable[[object], object]] | None
+        ]
+        self._work = queue.SimpleQueue()
+        self._spawn: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        """Threads waiting for work that no call has been promised to yet."""
+        self._threads = 0
+        self._stopped = False
+        self._spawner = threading.Thread(target=self._spawn_loop, name=f"{name}-spawner")
+        self._spawner.daemon = True
+        self._spawner.start()
 
-    def run(self, fn: Callable[[], object]) -> None:
-        """Start ``fn`` now on an idle or new thread."""
-        self._pool.submit(fn)
+    @property
+    def threads(self) -> int:
+        """Threads the pool has started (busy or idle)."""
+        return self._threads
+
+    def run(self, fn: Callable[[], T], then: Callable[[T], object] = lambda _result: None) -> None:
+        """Run ``fn`` now on an idle thread, or on a new one, then ``then(its result)``.
+
+        The thread counts as idle again before ``then`` runs: a call that
+        ``then`` causes (a report that leads to the next check) finds it idle.
+        Returns at once.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        self._work.put((fn, then))  # type: ignore[arg-type]  # T is erased in the queue
+        if spawn:
+            self._spawn.put(True)
 
     def stop(self) -> None:
         """Stop taking work; running calls finish on their own (their probes were cancelled)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._stopped = True
+            threads = self._threads
+        self._spawn.put(False)
+        for _ in range(threads + 1):
+            self._work.put(_STOP)
+
+    def _spawn_loop(self) -> None:
+        while self._spawn.get():
+            with self._lock:
+                self._threads += 1
+                number = self._threads
+            thread = threading.Thread(target=self._worker, name=f"{self._name}-{number}")
+            thread.daemon = True
+            thread.start()
+
+    def _worker(self) -> None:
+        # Each thread starts with a call promised to it (it was spawned for one),
+        # and promises itself as idle again after each call.
+        while (item := self._work.get()) is not _STOP:
+            fn, then = item
+            try:
+                result = fn()
+            except Exception:
+                logger.exception("blocking_work_failed")
+                with self._lock:
+                    self._idle += 1
+                continue
+            with self._lock:
+                self._idle += 1
+            try:
+                then(result)
+            except Exception:
+                logger.exception("blocking_work_failed")

@@ -4,14 +4,17 @@ Usage::
 
     python -m bench.scheduler bench/scenarios/seed.json
     python -m bench.scheduler --generate 10000 200   # 10,000 streams over 200 accounts
+    python -m bench.scheduler --generate 2000 40 --global-limit 30
 
 Prints one JSON object: ``makespan_s``, ``lower_bound_s`` (the longest of: each
 account's total duration over its free slots, the total over the global limit,
 the longest single check), ``ratio``, ``max_concurrency`` per account id,
-``violations``, ``grant_latency_ms`` (p50/p99 from a check ending to the next
-check starting on the slot it freed), ``overhead_ms_per_check`` (CPU time of the
-whole process per check: the probe only sleeps, so every CPU cycle is ours) and
-``max_rss_mb``.
+``violations``, ``idle_slot_latency_ms`` (p50/p99 from a slot freeing while a
+check that could use it waits, to the next such check starting; a slot the
+global limit keeps idle is not counted, the global slot it frees is),
+``overhead_ms_per_check`` (CPU time of the whole process per check: the probe
+only sleeps, so every CPU cycle is ours), ``threads_max`` (threads alive at
+once) and ``max_rss_mb``.
 """
 
 from __future__ import annotations
@@ -98,11 +101,11 @@ def load_scenario(data: dict[str, Any]) -> Scenario:
     return Scenario(int(data.get("global_limit", 0)), tuple(accounts), streams, durations, viewers)
 
 
-def generate(streams: int, accounts: int, seed: int = 7) -> dict[str, Any]:
-    """A large random scenario: limits 0/1/2/3/5, durations 10-50 ms, no global limit."""
+def generate(streams: int, accounts: int, seed: int = 7, global_limit: int = 0) -> dict[str, Any]:
+    """A large random scenario: limits 0/1/2/3/5, durations 10-50 ms."""
     rng = random.Random(seed)
     return {
-        "global_limit": 0,
+        "global_limit": global_limit,
         "accounts": [
             {"id": a, "name": f"acc{a}", "max_streams": rng.choice([0, 1, 2, 3, 5])}
             for a in range(1, accounts + 1)
@@ -137,6 +140,7 @@ class SleepProbe:
         self.max_open: dict[int, int] = defaultdict(int)
         self.violations = 0
         self.events: list[tuple[float, str, int]] = []
+        self.threads_max = 0
 
     def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
         account = request.account_id
@@ -150,6 +154,7 @@ class SleepProbe:
             if self._global and self.open_total > self._global:
                 self.violations += 1
             self.events.append((time.perf_counter(), "start", account))
+            self.threads_max = max(self.threads_max, threading.active_count())
         token.wait(self._durations[request.stream_id])
         with self._lock:
             self.events.append((time.perf_counter(), "end", account))
@@ -181,34 +186,42 @@ def lower_bound(scenario: Scenario) -> float:
     return max(bounds)
 
 
-def grant_latencies(events: list[tuple[float, str, int]], global_limit: int) -> list[float]:
-    """Seconds from each slot freeing to the check that took it.
+def idle_slot_latencies(events: list[tuple[float, str, int]], scenario: Scenario) -> list[float]:
+    """Seconds from each slot freeing while a check that could use it waits, to the next start.
 
-    Ends and starts are paired first in, first out per account (every start
-    after an account's first wave reuses a slot an end freed). When the global
-    limit was full at an end, the start it let through is paired with it too,
-    and the later of the two causes counts.
+    At every instant the usable idle slots are ``min(global room, sum over
+    accounts of min(free slots, checks not started))``: a slot the global limit
+    rightly keeps idle is not usable, and the global slot that frees it is. A
+    check ending adds at most one usable idle slot, a check starting takes one;
+    each start is paired with the oldest. The first wave is not counted: no
+    slot freed for it.
     """
-    events = sorted(events)
-    freed: dict[int, deque[float]] = defaultdict(deque)
-    global_freed: deque[float] = deque()
-    open_total = 0
+    slots = {a.id: _free_slots(a, scenario.viewers) for a in scenario.accounts}
+    waiting: dict[int, int] = defaultdict(int)
+    for stream in scenario.streams:
+        waiting[stream.account_id] += 1
+    open_now: dict[int, int] = defaultdict(int)
+    limit = scenario.global_limit or UNLIMITED
+
+    def usable() -> int:
+        per_account = sum(min(slots[a] - open_now[a], n) for a, n in waiting.items())
+        return min(limit - sum(open_now.values()), per_account)
+
+    ordered = sorted(events)
+    idle_since: deque[float | None] = deque([None] * usable())  # None: the first wave's
     latencies = []
-    for at, kind, account in events:
+    for at, kind, account in ordered:
+        before = usable()
         if kind == "end":
-            if global_limit and open_total >= global_limit:
-                global_freed.append(at)
-            open_total -= 1
-            freed[account].append(at)
+            open_now[account] -= 1
+            idle_since.extend([at] * (usable() - before))
             continue
-        open_total += 1
-        causes = []
-        if freed[account]:
-            causes.append(freed[account].popleft())
-        if global_freed:
-            causes.append(global_freed.popleft())
-        if causes:
-            latencies.append(at - max(causes))
+        open_now[account] += 1
+        waiting[account] -= 1
+        if idle_since:
+            since = idle_since.popleft()
+            if since is not None:
+                latencies.append(at - since)
     return latencies
 
 
@@ -253,7 +266,7 @@ def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
     if len(figures) > 1:
         first = figures[0]
         result["cold_cycle"] = {
-            key: first[key] for key in ("makespan_s", "ratio", "violations", "grant_latency_ms")
+            key: first[key] for key in ("makespan_s", "ratio", "violations", "idle_slot_latency_ms")
         }
     result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
@@ -271,7 +284,7 @@ def _one_cycle(
     makespan = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
     bound = lower_bound(scenario)
-    latencies = sorted(grant_latencies(probe.events, scenario.global_limit))
+    latencies = sorted(idle_slot_latencies(probe.events, scenario))
     return {
         "streams": len(scenario.streams),
         "accounts": len(scenario.accounts),
@@ -281,12 +294,13 @@ def _one_cycle(
         "ratio": round(makespan / bound, 4) if bound else None,
         "max_concurrency": {str(k): v for k, v in sorted(probe.max_open.items())},
         "violations": probe.violations,
-        "grant_latency_ms": {
+        "idle_slot_latency_ms": {
             "p50": round(_percentile(latencies, 0.50) * 1000, 3),
             "p99": round(_percentile(latencies, 0.99) * 1000, 3),
             "samples": len(latencies),
         },
         "overhead_ms_per_check": round(cpu * 1000 / max(len(jobs), 1), 4),
+        "threads_max": probe.threads_max,
     }
 
 
@@ -303,10 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scheduler", description=__doc__)
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario JSON file")
     parser.add_argument("--generate", nargs=2, type=int, metavar=("STREAMS", "ACCOUNTS"))
+    parser.add_argument(
+        "--global-limit", type=int, default=0, help="global limit of a generated scenario"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of a generated scenario")
     parser.add_argument("--cycles", type=int, default=2, help="cycles to run (default 2)")
     args = parser.parse_args(argv)
     if args.generate:
-        data = generate(*args.generate)
+        streams, accounts = args.generate
+        data = generate(streams, accounts, seed=args.seed, global_limit=args.global_limit)
     elif args.scenario:
         data = json.loads(args.scenario.read_text())
     else:

@@ -74,6 +74,10 @@ class Harness:
         for ref in pykka.ActorRegistry.get_by_class(AccountActor):
             ref.ask(GetUsage(), timeout=5)
 
+    def tell(self, message: object) -> None:
+        assert self.coordinator is not None
+        self.coordinator.tell(message)
+
     def status(self) -> dict[str, Any]:
         assert self.coordinator is not None
         from actors.messages import GetStatus

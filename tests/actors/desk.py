@@ -103,9 +103,6 @@ class Desk:
         outcome = ProbeOutcome(kind=kind, reason=reason)
         return self.rows(self.dispatch.check_finished(self.leases[stream_id], outcome))
 
-    def died(self, stream_id: int) -> list[Row]:
-        return self.rows(self.dispatch.checker_died(self.leases[stream_id], "boom"))
-
     def preempt(self, *stream_ids: int) -> list[Row]:
         return self.rows(self.dispatch.preempt(self.leases[sid] for sid in stream_ids))
 

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from actors.account import AccountActor
 from actors.coordinator import CoordinatorSettings
-from actors.messages import AbortCycle, Cancel, GetUsage, LimitsChanged, SetAccounts
+from actors.messages import AbortCycle, GetUsage, LimitsChanged, Preempt, SetAccounts
 from tests.actors.conftest import Harness
 from tests.actors.fakes import Behaviour, FakeProbe, profile_account, simple_account, stream
 
@@ -201,37 +201,36 @@ def test_retries_do_not_hold_a_slot(harness: Harness):
     assert probe.first("start", 2) < probe.first("start", 1) + 0.05 or probe.calls[2] == 1
 
 
-def test_cancel_reaches_running_checker_and_job_is_requeued(harness: Harness):
+def test_a_cancelled_check_ends_at_once_and_its_job_runs_again(harness: Harness):
     probe = FakeProbe(default=Behaviour(hang=True))
     harness.start([simple_account(1, 1)], probe)
     done = harness.begin([stream(1, 1)])
     assert probe.started(1)
     checks = harness.status()["checks"]
-    assert len(checks) == 1
-    checks[0]["checker"].tell(Cancel())
+    assert [c["stream_id"] for c in checks] == [1]
+    harness.tell(Preempt(1, (checks[0]["lease_id"],)))
     assert probe.ended(1, timeout=1.0)
-    # The job went back to the queue and runs again.
-    with probe.lock:
-        pass
-    assert probe.wait_open(1)
+    assert probe.wait_open(1)  # the job went back to the queue and runs again
     assert probe.calls[1] == 2
-    harness.coordinator.tell(AbortCycle("test"))
+    harness.tell(AbortCycle("test"))
     finished = done.get(timeout=5)
     assert [r.status for r in finished.results] == ["cancelled"]
     assert all_leases_released()
 
 
-def test_stopped_checker_releases_its_lease(harness: Harness):
-    probe = FakeProbe(behaviours={1: Behaviour(hang=True)}, default=Behaviour(duration=0.0))
-    harness.start([simple_account(1, 1)], probe, CoordinatorSettings(max_requeues=0))
-    done = harness.begin([stream(1, 1), stream(2, 1)])
-    assert probe.started(1)
-    checker = harness.status()["checks"][0]["checker"]
-    checker.stop()
-    finished = done.get(timeout=5)
-    by_id = {r.stream_id: r for r in finished.results}
-    assert by_id[1].status == "cancelled"
-    assert by_id[2].status == "ok"
+def test_an_unresponsive_check_is_given_up_and_its_lease_released(harness: Harness):
+    """A probe that ignores its cancel: after the deadline and the grace, the lease goes."""
+    probe = FakeProbe(
+        behaviours={1: Behaviour(duration=5.0, ignore_cancel=True)},
+        default=Behaviour(duration=0.0),
+    )
+    settings = CoordinatorSettings(
+        check_duration=0.05, check_timeout=0.05, unresponsive_grace=0.05, retries=0
+    )
+    harness.start([simple_account(1, 1)], probe, settings)
+    finished = harness.run([stream(1, 1), stream(2, 1)])
+    by_id = {r.stream_id: (r.status, r.error) for r in finished.results}
+    assert by_id == {1: ("error", "probe_unresponsive"), 2: ("ok", None)}
     assert all_leases_released()
 
 

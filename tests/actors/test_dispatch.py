@@ -174,14 +174,6 @@ def test_every_final_outcome_releases_once_and_finishes_once(
     assert desk.dispatch.idle
 
 
-def test_a_crashed_checker_releases_its_lease_and_counts_as_an_error() -> None:
-    desk = Desk({1: 1}, CoordinatorSettings(retries=0))
-    desk.start({1: 1})
-    desk.grant(1)
-    assert desk.died(1) == [("release", 1, 1), ("finish", 1, "error", "checker_died: boom")]
-    assert desk.end(1) == []
-
-
 def test_a_check_past_its_deadline_is_cancelled_then_given_up() -> None:
     settings = CoordinatorSettings(
         check_duration=10, check_timeout=5, unresponsive_grace=3, retries=0
