@@ -82,7 +82,7 @@ class Coordinator(pykka.ThreadingActor):
     """Grants checks to accounts without blocking; owns the queue and the global limit.
 
     Args:
-        probe: the probe every checker runs.
+        probe: the probe every check runs.
         settings: limits and check timings.
         listeners: actors told ``CycleStarted``, ``ResultReady`` and ``CycleFinished``.
         scorer: quality score of a stream that played.

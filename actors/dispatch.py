@@ -96,7 +96,7 @@ class Release:
 
 @dataclass(frozen=True)
 class StartCheck:
-    """Start a checker for ``job`` through ``lease``."""
+    """Start the check of ``job`` through ``lease``."""
 
     job: Job
     lease: Lease
@@ -510,7 +510,7 @@ class Dispatch:
         started_at: str | None = None,
         finished_at: str | None = None,
     ) -> list[Action]:
-        """A checker reported how its probe ended."""
+        """A check reported how its probe ended."""
         return self._done(self._end_run(lease_id, outcome, started_at, finished_at, []))
 
     def preempt(self, lease_ids: Iterable[int]) -> list[Action]:
