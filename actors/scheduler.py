@@ -15,7 +15,6 @@ import itertools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -29,6 +28,7 @@ from actors.messages import (
     CheckCycle,
     CycleFinished,
     CycleInventory,
+    CycleRefused,
     CycleStarted,
     GetStatus,
     ResultReady,
@@ -43,37 +43,6 @@ from domain.config import ScheduleSection
 from domain.ports import InventorySource
 
 logger = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class _CycleRefused:
-    """Private: the coordinator refused our cycle (another one was running)."""
-
-    cycle_id: int
-    error: str
-
-
-class _CycleDone(pykka.ThreadingFuture[Any]):
-    """The ``done`` of our ``CheckCycle``: a refusal comes back to us as a message.
-
-    A finished cycle reaches the scheduler as a listener (``CycleFinished``); a
-    refused one only fails this future, and without hearing of it the scheduler
-    would wait for a cycle that never runs. The coordinator sets it on its own
-    thread, so it only tells.
-    """
-
-    def __init__(self, scheduler: pykka.ActorRef[Any], cycle_id: int) -> None:
-        super().__init__()
-        self._scheduler = scheduler
-        self._cycle_id = cycle_id
-
-    def set_exception(self, exc_info: Any = None) -> None:
-        """Fail the future and tell the scheduler why."""
-        super().set_exception(exc_info)
-        error = "refused"
-        if exc_info is not None and exc_info[1] is not None:
-            error = str(exc_info[1])
-        tell_quietly(self._scheduler, _CycleRefused(self._cycle_id, error))
 
 
 def next_delay(cron: str, now: datetime) -> float:
@@ -221,7 +190,7 @@ class Scheduler(pykka.ThreadingActor):
                 self._start_cycle("run_now")
             case CycleFinished():
                 self._on_finished(message)
-            case _CycleRefused():
+            case CycleRefused():
                 self._on_refused(message)
             case CycleStarted() | ResultReady():
                 pass  # listener traffic we do not need
@@ -265,8 +234,9 @@ class Scheduler(pykka.ThreadingActor):
         tell_quietly(self._coordinator, SetAccounts(inventory.accounts))
         for listener in self._listeners:
             tell_quietly(listener, CycleInventory(cycle_id, inventory))
-        done = _CycleDone(self.actor_ref, cycle_id)
-        tell_quietly(self._coordinator, CheckCycle(cycle_id, jobs, done))
+        # A finished cycle reaches us as a listener (CycleFinished); a refused
+        # one (another cycle runs) as CycleRefused, or we would wait for it.
+        tell_quietly(self._coordinator, CheckCycle(cycle_id, jobs, requester=self.actor_ref))
 
     def _on_finished(self, message: CycleFinished) -> None:
         if message.cycle_id != self._running:
@@ -274,11 +244,11 @@ class Scheduler(pykka.ThreadingActor):
         self._running = None
         self._plan_next()
 
-    def _on_refused(self, message: _CycleRefused) -> None:
+    def _on_refused(self, message: CycleRefused) -> None:
         if message.cycle_id != self._running:
             return
         self._running = None
-        logger.warning("cycle_refused", cycle_id=message.cycle_id, error=message.error)
+        logger.warning("cycle_refused", cycle_id=message.cycle_id, error=message.reason)
         self._plan_next()
 
     # --- planning -----------------------------------------------------------------
