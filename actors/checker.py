@@ -18,6 +18,7 @@ from typing import Any
 import pykka
 import structlog
 
+from actors.dispatch import CoordinatorSettings
 from actors.messages import CheckFinished, Job, Lease
 from actors.tell import tell_quietly
 from actors.workers import BlockingWork
@@ -39,6 +40,7 @@ class Checkers:
     Args:
         coordinator: gets ``CheckFinished`` for every check started.
         probe: the probe function (ffmpeg in production, fakes in tests).
+        settings: the check's duration and timeout, the default user agent.
         workers: the threads the probes run on (one is made, and stopped with
             :meth:`stop`, if None).
     """
@@ -47,16 +49,28 @@ class Checkers:
         self,
         coordinator: pykka.ActorRef[Any],
         probe: Probe,
+        settings: CoordinatorSettings,
         workers: BlockingWork | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._probe = probe
+        self._settings = settings
         self._own_workers = workers is None
         self._workers = workers or BlockingWork("checker")
         self._tokens: dict[int, CancelToken] = {}
 
-    def start(self, job: Job, lease: Lease, request: ProbeRequest) -> None:
-        """Run the check now on a pool thread."""
+    def start(self, job: Job, lease: Lease, others_running: int) -> None:
+        """Run the check now on a pool thread (``others_running`` on the same account)."""
+        settings = self._settings
+        request = ProbeRequest(
+            url=lease.url,
+            user_agent=lease.user_agent or settings.user_agent,
+            duration=settings.check_duration,
+            timeout=settings.check_timeout,
+            stream_id=job.stream.id,
+            account_id=lease.account_id,
+            other_checks_running=others_running,
+        )
         token = CancelToken()
         self._tokens[lease.lease_id] = token
         self._workers.run(lambda: self._run(job, lease, request, token), self._report)

@@ -61,7 +61,7 @@ from actors.slots import UNLIMITED, capacity
 from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
-from domain.models import Account, Probe, ProbeOutcome, ProbeRequest
+from domain.models import Account, Probe, ProbeOutcome
 
 __all__ = ["Coordinator", "CoordinatorSettings", "CycleBusyError", "Scorer"]
 
@@ -120,7 +120,7 @@ class Coordinator(pykka.ThreadingActor):
         self._own_timers = timers is None
         self._timers = timers or Timers()
         self._wake = PendingTick(self._timers)
-        self._checkers = Checkers(self.actor_ref, probe)
+        self._checkers = Checkers(self.actor_ref, probe, settings)
         self._dispatch = Dispatch(settings, time.monotonic, history, self._observer)
         self._accounts: dict[int, _AccountActor] = {}
         self._cycle: Cycle | None = None
@@ -318,8 +318,8 @@ class Coordinator(pykka.ThreadingActor):
                     entry = self._accounts.get(account_id)
                     if entry is not None:
                         tell_quietly(entry.ref, ReleaseLease(lease_id))
-                case StartCheck() as start:
-                    self._start_check(start)
+                case StartCheck(job=job, lease=lease, others_running=others):
+                    self._checkers.start(job, lease, others)
                 case CancelCheck(lease_id=lease_id, reason=reason):
                     self._checkers.cancel(lease_id, reason)
                 case AbandonCheck(lease_id=lease_id):
@@ -334,19 +334,6 @@ class Coordinator(pykka.ThreadingActor):
                     if entry is not None:
                         entry.ref.stop(block=False)
         self._maybe_finish_cycle()
-
-    def _start_check(self, start: StartCheck) -> None:
-        job, lease = start.job, start.lease
-        request = ProbeRequest(
-            url=lease.url,
-            user_agent=lease.user_agent or self._settings.user_agent,
-            duration=self._settings.check_duration,
-            timeout=self._settings.check_timeout,
-            stream_id=job.stream.id,
-            account_id=lease.account_id,
-            other_checks_running=start.others_running,
-        )
-        self._checkers.start(job, lease, request)
 
     def _record(self, finish: Finish) -> None:
         cycle = self._cycle
