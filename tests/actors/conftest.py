@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pykka
 import pytest
@@ -82,7 +82,21 @@ class Harness:
         assert self.coordinator is not None
         from actors.messages import GetStatus
 
-        return self.coordinator.ask(GetStatus(), timeout=5)
+        return cast(dict[str, Any], self.coordinator.ask(GetStatus(), timeout=5))
+
+
+def usage(ref: pykka.ActorRef[Any]) -> dict[int, tuple[int, int, int]]:
+    """An account actor's (viewers, leases, limit) per profile id."""
+    from actors.messages import GetUsage
+
+    return cast(dict[int, tuple[int, int, int]], ref.ask(GetUsage(), timeout=5))
+
+
+def status_of(ref: pykka.ActorRef[Any]) -> dict[str, Any]:
+    """An actor's answer to ``GetStatus``."""
+    from actors.messages import GetStatus
+
+    return cast(dict[str, Any], ref.ask(GetStatus(), timeout=5))
 
 
 @pytest.fixture

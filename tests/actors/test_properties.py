@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from actors.account import AccountActor
 from actors.coordinator import CoordinatorSettings
-from actors.messages import GetUsage
 from actors.timers import Timers
-from tests.actors.conftest import Harness
+from tests.actors.conftest import Harness, usage
 from tests.actors.fakes import Behaviour, FakeProbe, profile_account, stream
 
 behaviours = st.one_of(
@@ -114,5 +113,5 @@ def _run(scenario: dict, timers: Timers) -> None:
     ids = sorted(r.stream_id for r in finished.results)
     assert ids == sorted(s.id for s in scenario["streams"])
     for ref in pykka.ActorRegistry.get_by_class(AccountActor):
-        usage = ref.ask(GetUsage(), timeout=5)
-        assert all(leases == 0 for _v, leases, _l in usage.values()), usage
+        held = usage(ref)
+        assert all(leases == 0 for _v, leases, _l in held.values()), held

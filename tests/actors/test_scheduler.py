@@ -22,7 +22,7 @@ from actors.scheduler import Scheduler, next_delay
 from domain.config import ScheduleSection
 from domain.models import Account, Inventory, Stream
 from domain.ports import SourceError
-from tests.actors.conftest import Harness
+from tests.actors.conftest import Harness, status_of
 from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder, simple_account, stream
 
 HOUR = 3600.0
@@ -166,7 +166,7 @@ def test_run_at_start_false_waits_for_the_interval(harness: Harness):
         harness, source, ScheduleSection(interval=0.3, run_at_start=False)
     )
     assert source.loads == 0
-    assert scheduler.ask(GetStatus(), timeout=5)["next_start"] is not None
+    assert status_of(scheduler)["next_start"] is not None
     assert source.wait_loads(1)
     assert source.load_times[0] - began >= 0.29
 
@@ -223,7 +223,7 @@ def test_run_now_during_a_slow_inventory_read_starts_one_cycle(harness: Harness)
             scheduler.tell(RunNow())
         assert source.loading.wait(5)
         gate.set()
-        status = scheduler.ask(GetStatus(), timeout=5)
+        status = status_of(scheduler)
     assert status["running_cycle_id"] == 1
     assert source.loads == 1
     assert [e["event"] for e in logs].count("cycle_skipped_overlap") == 2

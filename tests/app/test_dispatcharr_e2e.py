@@ -196,7 +196,7 @@ def test_viewer_appearing_mid_cycle_preempts_the_check(world, tmp_path: Path):
     sim, fake, config = world
     slow = config.read_text().replace("duration = 1.5", "duration = 4")
     config.write_text(slow)
-    box: dict[str, object] = {}
+    box: dict[str, tuple[int, dict]] = {}
     runner = threading.Thread(target=lambda: box.update(result=run_once(config, tmp_path)))
     runner.start()
     try:
@@ -218,7 +218,7 @@ def test_viewer_appearing_mid_cycle_preempts_the_check(world, tmp_path: Path):
             fake.live_channels.clear()
     finally:
         runner.join(60)
-    code, report = box["result"]  # type: ignore[misc]
+    code, report = box["result"]
     assert code == 0
     by_id = {r["stream_id"]: r for r in report["results"]}
     assert by_id[1033]["status"] == "ok", by_id[1033]["error"]
@@ -265,7 +265,7 @@ def test_viewer_reads_failing_hold_checks_back_and_a_viewer_keeps_his_slot(world
     sim, fake, config = world
     fake.stats_available = False  # an older Dispatcharr: viewers from /proxy/ts/status
     fake.fail_next("proxy_status", count=100_000)
-    box: dict[str, object] = {}
+    box: dict[str, tuple[int, dict]] = {}
     runner = threading.Thread(target=lambda: box.update(result=run_once(config, tmp_path)))
     runner.start()
     viewer = None
@@ -291,7 +291,7 @@ def test_viewer_reads_failing_hold_checks_back_and_a_viewer_keeps_his_slot(world
             fake.live_channels.clear()
             fake._faults.clear()
         runner.join(60)
-    code, report = box["result"]  # type: ignore[misc]
+    code, report = box["result"]
     assert code == 0
     assert sorted(r["status"] for r in report["results"]) == ["dead"] + ["ok"] * 5
     seen = sim.stats()

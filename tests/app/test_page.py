@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_the_page_shows_accounts_bars_streams_and_channels(
         assert progress[0]["data-streams"] == "4"
 
         def cycle_done() -> bool:
-            status = daemon.coordinator.ask(GetStatus(), timeout=5)
+            status = cast(dict, daemon.coordinator.ask(GetStatus(), timeout=5))
             return status["last_cycle"] is not None and status["cycle"] is None
 
         assert wait_for(cycle_done, timeout=30)
