@@ -16,9 +16,10 @@ has room; requests in flight count against the budget like running checks, so
 the budget is never overdrawn. Within an account the longest expected check
 goes first. While the budget can serve every ready account in full, each gets
 all it can take at once; when the budget binds, each free unit goes to the
-account on the critical path: the most remaining work (waiting, asked for and
-still running) per slot it would then hold, at least its longest waiting check,
-then the longest next check (see ``_Account.urgency``).
+account on the critical path, the one that would finish last: by its
+remaining work (waiting, asked for and still running) per slot it would then
+hold and per slot it can use, and its longest waiting check (see
+``_Account.urgency``).
 """
 
 from __future__ import annotations
@@ -194,17 +195,27 @@ class _Account:
         running_left = self.running_work - (self.running * now - self.running_since)
         return self.waiting_work + self.in_flight_work + max(0.0, running_left)
 
-    def urgency(self, now: float) -> tuple[float, float, int]:
-        """How soon the account would finish with one more slot: higher goes first.
+    def slots(self, global_limit: int) -> int:
+        """Slots the account can use at once (as far as its room tells), at most the budget."""
+        usable = min(self.capacity, self.running + self.in_flight + max(0, self.room))
+        if global_limit > 0:
+            usable = min(usable, global_limit)
+        return max(1, usable)
 
-        Its remaining work per slot it would then hold, or its longest waiting
-        check if that is longer (the account cannot finish before it); ties go
-        to the longest next check. The account that would finish last is on the
-        critical path of the cycle and gets the next free unit of the budget.
+    def urgency(self, now: float, global_limit: int) -> tuple[float, float, float, int]:
+        """How late the account would finish: the one that would finish last goes first.
+
+        It cannot finish sooner than its remaining work per slot it would hold
+        with one more, nor than its remaining work over all the slots it can
+        use, nor than its longest waiting check. Ties go to the account with
+        the most work per usable slot, then to the longest next check.
         """
         longest = -self.waiting[0][0]
-        per_slot = self.remaining(now) / (self.running + self.in_flight + 1)
-        return (max(per_slot, longest), longest, -self.account_id)
+        remaining = self.remaining(now)
+        per_usable_slot = remaining / self.slots(global_limit)
+        per_held_slot = remaining / (self.running + self.in_flight + 1)
+        finish = max(per_held_slot, per_usable_slot, longest)
+        return (finish, per_usable_slot, longest, -self.account_id)
 
 
 @dataclass
@@ -617,10 +628,11 @@ class Dispatch:
                     self._request(account, out)
             return out
         now = self._clock()
+        limit = self._settings.global_limit
         while budget > 0 and self._ready:
             account = max(
                 (self._accounts[account_id] for account_id in self._ready),
-                key=lambda a: a.urgency(now),
+                key=lambda a: a.urgency(now, limit),
             )
             self._request(account, out)
             budget -= 1
