@@ -166,8 +166,6 @@ class _Account:
     running: int = 0
     running_work: float = 0.0
     """Expected seconds of the running checks, in all."""
-    running_since: float = 0.0
-    """Sum of the running checks' start times (their elapsed time is ``running * now - this``)."""
     retired: bool = False
     lost: str | None = None
     """Why the account's actor is gone, while it is."""
@@ -190,31 +188,26 @@ class _Account:
     def busy(self) -> bool:
         return self.running > 0 or self.in_flight > 0
 
-    def remaining(self, now: float) -> float:
-        """Expected seconds of work left: waiting, asked for, and what the running checks have."""
-        running_left = self.running_work - (self.running * now - self.running_since)
-        return self.waiting_work + self.in_flight_work + max(0.0, running_left)
-
-    def slots(self, global_limit: int) -> int:
-        """Slots the account can use at once (as far as its room tells), at most the budget."""
-        usable = min(self.capacity, self.running + self.in_flight + max(0, self.room))
-        if global_limit > 0:
-            usable = min(usable, global_limit)
-        return max(1, usable)
-
-    def urgency(self, now: float, global_limit: int) -> tuple[float, float, float, int]:
+    def urgency(self, global_limit: int) -> tuple[float, float, float, int]:
         """How late the account would finish: the one that would finish last goes first.
 
-        It cannot finish sooner than its remaining work per slot it would hold
-        with one more, nor than its remaining work over all the slots it can
-        use, nor than its longest waiting check. Ties go to the account with
-        the most work per usable slot, then to the longest next check.
+        Its work left is what waits, what is asked for and what runs (counted
+        whole: the simulation found no better schedule from counting only what
+        is left of the running checks, and this way the key changes only when
+        the account does). It cannot finish sooner than that work per slot it
+        would hold with one more, nor than that work over all the slots it can
+        use (as far as its room tells, at most the budget), nor than its
+        longest waiting check. Ties go to the most work per usable slot, then
+        to the longest next check.
         """
+        held = self.running + self.in_flight
+        usable = min(self.capacity, held + max(0, self.room))
+        if 0 < global_limit < usable:
+            usable = global_limit
+        work = self.waiting_work + self.in_flight_work + self.running_work
         longest = -self.waiting[0][0]
-        remaining = self.remaining(now)
-        per_usable_slot = remaining / self.slots(global_limit)
-        per_held_slot = remaining / (self.running + self.in_flight + 1)
-        finish = max(per_held_slot, per_usable_slot, longest)
+        per_usable_slot = work / max(1, usable)
+        finish = max(work / (held + 1), per_usable_slot, longest)
         return (finish, per_usable_slot, longest, -self.account_id)
 
 
@@ -482,7 +475,6 @@ class Dispatch:
         self._running[lease.lease_id] = _Run(job, lease, now)
         account.running += 1
         account.running_work += job.expected_s
-        account.running_since += now
         self._timers.set(("deadline", lease.lease_id), now + self._settings.deadline)
         logger.debug(
             "check_started",
@@ -627,14 +619,10 @@ class Dispatch:
                 while account.ready:
                     self._request(account, out)
             return out
-        now = self._clock()
         limit = self._settings.global_limit
         while budget > 0 and self._ready:
-            account = max(
-                (self._accounts[account_id] for account_id in self._ready),
-                key=lambda a: a.urgency(now, limit),
-            )
-            self._request(account, out)
+            accounts = (self._accounts[account_id] for account_id in self._ready)
+            self._request(max(accounts, key=lambda a: a.urgency(limit)), out)
             budget -= 1
         return out
 
@@ -682,7 +670,6 @@ class Dispatch:
         if account is not None:
             account.running -= 1
             account.running_work -= run.job.expected_s
-            account.running_since -= run.started
         self._release(run.lease, out)
         self._settle(run, outcome, started_at, finished_at, out)
         if account is not None:
