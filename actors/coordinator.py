@@ -305,35 +305,48 @@ class Coordinator(pykka.ThreadingActor):
     # --- carrying out -------------------------------------------------------------
 
     def _perform(self, actions: Iterable[Action]) -> None:
-        """Carry out the dispatch's actions in order, then end the cycle if it is complete."""
+        """Carry out the dispatch's actions in order, then end the cycle if it is complete.
+
+        Results go to the listeners last: a freed slot's next request is not
+        kept waiting behind them.
+        """
         pending = deque(actions)
+        finished: list[Finish] = []
         while pending:
-            match pending.popleft():
-                case Request(account_id=account_id, request=request):
-                    entry = self._accounts.get(account_id)
-                    if entry is None or not tell_quietly(entry.ref, request):
-                        lost = self._dispatch.account_lost(account_id, "account_actor_dead")
-                        pending.extend(lost)
-                case Release(account_id=account_id, lease_id=lease_id):
-                    entry = self._accounts.get(account_id)
-                    if entry is not None:
-                        tell_quietly(entry.ref, ReleaseLease(lease_id))
-                case StartCheck(job=job, lease=lease, others_running=others):
-                    self._checkers.start(job, lease, others)
-                case CancelCheck(lease_id=lease_id, reason=reason):
-                    self._checkers.cancel(lease_id, reason)
-                case AbandonCheck(lease_id=lease_id):
-                    self._checkers.cancel(lease_id, "unresponsive")
-                    self._checkers.ended(lease_id)
-                case Finish() as finish:
-                    self._record(finish)
-                case WakeAt(at=at):
-                    self._wake.set(at - time.monotonic(), self.actor_ref)
-                case DropAccount(account_id=account_id):
-                    entry = self._accounts.pop(account_id, None)
-                    if entry is not None:
-                        entry.ref.stop(block=False)
+            action = pending.popleft()
+            if isinstance(action, Finish):
+                finished.append(action)
+            else:
+                pending.extend(self._carry_out(action))
+        for finish in finished:
+            self._record(finish)
         self._maybe_finish_cycle()
+
+    def _carry_out(self, action: Action) -> list[Action]:
+        """One action; returns what the dispatch decides if an account actor turns out gone."""
+        match action:
+            case Request(account_id=account_id, request=request):
+                entry = self._accounts.get(account_id)
+                if entry is None or not tell_quietly(entry.ref, request):
+                    return self._dispatch.account_lost(account_id, "account_actor_dead")
+            case Release(account_id=account_id, lease_id=lease_id):
+                entry = self._accounts.get(account_id)
+                if entry is not None:
+                    tell_quietly(entry.ref, ReleaseLease(lease_id))
+            case StartCheck(job=job, lease=lease, others_running=others):
+                self._checkers.start(job, lease, others)
+            case CancelCheck(lease_id=lease_id, reason=reason):
+                self._checkers.cancel(lease_id, reason)
+            case AbandonCheck(lease_id=lease_id):
+                self._checkers.cancel(lease_id, "unresponsive")
+                self._checkers.ended(lease_id)
+            case WakeAt(at=at):
+                self._wake.set(at - time.monotonic(), self.actor_ref)
+            case DropAccount(account_id=account_id):
+                entry = self._accounts.pop(account_id, None)
+                if entry is not None:
+                    entry.ref.stop(block=False)
+        return []
 
     def _record(self, finish: Finish) -> None:
         cycle = self._cycle
