@@ -172,7 +172,8 @@ class _Account:
     unauthorized: bool = False
     """The provider refused the login (401) this cycle: its jobs end without a connection."""
     waiting_for: str | None = None
-    """Why its jobs wait: the reason of the last denial (cleared by a grant)."""
+    """Why its jobs wait: what the account last said of its room (``RoomChanged``), or
+    the reason of its last denial; cleared by a grant."""
 
     @property
     def ready(self) -> bool:
@@ -235,9 +236,6 @@ class _Timers:
 
     def cancel(self, key: Hashable) -> None:
         self._current.pop(key, None)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._current
 
     def next_due(self) -> float | None:
         heap = self._heap
