@@ -318,3 +318,48 @@ def test_check_times_are_learnt_for_the_next_cycle() -> None:
     desk.end(2, "dead", "http_404")
     assert desk.dispatch.history == {1: 2.0, 2: 7.0}
     assert desk.start({1: 1, 2: 1})[0] == ("request", 1, 2)
+
+
+def test_a_refused_login_ends_the_accounts_jobs_unopened_and_retries_nothing() -> None:
+    desk = Desk({1: 2, 2: 1}, CoordinatorSettings(retries=2, retry_delay=1.0))
+    desk.start({1: 1, 2: 1, 3: 1, 4: 1, 5: 2})
+    desk.grant(1, 2, 5)
+    assert desk.end(2, "error", "http_500") == [("release", 1, 2), ("request", 1, 3)]
+    assert desk.end(1, "error", "account_unauthorized") == [
+        ("release", 1, 1),
+        ("finish", 4, "error", "account_unauthorized"),  # waiting
+        ("finish", 2, "error", "account_unauthorized"),  # delayed for its retry
+        ("finish", 1, "error", "account_unauthorized"),
+    ]
+    assert desk.grant(3) == [("release", 1, 3), ("finish", 3, "error", "account_unauthorized")]
+    assert desk.end(5) == [("release", 2, 5), ("finish", 5, "ok", None)]  # others go on
+    assert desk.dispatch.idle
+    status = desk.dispatch.account_status(1)
+    assert status["unauthorized"] is True
+    desk.start({1: 1})  # the next cycle tries the login again
+    assert desk.dispatch.account_status(1)["unauthorized"] is False
+
+
+def test_an_error_abort_ends_the_jobs_as_errors() -> None:
+    """An actor the cycle needs died: every job ends ``error`` with the reason."""
+    desk = Desk({1: 1})
+    desk.start({1: 1, 2: 1})
+    desk.grant(1)
+    assert desk.rows(desk.dispatch.abort("result_sink_failed", error=True)) == [
+        ("finish", 2, "error", "result_sink_failed"),
+        ("cancel", 1, "result_sink_failed"),
+    ]
+    assert desk.end(1, "cancelled", "result_sink_failed") == [
+        ("release", 1, 1),
+        ("finish", 1, "error", "result_sink_failed"),
+    ]
+
+
+def test_the_account_says_why_its_jobs_wait() -> None:
+    desk = Desk({1: 0})
+    desk.start({1: 1})
+    assert desk.rows(desk.dispatch.room_changed(1, 0, "viewer_count_unknown")) == []
+    assert desk.dispatch.account_status(1)["waiting_for"] == "viewer_count_unknown"
+    assert desk.rows(desk.dispatch.room_changed(1, 1, None)) == [("request", 1, 1)]
+    desk.grant(1)
+    assert desk.dispatch.account_status(1)["waiting_for"] is None
