@@ -9,5 +9,9 @@ fi
 .venv/bin/python -m ruff check .
 .venv/bin/python -m ruff format --check .
 .venv/bin/python -m mypy
+# Simulator samples are made once and kept in var/ (gitignored) for later runs and every worker.
+export IPTV_CHECKD_CACHE="${IPTV_CHECKD_CACHE:-$PWD/var/samples}"
+# Most tests wait on real-time streams, not on the CPU: four workers (pytest-xdist) keep the
+# suite well inside its five minutes on two cores. PYTEST_WORKERS=0 runs in one process.
 # pytest exit code 5 (nothing collected) must fail the run, and it does: any non-zero exits.
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-4}" "$@"
