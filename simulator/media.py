@@ -2,7 +2,11 @@
 
 Each variant is about four seconds of ffmpeg's ``testsrc`` picture (and a
 ``sine`` tone when it has audio), encoded with a fast preset at a modest
-bitrate. Files are cached by variant under ``~/.cache/iptv-checkd/samples``
+bitrate. The ``vbr`` variant is eight seconds whose bitrate moves: two seconds
+of picture with noise (about 2.7 Mbit/s), two seconds without (0.4 to
+1.3 Mbit/s), twice, encoded at constant quality under a 2.5 Mbit/s cap; the
+simulator paces it by its own clock (:func:`chunk_times`), as a provider sends a
+live stream. Files are cached by variant under ``~/.cache/iptv-checkd/samples``
 (``IPTV_CHECKD_CACHE`` or an argument overrides it) and written to a temporary
 name first, then renamed, so parallel test processes never read half a file.
 """
@@ -38,7 +42,12 @@ class Variant:
     video_codec: str
     """ffmpeg encoder name, e.g. ``libx264``."""
     video_kbps: int
+    """Target (constant) or cap (``vbr``) of the video bitrate."""
     audio: bool = True
+    seconds: int = SAMPLE_SECONDS
+    """Media seconds of the sample (it is looped)."""
+    vbr: bool = False
+    """Constant quality with moving content, so the bitrate moves."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -47,6 +56,7 @@ VARIANTS: dict[str, Variant] = {
     "lowres": Variant(320, 240, 25, "libx264", 300),
     "noaudio": Variant(1280, 720, 25, "libx264", 1500, audio=False),
     "hevc": Variant(1280, 720, 25, "libx265", 1000),
+    "vbr": Variant(1280, 720, 25, "libx264", 2500, seconds=8, vbr=True),
 }
 """Known sample variants by name."""
 
@@ -72,6 +82,8 @@ def sample_path(variant: str, cache_dir: Path | None = None) -> Path:
 def _encoder_args(variant: Variant) -> list[str]:
     kbps = variant.video_kbps
     rate_args = ["-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k"]
+    if variant.vbr:
+        rate_args = ["-crf", "23", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k"]
     gop_args = ["-g", str(variant.fps), "-pix_fmt", "yuv420p"]
     if variant.video_codec == "libx265":
         return [
@@ -89,11 +101,15 @@ def _encoder_args(variant: Variant) -> list[str]:
 
 def _command(ffmpeg: str, variant: Variant, out: Path) -> list[str]:
     size = f"{variant.width}x{variant.height}"
-    video_src = f"testsrc=size={size}:rate={variant.fps}:duration={SAMPLE_SECONDS}"
+    seconds = variant.seconds
+    video_src = f"testsrc=size={size}:rate={variant.fps}:duration={seconds}"
+    if variant.vbr:
+        # Noise costs bits, the bare test picture few: the bitrate swings every 2 s.
+        video_src += r",noise=alls=30:allf=t:enable='lt(mod(t\,4)\,2)'"
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     cmd += ["-f", "lavfi", "-i", video_src]
     if variant.audio:
-        audio_src = f"sine=frequency=440:sample_rate=48000:duration={SAMPLE_SECONDS}"
+        audio_src = f"sine=frequency=440:sample_rate=48000:duration={seconds}"
         cmd += ["-f", "lavfi", "-i", audio_src]
     cmd += _encoder_args(variant)
     if variant.audio:
@@ -148,3 +164,57 @@ def ensure_sample(variant: str, cache_dir: Path | None = None, ffmpeg: str = "")
 def load_sample(variant: str, cache_dir: Path | None = None) -> bytes:
     """The bytes of the ``variant`` sample, generating it first if needed."""
     return ensure_sample(variant, cache_dir).read_bytes()
+
+
+def sample_seconds(variant: str) -> float:
+    """Media seconds of one loop of the ``variant`` sample."""
+    spec = VARIANTS.get(variant)
+    return float(spec.seconds if spec is not None else SAMPLE_SECONDS)
+
+
+_TS_PACKET = 188
+_PCR_HZ = 90_000
+
+
+def _pcr_seconds(packet: bytes) -> float | None:
+    """The PCR base of one TS packet in seconds, if it carries one."""
+    if len(packet) < 11 or packet[0] != 0x47 or not (packet[3] >> 4) & 0x2:
+        return None
+    if packet[4] == 0 or not packet[5] & 0x10:
+        return None
+    base = (packet[6] << 25) | (packet[7] << 17) | (packet[8] << 9) | (packet[9] << 1)
+    base |= packet[10] >> 7
+    return base / _PCR_HZ
+
+
+def chunk_times(sample: bytes, chunk_bytes: int, seconds: float, *, vbr: bool) -> list[float]:
+    """When each ``chunk_bytes`` piece of ``sample`` is due, in seconds from its start.
+
+    A constant-bitrate sample is paced at its mean byte rate. A ``vbr`` one by
+    the clock it carries (the PCR of its TS packets, interpolated between
+    them), so that its bytes come as fast as its content needs, as from a live
+    source. Times never go back and stay within ``[0, seconds)``.
+    """
+    offsets = range(0, len(sample), chunk_bytes)
+    if not vbr:
+        byte_rate = len(sample) / seconds
+        return [offset / byte_rate for offset in offsets]
+    marks: list[tuple[int, float]] = []
+    for offset in range(0, len(sample) - _TS_PACKET + 1, _TS_PACKET):
+        pcr = _pcr_seconds(sample[offset : offset + _TS_PACKET])
+        if pcr is not None and (not marks or pcr >= marks[-1][1]):
+            marks.append((offset, pcr))
+    if len(marks) < 2:
+        return chunk_times(sample, chunk_bytes, seconds, vbr=False)
+    first = marks[0][1]
+    marks = [(offset, pcr - first) for offset, pcr in marks]
+    times: list[float] = []
+    index = 0
+    for offset in offsets:
+        while index + 2 < len(marks) and marks[index + 1][0] <= offset:
+            index += 1
+        (a_off, a_t), (b_off, b_t) = marks[index], marks[index + 1]
+        at = a_t + (b_t - a_t) * (offset - a_off) / (b_off - a_off)
+        at = min(max(at, times[-1] if times else 0.0, 0.0), seconds)
+        times.append(at)
+    return times

@@ -4,8 +4,15 @@ It serves ``/live/{user}/{pass}/{stream}.ts`` (and the bare
 ``/{user}/{pass}/{stream}``) by looping an MPEG-TS sample at about real-time
 rate, enforces each account's connection cap over the connections currently
 streaming, and records what happened (highest concurrency per login,
-refusals, served streams) so tests can check that the daemon never opened one
-connection too many.
+refusals, served streams, how long each connection lasted) so tests can check
+that the daemon never opened one connection too many.
+
+Real providers differ from what is configured for them, and the simulator can
+play that: ``SimAccount.max_connections`` is the provider's real cap, which a
+test may set below the ``max_streams`` it gives the daemon;
+``SimAccount.close_lag_s`` keeps counting a connection that long after it
+closed (as many panels do); ``refuse_style="close"`` refuses by hanging up
+right after the connection opens instead of answering an HTTP status.
 
 This is test and demo tooling, not actor code: a lock and a condition guard
 the counters, and handler threads wait on events, never on bare sleeps.
@@ -28,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from simulator.media import SAMPLE_SECONDS, load_sample
+from simulator.media import VARIANTS, chunk_times, load_sample, sample_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +59,11 @@ class SimAccount:
     username: str
     password: str
     max_connections: int = 1
+    """The provider's real cap, whatever the daemon is told (0 = unlimited)."""
     expired: bool = False
     """An expired (or blocked) login: every stream request is answered 401."""
+    close_lag_s: float = 0.0
+    """Seconds a closed connection still counts against the cap."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,26 @@ class SimStream:
         return self.behaviour, self.variant
 
 
+RefuseStyle = Literal["status", "close"]
+"""How a connection over the cap is refused: an HTTP status, or a bare hang-up."""
+
+
+class Connection(NamedTuple):
+    """One connection that got a stream, from its answer to its close."""
+
+    username: str
+    stream_id: int
+    opened: float
+    """``time.monotonic()`` when the login's slot was taken."""
+    closed: float
+    """``time.monotonic()`` when the connection ended."""
+
+    @property
+    def seconds(self) -> float:
+        """How long the connection held its slot (without the close lag)."""
+        return self.closed - self.opened
+
+
 class Refusal(NamedTuple):
     """A connection refused because its login was at its cap."""
 
@@ -97,6 +127,8 @@ class SimStats:
     """Connections that got a 200 answer, per stream id."""
     user_agents: tuple[str, ...] = ()
     """``User-Agent`` of every stream request, oldest first."""
+    connections: tuple[Connection, ...] = ()
+    """Connections that got a stream and have closed, in closing order."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -147,6 +179,8 @@ class ProviderSimulator:
         cache_dir: Sample cache folder; the default cache if ``None``.
         refuse_status: HTTP status for a connection over the cap.
         refuse_reason: Reason phrase (and body) of that answer.
+        refuse_style: ``"status"`` answers ``refuse_status``; ``"close"``
+            hangs up without an answer (the refusal is recorded all the same).
         lifetime_s: Seconds after :meth:`start` when it stops by itself.
         burst_s: Seconds of media sent at once when a stream starts, as real
             providers do, before pacing at the sample's byte rate.
@@ -160,6 +194,7 @@ class ProviderSimulator:
         cache_dir: Path | None = None,
         refuse_status: int = 403,
         refuse_reason: str = "Max connections reached",
+        refuse_style: RefuseStyle = "status",
         lifetime_s: float = 300.0,
         burst_s: float = 1.0,
     ) -> None:
@@ -167,12 +202,22 @@ class ProviderSimulator:
         self.streams = dict(streams)
         self.refuse_status = refuse_status
         self.refuse_reason = refuse_reason
+        self.refuse_style = refuse_style
         self.lifetime_s = lifetime_s
         self.burst_s = burst_s
         variants = {s.resolved()[1] for s in self.streams.values()}
         self._samples = {v: load_sample(v, cache_dir) for v in sorted(variants)}
+        self._timelines = {
+            v: chunk_times(
+                sample, CHUNK_BYTES, sample_seconds(v), vbr=v in VARIANTS and VARIANTS[v].vbr
+            )
+            for v, sample in self._samples.items()
+        }
         self._cond = threading.Condition()
         self._open: dict[str, int] = {}
+        self._lingering: dict[str, list[float]] = {}
+        """Per login, when each closed connection stops counting (close lag)."""
+        self._connections: list[Connection] = []
         self._max: dict[str, int] = {}
         self._refused: list[Refusal] = []
         self._served: dict[int, int] = {}
@@ -328,6 +373,7 @@ class ProviderSimulator:
             refused=tuple(self._refused),
             served=dict(self._served),
             user_agents=tuple(self._user_agents),
+            connections=tuple(self._connections),
         )
 
     def _track(self, client: socket.socket) -> None:
@@ -338,22 +384,32 @@ class ProviderSimulator:
         with self._cond:
             self._clients.discard(client)
 
-    def _acquire(self, username: str, stream_id: int) -> bool:
+    def _acquire(self, username: str, stream_id: int) -> float | None:
+        """Take a slot of ``username``; when it was taken, or ``None`` if refused."""
         account = self.accounts[username]
         with self._cond:
+            now = time.monotonic()
+            lingering = [t for t in self._lingering.get(username, ()) if t > now]
+            self._lingering[username] = lingering
             current = self._open.get(username, 0)
-            if account.max_connections and current >= account.max_connections:
-                self._refused.append(Refusal(username, stream_id, time.monotonic()))
+            counted = current + len(lingering)
+            if account.max_connections and counted >= account.max_connections:
+                self._refused.append(Refusal(username, stream_id, now))
                 self._cond.notify_all()
-                return False
+                return None
             self._open[username] = current + 1
             self._max[username] = max(self._max.get(username, 0), current + 1)
             self._cond.notify_all()
-            return True
+            return now
 
-    def _release(self, username: str) -> None:
+    def _release(self, username: str, stream_id: int, opened: float) -> None:
+        account = self.accounts[username]
         with self._cond:
+            now = time.monotonic()
             self._open[username] = self._open.get(username, 0) - 1
+            self._connections.append(Connection(username, stream_id, opened, now))
+            if account.close_lag_s > 0:
+                self._lingering.setdefault(username, []).append(now + account.close_lag_s)
             self._cond.notify_all()
 
     def _handle(self, handler: _Handler) -> None:
@@ -375,16 +431,22 @@ class ProviderSimulator:
         if stream.behaviour == "refused":
             self._send_refusal(handler)
             return
-        if not self._acquire(username, stream_id):
+        opened = self._acquire(username, stream_id)
+        if opened is None:
             log.info("simulator_refused", username=username, stream_id=stream_id)
             self._send_refusal(handler)
             return
         try:
             self._serve(handler, stream, stream_id)
         finally:
-            self._release(username)
+            self._release(username, stream_id, opened)
 
     def _send_refusal(self, handler: _Handler) -> None:
+        if self.refuse_style == "close":
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            return
         body = f"{self.refuse_reason.lower()}\n".encode()
         handler.send_response(self.refuse_status, self.refuse_reason)
         handler.send_header("Content-Type", "text/plain")
@@ -402,7 +464,7 @@ class ProviderSimulator:
         if behaviour == "slow_start" and not self._idle(client, stream.start_delay_s):
             return
         sample = self._samples[variant]
-        byte_rate = len(sample) / SAMPLE_SECONDS
+        byte_rate = len(sample) / sample_seconds(variant)
         handler.send_response(200)
         handler.send_header("Content-Type", "video/mp2t")
         handler.send_header("Connection", "close")
@@ -415,7 +477,7 @@ class ProviderSimulator:
         elif behaviour == "end":
             limit = int(byte_rate * stream.end_after_s)
         try:
-            self._pace(handler, sample, byte_rate, limit)
+            self._pace(handler, sample, self._timelines[variant], sample_seconds(variant), limit)
             if behaviour == "stall":
                 handler.wfile.flush()
                 self._idle(client, None)
@@ -423,17 +485,27 @@ class ProviderSimulator:
         except OSError:
             pass  # the client went away: that is how most streams end
 
-    def _pace(self, handler: _Handler, sample: bytes, byte_rate: float, limit: int | None) -> None:
-        """Write ``sample`` in a loop at ``byte_rate`` (after a burst) until told to stop."""
-        started = time.monotonic()
-        burst = byte_rate * self.burst_s
+    def _pace(
+        self,
+        handler: _Handler,
+        sample: bytes,
+        times: list[float],
+        seconds: float,
+        limit: int | None,
+    ) -> None:
+        """Write ``sample`` in a loop, each chunk when due (after a burst), until told to stop.
+
+        ``times`` says when each chunk of one loop is due (see
+        :func:`simulator.media.chunk_times`); a loop lasts ``seconds``.
+        """
+        started = time.monotonic() - self.burst_s
         sent = 0
-        for chunk in _chunks(sample):
+        for due_in_loop, chunk in _chunks(sample, times, seconds):
             if self._stopping.is_set():
                 return
             if limit is not None and sent >= limit:
                 return
-            due = started + (sent - burst) / byte_rate
+            due = started + due_in_loop
             delay = due - time.monotonic()
             # Waiting on the socket (not a bare sleep) notices a client that hung
             # up at once, so its slot is free before the next connection arrives.
@@ -466,11 +538,13 @@ class ProviderSimulator:
         return False
 
 
-def _chunks(sample: bytes) -> Iterator[bytes]:
-    """The sample cut in TS-aligned chunks, looping forever."""
+def _chunks(sample: bytes, times: list[float], seconds: float) -> Iterator[tuple[float, bytes]]:
+    """The sample cut in TS-aligned chunks, looping forever, with when each is due."""
+    loop = 0
     while True:
-        for offset in range(0, len(sample), CHUNK_BYTES):
-            yield sample[offset : offset + CHUNK_BYTES]
+        for index, offset in enumerate(range(0, len(sample), CHUNK_BYTES)):
+            yield loop * seconds + times[index], sample[offset : offset + CHUNK_BYTES]
+        loop += 1
 
 
 def _parse_path(path: str) -> tuple[str, str, int] | None:
