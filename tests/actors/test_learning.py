@@ -1,0 +1,297 @@
+"""ProviderLearning: event in, lesson out, on a fake clock (no threads, milliseconds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.learning import LearnedLogin, LearningSettings, ProviderLearning
+
+P = 11
+"""The login (profile id) most tests use."""
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def learner(clock: FakeClock, **settings: float) -> ProviderLearning:
+    return ProviderLearning(clock, LearningSettings(**settings))
+
+
+# --- the effective limit ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "held_at_refusals", "expected"),
+    [
+        (3, [1], 1),  # real cap 1 under a configured 3: one refusal, one step down
+        (3, [2, 1], 1),  # a burst of openings: the second refusal lowers further
+        (3, [2], 2),
+        (3, [1, 2], 1),  # never raised by a refusal
+        (0, [4], 4),  # an unlimited login learns a cap too
+        (2, [2], 2),  # viewers came in: nothing to lower
+    ],
+)
+def test_a_refusal_lowers_the_limit_to_what_was_held(clock, configured, held_at_refusals, expected):
+    learning = learner(clock)
+    for held in held_at_refusals:
+        learning.refused(P, held=held, configured=configured)
+    assert learning.limit(P, configured) == expected
+
+
+def test_lessons_say_what_changed(clock):
+    learning = learner(clock)
+    assert learning.refused(P, held=2, configured=3).lesson == "lowered"
+    assert learning.refused(P, held=2, configured=3).lesson == "none"
+    assert learning.limit(P, 3) == 2
+
+
+def test_logins_learn_separately_and_others_keep_their_limit(clock):
+    learning = learner(clock)
+    learning.refused(P, held=1, configured=3)
+    assert learning.limit(P, 3) == 1
+    assert learning.limit(12, 3) == 3
+    assert learning.status({P: 3, 12: 3}) == {
+        P: {"learned_limit": 1, "release_lag_s": 0.0},
+        12: {"learned_limit": None, "release_lag_s": 0.0},
+    }
+
+
+def test_a_configured_limit_below_the_learned_one_wins(clock):
+    learning = learner(clock)
+    learning.refused(P, held=2, configured=4)
+    assert learning.limit(P, 1) == 1
+
+
+def test_after_a_quiet_period_it_probes_one_step_up_never_above_configured(clock):
+    learning = learner(clock, quiet_period_s=60)
+    learning.refused(P, held=1, configured=3)
+    clock.advance(59.9)
+    assert not learning.probe_up(P, 3)
+    assert learning.limit(P, 3) == 1
+    clock.advance(0.1)
+    assert learning.probe_up(P, 3)
+    assert learning.limit(P, 3) == 2
+    assert not learning.probe_up(P, 3)  # the next step needs another quiet period
+    clock.advance(60)
+    assert learning.probe_up(P, 3)
+    assert learning.limit(P, 3) == 3
+    assert learning.snapshot() == []  # back at the configured limit: nothing learned
+    clock.advance(600)
+    assert not learning.probe_up(P, 3)
+    assert learning.limit(P, 3) == 3
+
+
+def test_a_refusal_restarts_the_quiet_period(clock):
+    learning = learner(clock, quiet_period_s=60)
+    learning.refused(P, held=2, configured=3)
+    clock.advance(50)
+    learning.refused(P, held=1, configured=3)
+    clock.advance(50)
+    assert not learning.probe_up(P, 3)
+    clock.advance(10)
+    assert learning.probe_up(P, 3)
+    assert learning.limit(P, 3) == 2
+
+
+def test_probing_up_and_refused_again_costs_one_refusal_per_step(clock):
+    learning = learner(clock, quiet_period_s=60)
+    learning.refused(P, held=1, configured=3)
+    clock.advance(60)
+    assert learning.probe_up(P, 3)
+    assert learning.refused(P, held=1, configured=3).lesson == "lowered"
+    assert learning.limit(P, 3) == 1
+
+
+def test_nothing_learned_leaves_the_configured_limit_and_no_grace(clock):
+    learning = learner(clock)
+    learning.opened(P)
+    learning.closed(P)  # a dead stream's connection closing is just a close
+    learning.succeeded(P)
+    assert learning.limit(P, 2) == 2
+    assert learning.release_lag(P) == 0.0
+    assert learning.cooling(P) == 0
+    assert learning.snapshot() == []
+    assert not learning.probe_up(P, 2)
+
+
+# --- the release lag -----------------------------------------------------------------
+
+
+def test_a_refusal_right_after_our_close_teaches_a_release_lag_not_a_lower_limit(clock):
+    learning = learner(clock, first_grace_s=3.0)
+    learning.opened(P)
+    assert learning.closed(P) is None  # no grace known yet: the slot is free at once
+    clock.advance(0.02)
+    refused = learning.refused(P, held=1, configured=2)
+    assert refused.lesson == "release_lag"
+    assert refused.release_lag_s == 3.0
+    assert learning.limit(P, 2) == 2
+    # The slot our close freed waits the grace out, counted from the close.
+    assert learning.cooling(P) == 1
+    assert learning.next_change() == pytest.approx(clock.now - 0.02 + 3.0)
+    clock.advance(2.97)
+    assert learning.cooling(P) == 1
+    clock.advance(0.02)
+    assert learning.cooling(P) == 0
+    assert learning.next_change() is None
+
+
+def test_every_later_close_waits_the_grace(clock):
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    learning.refused(P, held=0, configured=2)
+    clock.advance(10)
+    assert learning.cooling(P) == 0
+    until = learning.closed(P)
+    assert until == clock.now + 3.0
+    assert learning.cooling(P) == 1
+
+
+def test_a_long_measured_gap_sets_twice_the_gap(clock):
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(2.5)
+    assert learning.refused(P, held=0, configured=1).release_lag_s == 5.0
+
+
+def test_closes_before_the_lesson_also_cool(clock):
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)  # check A
+    clock.advance(0.01)
+    learning.closed(P)  # check B, closed before the refusal came back
+    clock.advance(0.05)
+    learning.refused(P, held=0, configured=2)
+    assert learning.cooling(P) == 2
+
+
+def test_a_refusal_of_a_connection_granted_before_the_lesson_teaches_nothing_more(clock):
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    granted_early = clock.now
+    clock.advance(0.05)
+    assert learning.refused(P, held=0, configured=2).lesson == "release_lag"
+    clock.advance(0.05)
+    second = learning.refused(P, held=0, configured=2, granted_at=granted_early)
+    assert second.lesson == "release_lag"
+    assert (second.release_lag_s, learning.limit(P, 2), learning.held(P)) == (3.0, 2, False)
+
+
+def test_refused_after_the_grace_with_nothing_held_grows_the_grace(clock):
+    learning = learner(clock, first_grace_s=3.0, max_grace_s=10.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    learning.refused(P, held=0, configured=1)
+    clock.advance(3.0)
+    granted = clock.now
+    clock.advance(0.05)
+    refused = learning.refused(P, held=0, configured=1, granted_at=granted)
+    assert refused.lesson == "longer_lag"
+    assert refused.release_lag_s == pytest.approx(2 * 3.06)
+    learning.closed(P)
+    clock.advance(6.2)
+    assert learning.refused(P, held=0, configured=1, granted_at=clock.now).release_lag_s == 10.0
+
+
+def test_refused_after_the_grace_with_others_held_lowers_the_limit(clock):
+    # Taken for a lag at first, the second refusal shows the real cap.
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    assert learning.refused(P, held=1, configured=3).lesson == "release_lag"
+    clock.advance(3.0)
+    refused = learning.refused(P, held=1, configured=3, granted_at=clock.now)
+    assert refused.lesson == "lowered"
+    assert learning.limit(P, 3) == 1
+
+
+def test_a_slot_in_its_grace_counts_as_held_when_a_third_slot_is_refused(clock):
+    # Configured 3, real cap 2, release lag known: one running, one cooling.
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    learning.refused(P, held=1, configured=3)
+    clock.advance(5)
+    learning.closed(P)
+    clock.advance(0.5)
+    refused = learning.refused(P, held=1, configured=3, granted_at=clock.now)
+    assert (refused.lesson, learning.limit(P, 3)) == ("lowered", 2)
+
+
+def test_a_close_long_ago_is_no_release_lag(clock):
+    learning = learner(clock, lag_window_s=10.0)
+    learning.closed(P)
+    clock.advance(10.5)
+    assert learning.refused(P, held=1, configured=2).lesson == "lowered"
+    assert learning.release_lag(P) == 0.0
+
+
+# --- holds -------------------------------------------------------------------------
+
+
+def test_a_refusal_nothing_of_ours_explains_holds_the_login_doubling(clock):
+    learning = learner(clock, hold_s=10.0, max_hold_s=25.0)
+    refused = learning.refused(P, held=0, configured=2)
+    assert (refused.lesson, refused.hold_until) == ("held", clock.now + 10.0)
+    assert learning.held(P)
+    assert learning.next_change() == clock.now + 10.0
+    assert learning.limit(P, 2) == 2  # held, not lowered: the cap itself is unknown
+    clock.advance(10.0)
+    assert not learning.held(P)
+    learning.opened(P)
+    assert learning.refused(P, held=0, configured=2).hold_until == clock.now + 20.0
+    clock.advance(20.0)
+    assert learning.refused(P, held=0, configured=2).hold_until == clock.now + 25.0
+    learning.succeeded(P)
+    clock.advance(25.0)
+    assert learning.refused(P, held=0, configured=2).hold_until == clock.now + 10.0
+
+
+# --- over a restart ----------------------------------------------------------------
+
+
+def test_snapshot_and_restore_keep_limits_grace_and_the_quiet_period(clock):
+    learning = learner(clock, quiet_period_s=60, first_grace_s=3.0)
+    learning.refused(P, held=1, configured=3)
+    learning.closed(12)
+    clock.advance(0.01)
+    learning.refused(12, held=0, configured=1)
+    clock.advance(20)
+    snapshot = learning.snapshot()
+    assert [(s.profile_id, s.limit, s.release_lag_s) for s in snapshot] == [
+        (P, 1, 0.0),
+        (12, None, 3.0),
+    ]
+    assert [s.since_refusal_s for s in snapshot] == pytest.approx([20.01, 20.0])
+    # A new process, a new clock: what is left of the quiet period carries over.
+    fresh = FakeClock(5.0)
+    restored = ProviderLearning(fresh, LearningSettings(quiet_period_s=60), snapshot)
+    assert restored.limit(P, 3) == 1
+    assert restored.release_lag(12) == 3.0
+    assert restored.cooling(12) == 0  # closes of the old process are gone
+    fresh.advance(39.9)
+    assert not restored.probe_up(P, 3)
+    fresh.advance(0.2)
+    assert restored.probe_up(P, 3)
+    assert restored.limit(P, 3) == 2
+
+
+def test_restored_values_are_clamped(clock):
+    bad = [LearnedLogin(P, limit=0, release_lag_s=500.0, since_refusal_s=-5)]
+    restored = ProviderLearning(clock, LearningSettings(max_grace_s=30.0), bad)
+    assert restored.limit(P, 3) == 1
+    assert restored.release_lag(P) == 30.0
