@@ -22,7 +22,7 @@ the probe's ``busy`` outcome does, so a dead stream never lowers a limit.
 
 Every method takes the time from the injected ``clock`` (seconds, monotonic in
 the daemon). :meth:`snapshot` and the ``restored`` argument carry the state
-over a restart (see ``adapters/learned.py``); ages there are durations, not
+over a restart (``adapters.store.save_learned``); ages there are durations, not
 clock readings, so they survive a new clock.
 """
 

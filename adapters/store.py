@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from domain.learned import LearnedLogin
 from domain.models import CheckResult, Status
 
 
@@ -531,3 +533,89 @@ def read_cycles(path: Path, limit: int = 10) -> list[CycleRecord]:
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot read the cycles: {exc}") from exc
     return [CycleRecord(*row) for row in rows]
+
+
+# --- learned provider logins ----------------------------------------------------------
+# What the accounts learned about their provider logins (actors/learning.py): the
+# effective limit, the release grace and how long ago the last refusal was, one row
+# per login that learned something. Its own migration step, appended here so the
+# results code above stays as it is. Ages are stored with the wall-clock time they
+# were taken, so a restart (with a new monotonic clock) resumes a quiet period.
+
+
+def _schema_learned_logins(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE learned_logins (
+            account_id INTEGER NOT NULL,
+            profile_id INTEGER NOT NULL,
+            learned_limit INTEGER CHECK (learned_limit IS NULL OR learned_limit >= 1),
+            release_lag_s REAL NOT NULL DEFAULT 0 CHECK (release_lag_s >= 0),
+            since_refusal_s REAL,
+            saved_at REAL NOT NULL,
+            PRIMARY KEY (account_id, profile_id)
+        )
+        """
+    )
+
+
+_MIGRATIONS = (*_MIGRATIONS, _schema_learned_logins)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def save_learned(
+    store: ResultStore,
+    account_id: int,
+    logins: Iterable[LearnedLogin],
+    now: float | None = None,
+) -> None:
+    """Replace what ``store`` keeps for ``account_id`` by ``logins`` (none: forget it).
+
+    Args:
+        store: the results store (from its owning thread).
+        account_id: the account the logins belong to.
+        logins: what it learned (:meth:`actors.learning.ProviderLearning.snapshot`).
+        now: wall-clock seconds since the epoch; ``time.time()`` if ``None``.
+    """
+    saved_at = time.time() if now is None else now
+    rows = [
+        (
+            account_id,
+            item.profile_id,
+            item.limit,
+            item.release_lag_s,
+            item.since_refusal_s,
+            saved_at,
+        )
+        for item in logins
+    ]
+    with store._write(f"cannot save what account {account_id} learned") as db:
+        db.execute("DELETE FROM learned_logins WHERE account_id = ?", (account_id,))
+        db.executemany(
+            "INSERT INTO learned_logins (account_id, profile_id, learned_limit, "
+            "release_lag_s, since_refusal_s, saved_at) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def load_learned(store: ResultStore, now: float | None = None) -> dict[int, list[LearnedLogin]]:
+    """Everything ``store`` keeps, per account id, with ages brought up to ``now``."""
+    read_at = time.time() if now is None else now
+    rows = store._read(
+        "cannot read what the accounts learned",
+        "SELECT account_id, profile_id, learned_limit, release_lag_s, since_refusal_s, "
+        "saved_at FROM learned_logins ORDER BY account_id, profile_id",
+    )
+    learned: dict[int, list[LearnedLogin]] = {}
+    for row in rows:
+        since = row["since_refusal_s"]
+        age = None if since is None else since + max(0.0, read_at - row["saved_at"])
+        learned.setdefault(row["account_id"], []).append(
+            LearnedLogin(
+                row["profile_id"],
+                limit=row["learned_limit"],
+                release_lag_s=row["release_lag_s"],
+                since_refusal_s=age,
+            )
+        )
+    return learned

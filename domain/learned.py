@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LearnedLogin:
-    """The learned state of one login (profile), as :mod:`adapters.learned` keeps it."""
+    """The learned state of one login (profile), as the results store keeps it."""
 
     profile_id: int
     limit: int | None = None
