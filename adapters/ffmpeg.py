@@ -67,9 +67,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import IO
 
 import structlog
 
+from adapters.settle import BitrateSettler, SettleRule
 from domain.cancel import CancelToken
 from domain.models import OutcomeKind, ProbeOutcome, ProbeRequest, StreamInfo
 from domain.urls import redact_url
@@ -80,6 +82,8 @@ BUSY_STATUSES = frozenset({403, 429, 458, 509})
 """HTTP answers that mean "this login is full", not "this stream is dead"."""
 UNAUTHORIZED_STATUS = 401
 """The login itself is refused (expired, blocked, wrong password): an account error."""
+DEFAULT_SETTLE = SettleRule()
+"""A check stops once its figures settled (``check.adaptive = true``)."""
 MAX_ANALYZE_S = 5.0
 """ffmpeg's default analyse window; a check never analyses longer than it reads."""
 _STDERR_HEAD_LINES = 400
@@ -417,19 +421,22 @@ class _Spawner:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmpeg-spawn")
 
-    def popen(self, argv: list[str]) -> subprocess.Popen[str]:
+    def popen(self, argv: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
         """Start ``argv`` in its own session, pipes for stdout and stderr, no stdin.
+
+        ``pass_fds`` stay open in the child under the same numbers.
 
         Raises:
             OSError: the binary could not be started.
             RuntimeError: the interpreter is shutting down.
         """
-        return self._pool.submit(self._popen, argv, os.getpid()).result()
+        return self._pool.submit(self._popen, argv, os.getpid(), pass_fds).result()
 
     @staticmethod
-    def _popen(argv: list[str], parent: int) -> subprocess.Popen[str]:
+    def _popen(argv: list[str], parent: int, pass_fds: tuple[int, ...]) -> subprocess.Popen[str]:
         return subprocess.Popen(
             argv,
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -457,8 +464,16 @@ class _Run:
     while a cancel callback might still signal it.
     """
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        frames: IO[str] | None = None,
+        settle: SettleRule | None = None,
+    ) -> None:
         self.proc = proc
+        self.frames = frames
+        """ffmpeg's ``framecrc`` output (one line per packet), when the check may settle."""
+        self.settler = BitrateSettler(settle) if settle is not None else None
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._done = False
@@ -481,6 +496,12 @@ class _Run:
             ),
             threading.Thread(target=self._read_stderr, name=f"ffmpeg-{proc.pid}-err", daemon=True),
         ]
+        if frames is not None:
+            self._threads.append(
+                threading.Thread(
+                    target=self._read_frames, name=f"ffmpeg-{proc.pid}-frames", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
 
@@ -521,6 +542,33 @@ class _Run:
                     self.stderr_head.append(line)
                 else:
                     self.stderr_tail.append(line)
+
+    def _read_frames(self) -> None:
+        """Feed the packet lines to the settler; stop ffmpeg once the figures are in.
+
+        The figures: the input dump (resolution, codecs, fps) and a bitrate
+        estimate that has settled. The connection is the scarce thing, so the
+        child is killed at once: the bitrate comes from the packets read, not
+        from ffmpeg's closing summary.
+        """
+        frames, settler = self.frames, self.settler
+        if frames is None or settler is None:
+            return
+        stopping = False
+        for raw in frames:  # read to the end: the kill closes the pipe
+            if not settler.settled:
+                settler.feed(raw.rstrip("\n"))
+            if settler.settled and not stopping and self._figures_known():
+                stopping = True
+                self.kill("settled")
+
+    def _figures_known(self) -> bool:
+        with self._lock:
+            if self.opened_at is None:
+                return False
+            head = list(self.stderr_head)
+        info = parse_stream_info(head)
+        return bool(info and info.video_codec and info.resolution and info.fps)
 
     def kill(self, reason: str) -> None:
         """Kill the process group for ``reason``; the first reason wins. Any thread."""
@@ -585,7 +633,7 @@ class _Run:
             log.error("ffmpeg_unreaped", pid=self.proc.pid)
         for thread in self._threads:
             thread.join(timeout=_READER_JOIN_S)
-        for pipe in (self.proc.stdout, self.proc.stderr):
+        for pipe in (self.proc.stdout, self.proc.stderr, self.frames):
             if pipe is not None:
                 pipe.close()
 
@@ -617,6 +665,8 @@ class FfmpegProbe:
         user_agent_default: Sent when a request carries no user agent.
         on_spawn: Called with the child's pid right after it starts (tests and
             the CPU benchmark use it); never required.
+        settle: When a check may stop before ``duration`` (see
+            :mod:`adapters.settle`); ``None`` reads the whole ``duration``.
     """
 
     def __init__(
@@ -625,13 +675,15 @@ class FfmpegProbe:
         user_agent_default: str | None = None,
         *,
         on_spawn: Callable[[int], None] | None = None,
+        settle: SettleRule | None = DEFAULT_SETTLE,
     ) -> None:
         self.ffmpeg_path = ffmpeg_path
         self.user_agent_default = user_agent_default
         self.on_spawn = on_spawn
+        self.settle = settle
 
-    def command(self, request: ProbeRequest) -> list[str]:
-        """The ffmpeg argv for ``request``."""
+    def command(self, request: ProbeRequest, frames_fd: int | None = None) -> list[str]:
+        """The ffmpeg argv for ``request``; with ``frames_fd``, packets are listed there."""
         # The watchdog of _Run decides when data stopped; ffmpeg's own I/O
         # timeout is only a backstop past the wall-clock cap, so no build's
         # way of reporting its timeout changes a verdict.
@@ -644,7 +696,11 @@ class FfmpegProbe:
             cmd += ["-user_agent", user_agent]
         cmd += ["-rw_timeout", backstop_us, "-analyzeduration", analyze_us, "-i", request.url]
         cmd += ["-t", f"{request.duration:g}", "-map", "0:v?", "-map", "0:a?"]
-        cmd += ["-c", "copy", "-f", "null", "-"]
+        if frames_fd is None:
+            cmd += ["-c", "copy", "-f", "null", "-"]
+        else:
+            # Still no decoding: framecrc writes one line per copied packet.
+            cmd += ["-c", "copy", "-f", "framecrc", f"pipe:{frames_fd}"]
         return cmd
 
     def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
@@ -652,17 +708,27 @@ class FfmpegProbe:
         bound = log.bind(stream_id=request.stream_id, url=redact_url(request.url))
         if token.cancelled:
             return ProbeOutcome("cancelled", reason=token.reason)
+        frames_read, frames_write = os.pipe() if self.settle is not None else (None, None)
+        fds = () if frames_write is None else (frames_write,)
         try:
-            proc = _SPAWNER.popen(self.command(request))
+            proc = _SPAWNER.popen(self.command(request, frames_write), pass_fds=fds)
         except (OSError, RuntimeError) as exc:  # RuntimeError: the interpreter is exiting
             bound.error("probe_start_failed", error=str(exc), ffmpeg=self.ffmpeg_path)
+            if frames_read is not None:
+                os.close(frames_read)
             return ProbeOutcome("error", reason="ffmpeg_start_failed")
+        finally:
+            if frames_write is not None:
+                os.close(frames_write)  # the child has its own copy; EOF comes when it exits
+        frames = None
+        if frames_read is not None:
+            frames = open(frames_read, encoding="ascii", errors="replace")  # noqa: SIM115 - closed by _Run.finish
         bound.debug(
             "probe_started", pid=proc.pid, duration=request.duration, ffmpeg=self.ffmpeg_path
         )
         run: _Run | None = None
         try:
-            run = _Run(proc)
+            run = _Run(proc, frames, self.settle)
             token.on_cancel(lambda: run.kill("cancelled") if run is not None else None)
             if self.on_spawn is not None:
                 self.on_spawn(proc.pid)
@@ -684,6 +750,7 @@ class FfmpegProbe:
             resolution=outcome.info.resolution,
             bitrate_kbps=outcome.info.bitrate_kbps,
             media_s=round(run.media_s, 2),
+            settled=run.kill_reason == "settled",
             elapsed_s=round(time.monotonic() - run.started, 2),
             exit_code=run.exit_code,
         )
@@ -779,11 +846,7 @@ def _classify(run: _Run, request: ProbeRequest, token: CancelToken) -> ProbeOutc
     stderr = run.stderr_lines()
     info = parse_stream_info(stderr)
     if run.kill_reason is not None:
-        # Our watchdog: the media time stood still for ``timeout`` seconds, or
-        # the wall-clock cap passed before ``duration`` of media came.
-        return ProbeOutcome(
-            "dead", info=info or StreamInfo(), reason="stalled" if info else "no_data"
-        )
+        return _classify_stopped(run, info)
     if run.exit_signal is not None:
         # Not our SIGKILL (that would have set kill_reason): someone else killed it.
         return ProbeOutcome("error", info=info or StreamInfo(), reason="probe_killed")
@@ -794,6 +857,17 @@ def _classify(run: _Run, request: ProbeRequest, token: CancelToken) -> ProbeOutc
         reason = "unparsable_output" if run.exit_code == 0 else f"ffmpeg_exit_{run.exit_code}"
         return ProbeOutcome("error", reason=reason)
     return _classify_opened(run, request, info, stderr)
+
+
+def _classify_stopped(run: _Run, info: StreamInfo | None) -> ProbeOutcome:
+    """Classify a run we stopped: its figures settled, or our watchdog gave up on it."""
+    if run.kill_reason == "settled" and info is not None and run.settler is not None:
+        # Stopped once the figures were in (_Run._read_frames): resolution,
+        # codecs and fps from the input dump, the bitrate from the packets.
+        return ProbeOutcome("ok", info=replace(info, bitrate_kbps=run.settler.kbps))
+    # Our watchdog: the media time stood still for ``timeout`` seconds, or the
+    # wall-clock cap passed before ``duration`` of media came.
+    return ProbeOutcome("dead", info=info or StreamInfo(), reason="stalled" if info else "no_data")
 
 
 def _classify_opened(

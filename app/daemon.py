@@ -106,9 +106,13 @@ def make_scorer(config: Config) -> Scorer:
 
 def make_probe(config: Config) -> Probe:
     """The real ffmpeg probe (config's binary, else PATH, else imageio-ffmpeg's)."""
-    from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
+    from adapters.ffmpeg import DEFAULT_SETTLE, FfmpegProbe, find_ffmpeg
 
-    return FfmpegProbe(find_ffmpeg(config.check.ffmpeg), config.check.user_agent or None)
+    return FfmpegProbe(
+        find_ffmpeg(config.check.ffmpeg),
+        config.check.user_agent or None,
+        settle=DEFAULT_SETTLE if config.check.adaptive else None,
+    )
 
 
 def check_times(database: Path) -> dict[int, float]:

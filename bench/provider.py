@@ -189,6 +189,7 @@ def run_scenario(scenario: Scenario, cache_dir: Path | None = None) -> dict[str,
                     "conn_s_median": round(statistics.median(held.get(s, 0.0) for s in healthy), 2)
                     if healthy
                     else None,
+                    "conn_s": {s: round(held.get(s, 0.0), 2) for s in healthy},
                     "bitrate_kbps": {
                         r.stream_id: r.bitrate_kbps for r in finished.results if r.status == "ok"
                     },
@@ -217,6 +218,7 @@ def run_scenario(scenario: Scenario, cache_dir: Path | None = None) -> dict[str,
             }
         else:
             del out["bitrate_kbps"]
+            del out["conn_s"]
         return out
 
 
@@ -235,7 +237,7 @@ def _refusal_times(refusals: Sequence[Any], connections: Sequence[Any]) -> list[
 
 def _reference_bitrates(sim: ProviderSimulator, scenario: Scenario) -> dict[int, float | None]:
     """Each stream's bitrate from a plain 30 s read (the probe, not the daemon)."""
-    probe = FfmpegProbe(find_ffmpeg())
+    probe = FfmpegProbe(find_ffmpeg(), settle=None)  # the whole 30 s, never settling early
 
     def read(sid: int) -> float | None:
         request = ProbeRequest(
@@ -245,19 +247,11 @@ def _reference_bitrates(sim: ProviderSimulator, scenario: Scenario) -> dict[int,
             timeout=10,
             stream_id=sid,
         )
-        # A probe that stops early once its figures settle reads the whole 30 s here.
-        return _full_read(probe, request).info.bitrate_kbps
+        return probe(request, CancelToken()).info.bitrate_kbps
 
     # All at once (the simulator has no cap here): stream copy costs little CPU.
     with ThreadPoolExecutor(max_workers=len(scenario.streams)) as pool:
         return dict(zip(scenario.streams, pool.map(read, scenario.streams), strict=True))
-
-
-def _full_read(probe: FfmpegProbe, request: ProbeRequest) -> Any:
-    fixed = getattr(probe, "fixed_length", None)
-    if callable(fixed):
-        return fixed(request, CancelToken())
-    return probe(request, CancelToken())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,7 +160,9 @@ class CheckSection:
     """``[check]``: how one stream is probed."""
 
     duration: float = 10.0
-    """Seconds of stream read per check."""
+    """The most seconds of stream a check reads (all of it when ``adaptive`` is off)."""
+    adaptive: bool = True
+    """Stop reading once resolution, codecs, fps and a settled bitrate are known."""
     timeout: float = 30.0
     """Seconds before a check is given up."""
     ffmpeg: str = ""
@@ -668,6 +670,7 @@ def _read_check(t: _Table, base_dir: Path | None) -> CheckSection:
         ffmpeg = str(_resolve(Path(ffmpeg).expanduser(), base_dir))
     return CheckSection(
         duration=t.number("duration", d.duration, positive=True),
+        adaptive=t.boolean("adaptive", d.adaptive),
         timeout=t.number("timeout", d.timeout, positive=True),
         ffmpeg=ffmpeg,
         user_agent=t.string("user_agent", d.user_agent),

@@ -279,7 +279,7 @@ def test_refusal_statuses(ffmpeg_path, provider, status, reason_phrase, kind, re
 
 
 def test_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
-    probe = FfmpegProbe(ffmpeg_path)
+    probe = FfmpegProbe(ffmpeg_path, settle=None)  # holds its slot for the whole 30 s
     holder = CancelToken()
     with ThreadPoolExecutor(max_workers=1) as pool:
         held = pool.submit(probe, _request(sim.url("one", "p", 1), duration=30), holder)
@@ -358,7 +358,7 @@ def _start_long_probe(
         spawned.append(pid)
         ready.set()
 
-    probe = FfmpegProbe(ffmpeg_path, on_spawn=on_spawn)
+    probe = FfmpegProbe(ffmpeg_path, on_spawn=on_spawn, settle=None)
     future = pool.submit(probe, _request(url, duration=30, timeout=10), token)
     assert ready.wait(WAIT_S)
     return future, spawned[0]

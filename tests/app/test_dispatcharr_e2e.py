@@ -194,7 +194,7 @@ def test_channel_edited_between_read_and_write_is_not_overwritten(world, tmp_pat
 
 def test_viewer_appearing_mid_cycle_preempts_the_check(world, tmp_path: Path):
     sim, fake, config = world
-    slow = config.read_text().replace("duration = 1.5", "duration = 4")
+    slow = config.read_text().replace("duration = 1.5", "duration = 4\nadaptive = false")
     config.write_text(slow)
     box: dict[str, tuple[int, dict]] = {}
     runner = threading.Thread(target=lambda: box.update(result=run_once(config, tmp_path)))

@@ -167,7 +167,7 @@ def test_sigkill_of_the_daemon_closes_its_connections_and_a_restart_collides_wit
     sim: ProviderSimulator = provider(
         [SimAccount("ua", "pa", 2)], {1: SimStream("ok"), 2: SimStream("ok")}
     )
-    config = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=30, timeout=5)
+    config = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=30, timeout=5, adaptive=False)
     write_inventory(tmp_path, sim, [(1, "ua", "pa", 2)], [(1, "one", 1), (2, "two", 1)])
     marker = sim.base_url  # a port of this test's own simulator: in every child's URL
 

@@ -21,7 +21,7 @@ def test_sigterm_stops_the_daemon_mid_check(
     sim = provider(
         [SimAccount("ua", "pa", 1)], {1: SimStream("ok", "hd"), 2: SimStream("ok", "hd")}
     )
-    config = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=20, timeout=5)
+    config = write_config(tmp_path, ffmpeg=ffmpeg_path, duration=20, timeout=5, adaptive=False)
     write_inventory(tmp_path, sim, [(1, "ua", "pa", 1)], [(1, "one", 1), (2, "two", 1)])
     daemon = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "run", "--config", str(config)],
