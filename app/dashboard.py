@@ -82,6 +82,14 @@ def _usage_of(value: Any) -> tuple[int | None, int | None, int | None, int | Non
     return None, None, None, None
 
 
+def _release_lag_of(value: Any) -> float | None:
+    """The release grace an account learned for a login (a mapping usage entry only)."""
+    if isinstance(value, Mapping):
+        lag = value.get("release_lag_s")
+        return float(lag) if isinstance(lag, int | float) else None
+    return None
+
+
 def _logins(
     account: Mapping[str, Any], usage: Mapping[int, Any] | None, checks: Mapping[int, int]
 ) -> list[dict[str, Any]]:
@@ -113,6 +121,9 @@ def _logins(
         }
         if learned is not None:
             login["learned_limit"] = learned
+        lag = _release_lag_of((usage or {}).get(profile["id"]))
+        if lag:
+            login["release_lag_s"] = lag
         logins.append(login)
     return logins
 

@@ -292,6 +292,12 @@ def _state_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
         " was learned; 0 = unlimited.",
         ("account", "login"),
     )
+    release_lag = _gauge(
+        "iptv_checkd_release_lag_seconds",
+        "Seconds a login's freed slot waits before it is reused: the provider's learned"
+        " release lag; 0 = none learned.",
+        ("account", "login"),
+    )
     for account_id, account in sorted(status.get("accounts", {}).items()):
         acc = str(account_id)
         info.add_metric([acc, str(account.get("name", ""))], 1)
@@ -305,10 +311,11 @@ def _state_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
                 viewers.add_metric(labels, login["viewers"])
             limit.add_metric(labels, login.get("limit", 0))
             learned.add_metric(labels, login.get("effective_limit", login.get("limit", 0)))
+            release_lag.add_metric(labels, login.get("release_lag_s", 0.0))
     cycle = status.get("cycle") or {}
     done = _gauge("iptv_checkd_cycle_done", "Streams with a result in the running cycle.")
     done.add_metric([], cycle.get("done", 0))
     streams = _gauge("iptv_checkd_cycle_streams", "Streams in the running cycle (0 = none).")
     streams.add_metric([], cycle.get("streams", 0))
     yield from (running, global_limit, info, acc_running, acc_waiting)
-    yield from (leases, viewers, limit, learned, done, streams)
+    yield from (leases, viewers, limit, learned, release_lag, done, streams)
