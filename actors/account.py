@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
 import structlog
 
+from actors.learning import LearningSettings, ProviderLearning
 from actors.messages import (
     AccountFailed,
     GetUsage,
@@ -17,6 +19,7 @@ from actors.messages import (
     LeaseDenied,
     LeaseGranted,
     LimitsChanged,
+    LoginsLearned,
     Preempt,
     ReleaseLease,
     RequestLease,
@@ -26,9 +29,18 @@ from actors.messages import (
     ViewersUnknown,
     WatchViewers,
 )
-from actors.slots import FAIL_CLOSED, TRUST_LAST_KNOWN, AccountSlots, Clock, Denial, ViewerPolicy
+from actors.slots import (
+    FAIL_CLOSED,
+    TRUST_LAST_KNOWN,
+    AccountSlots,
+    Clock,
+    Denial,
+    Lesson,
+    ViewerPolicy,
+)
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
+from domain.learned import LearnedLogin
 from domain.models import Account, Profile, Stream
 from domain.urls import profile_url
 
@@ -44,6 +56,17 @@ class ViewerFeed:
 
     watcher: pykka.ActorRef[Any]
     policy: ViewerPolicy = FAIL_CLOSED
+
+
+@dataclass(frozen=True)
+class LearningFeed:
+    """How accounts learn their providers, what they learned before, and who keeps it."""
+
+    settings: LearningSettings = field(default_factory=LearningSettings)
+    restored: Mapping[int, Sequence[LearnedLogin]] = field(default_factory=dict)
+    """What each account (by id) had learned when the daemon last stopped."""
+    keeper: pykka.ActorRef[Any] | None = None
+    """Told ``LoginsLearned`` whenever an account's learned state changes (the sink)."""
 
 
 class AccountActor(pykka.ThreadingActor):
@@ -64,6 +87,8 @@ class AccountActor(pykka.ThreadingActor):
         viewers: the viewer watcher and the policy; ``None``: no viewer source,
             nobody watches unless told (``ViewersSeen`` sent by hand, in tests).
         clock: monotonic seconds, for the stagger and the age of viewer counts.
+        learning: learn each login's real cap and release lag from refusals;
+            ``None``: trust the configured limits.
     """
 
     use_daemon_thread = True
@@ -76,17 +101,27 @@ class AccountActor(pykka.ThreadingActor):
         stagger_delay: float = 0.0,
         viewers: ViewerFeed | None = None,
         clock: Clock = time.monotonic,
+        learning: LearningFeed | None = None,
     ) -> None:
         super().__init__()
         self._feed = viewers
         policy = viewers.policy if viewers is not None else TRUST_LAST_KNOWN
-        self._slots = AccountSlots(account, stagger_delay, clock, policy)
+        self._learning = learning
+        learner = None
+        if learning is not None:
+            restored = learning.restored.get(account.id, ())
+            learner = ProviderLearning(clock, learning.settings, restored)
+        self._clock = clock
+        self._slots = AccountSlots(account, stagger_delay, clock, policy, learner)
         self._waiting_logged = False
         """A ``checks_wait_for_viewers`` was logged and no good read came since."""
         self._account_id = account.id
         self._coordinator = coordinator
         self._stagger = PendingTick(timers)
-        """Tick: the stagger delay since the last connection opening is over."""
+        """Tick: the stagger delay since the last connection opening is over, or a
+        slot in its release grace (or a held login) is free again."""
+        self._wake_at: float | None = None
+        """Clock time the pending tick is for."""
         self._preempting: set[int] = set()
         self._unusable_logged: dict[int, tuple[str, str]] = {}
         """Profiles logged as not changing a stream's URL, with the patterns then."""
@@ -100,6 +135,8 @@ class AccountActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Tell the coordinator the room we start with; ask the watcher for viewer counts."""
+        if self._slots.learning is not None and self._slots.learning.snapshot():
+            self._log.info("login_learned_restored", logins=self._slots.usage_detail())
         self._announce()
         if self._feed is not None:
             tell_quietly(self._feed.watcher, WatchViewers(self.actor_ref))
@@ -134,9 +171,10 @@ class AccountActor(pykka.ThreadingActor):
                 self._on_limits(account, stagger)
             case Tick():
                 if self._stagger.fired(message):
+                    self._wake_at = None
                     self._announce()
-            case GetUsage():
-                return self._slots.usage()
+            case GetUsage(detail=detail):
+                return self._slots.usage_detail() if detail else self._slots.usage()
             case _:
                 return super().on_receive(message)
         return None
@@ -174,7 +212,7 @@ class AccountActor(pykka.ThreadingActor):
 
     def _on_release(self, message: ReleaseLease) -> None:
         self._preempting.discard(message.lease_id)
-        self._slots.release(message.lease_id)
+        self._slots.release(message.lease_id, message.outcome)
         self._announce()
 
     def _on_viewers_seen(self, message: ViewersSeen) -> None:
@@ -233,16 +271,73 @@ class AccountActor(pykka.ThreadingActor):
         return url
 
     def _announce(self) -> None:
-        """Tell the coordinator how the room changed; look again after the stagger delay."""
+        """Tell the coordinator how the room changed; look again when room comes back.
+
+        Room comes back by itself when the stagger delay is over, when a slot's
+        release grace ends and when a held login is let go.
+        """
         announce = self._slots.announce()
+        self._report_lessons()
         if announce.short == "viewer_count_unknown":
             self._log_waiting()
         if announce.change or announce.short != self._short:
             self._short = announce.short
             change = RoomChanged(self._account.id, announce.change, announce.short)
             tell_quietly(self._coordinator, change)
-        if announce.wake_in is not None and not self._stagger.pending:
-            self._stagger.set(announce.wake_in, self.actor_ref)
+        now = self._clock()
+        wakes = [self._slots.next_learning_change()]
+        if announce.wake_in is not None:
+            wakes.append(now + announce.wake_in)
+        due = min((t for t in wakes if t is not None), default=None)
+        if due is not None and (self._wake_at is None or due < self._wake_at):
+            self._wake_at = due
+            self._stagger.set(max(0.0, due - now), self.actor_ref)
+
+    def _report_lessons(self) -> None:
+        """Log what the learning changed and hand the new state to its keeper."""
+        lessons, self._slots.lessons = self._slots.lessons, []
+        if not lessons:
+            return
+        for lesson in lessons:
+            self._log_lesson(lesson)
+        learning = self._slots.learning
+        keeper = self._learning.keeper if self._learning is not None else None
+        if learning is not None and keeper is not None:
+            snapshot = LoginsLearned(self._account.id, tuple(learning.snapshot()))
+            tell_quietly(keeper, snapshot)
+
+    def _log_lesson(self, lesson: Lesson) -> None:
+        fields: dict[str, Any] = {
+            "profile_id": lesson.profile_id,
+            "learned_limit": lesson.limit,
+            "configured_limit": lesson.configured,
+            "release_lag_s": round(lesson.release_lag_s, 2),
+        }
+        match lesson.kind:
+            case "lowered":
+                self._log.warning(
+                    "login_limit_learned",
+                    **fields,
+                    hint="the provider refused a connection below the configured limit",
+                )
+            case "release_lag" | "longer_lag":
+                self._log.warning(
+                    "login_release_lag_learned",
+                    **fields,
+                    hint="the provider still counted a connection just closed; "
+                    "freed slots now wait this long",
+                )
+            case "held":
+                self._log.warning(
+                    "login_held",
+                    **fields,
+                    held_s=round((lesson.hold_until or 0.0) - self._clock(), 1),
+                    hint="refused with nothing of ours on the login: it is used elsewhere",
+                )
+            case "probed_up":
+                self._log.info("login_limit_probed_up", **fields)
+            case _:
+                self._log.debug("login_refusal_expected", **fields)
 
     def _preempt_if_needed(self) -> None:
         lease_ids = self._slots.leases_to_preempt(self._preempting)

@@ -14,14 +14,14 @@ import queue
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
 import pykka
 import structlog
 
-from actors.account import AccountActor, ViewerFeed
+from actors.account import AccountActor, LearningFeed, ViewerFeed
 from actors.checker import Checkers, utc_now
 from actors.cycle import Cycle, Scorer, failed_unstarted, summary
 from actors.dispatch import (
@@ -94,6 +94,9 @@ class Coordinator(pykka.ThreadingActor):
         supervisor: told ``ActorFailed`` if the coordinator crashes (after it
             has given every open job an error result).
         observer: told of denials, preemptions and every attempt (the metrics).
+        learning: how account actors learn their logins' real caps and release
+            lags, and what they learned before; ``None``: they trust the
+            configured limits (and ``settings.learn_providers`` is ignored).
     """
 
     use_daemon_thread = True
@@ -109,9 +112,13 @@ class Coordinator(pykka.ThreadingActor):
         viewers: ViewerFeed | None = None,
         supervisor: pykka.ActorRef[Any] | None = None,
         observer: CheckObserver | None = None,
+        learning: LearningFeed | None = None,
     ) -> None:
         super().__init__()
         self._viewers = viewers
+        self._learning = learning
+        if learning is None:
+            settings = replace(settings, learn_providers=False)
         self._supervisor = supervisor
         self._observer: CheckObserver = observer or NullObserver()
         self._settings = settings
@@ -247,7 +254,12 @@ class Coordinator(pykka.ThreadingActor):
                 entry = None
             if entry is None:
                 ref = AccountActor.start(
-                    account, self.actor_ref, self._timers, stagger, self._viewers
+                    account,
+                    self.actor_ref,
+                    self._timers,
+                    stagger,
+                    self._viewers,
+                    learning=self._learning,
                 )
                 self._accounts[account.id] = _AccountActor(ref, account)
                 self._perform(self._dispatch.set_account(account.id, capacity(account), fresh=True))
@@ -329,10 +341,10 @@ class Coordinator(pykka.ThreadingActor):
                 entry = self._accounts.get(account_id)
                 if entry is None or not tell_quietly(entry.ref, request):
                     return self._dispatch.account_lost(account_id, "account_actor_dead")
-            case Release(account_id=account_id, lease_id=lease_id):
+            case Release(account_id=account_id, lease_id=lease_id, outcome=outcome):
                 entry = self._accounts.get(account_id)
                 if entry is not None:
-                    tell_quietly(entry.ref, ReleaseLease(lease_id))
+                    tell_quietly(entry.ref, ReleaseLease(lease_id, outcome))
             case StartCheck(job=job, lease=lease, others_running=others):
                 self._checkers.start(job, lease, others)
             case CancelCheck(lease_id=lease_id, reason=reason):

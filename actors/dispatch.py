@@ -34,7 +34,7 @@ import structlog
 from actors.messages import Job, Lease, RequestLease
 from actors.observer import CheckObserver, NullObserver
 from actors.slots import UNLIMITED
-from domain.models import ProbeOutcome
+from domain.models import OutcomeKind, ProbeOutcome
 
 logger = structlog.get_logger(__name__)
 
@@ -65,6 +65,13 @@ class CoordinatorSettings:
     after that the jobs still waiting end as ``cancelled`` with ``no_free_slot``."""
     unresponsive_grace: float = 15.0
     """Seconds a check cancelled at its deadline gets to report before its lease is given up."""
+    learn_providers: bool = False
+    """Accounts learn from "full" refusals (``[learning]``, given to the
+    coordinator as its ``learning``): a refused job waits in the queue, holding
+    no slot, until its account has room again, instead of a ``busy_backoff`` delay."""
+    max_refusals: int = 6
+    """With ``learn_providers``: times one job may be refused as "full" before it
+    ends as ``provider_busy``."""
 
     @property
     def deadline(self) -> float:
@@ -89,10 +96,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Release:
-    """Send ``ReleaseLease(lease_id)`` to the account's actor."""
+    """Send ``ReleaseLease(lease_id, outcome)`` to the account's actor."""
 
     account_id: int
     lease_id: int
+    outcome: OutcomeKind | None = None
+    """How the check ended (the account learns from it); ``None``: never started."""
 
 
 @dataclass(frozen=True)
@@ -635,12 +644,12 @@ class Dispatch:
         request = RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream)
         out.append(Request(account.account_id, request))
 
-    def _release(self, lease: Lease, out: list[Action]) -> None:
+    def _release(self, lease: Lease, out: list[Action], outcome: OutcomeKind | None = None) -> None:
         account = self._accounts.get(lease.account_id)
         if account is not None:
             account.room += 1  # the account counts the release as room given back too
             self._mark(account)
-        out.append(Release(lease.account_id, lease.lease_id))
+        out.append(Release(lease.account_id, lease.lease_id, outcome))
 
     # --- internals: ending ----------------------------------------------------------
 
@@ -668,7 +677,7 @@ class Dispatch:
         if account is not None:
             account.running -= 1
             account.running_work -= run.job.expected_s
-        self._release(run.lease, out)
+        self._release(run.lease, out, outcome.kind)
         self._settle(run, outcome, started_at, finished_at, out)
         if account is not None:
             self._drop_if_done(account, out)
@@ -698,7 +707,29 @@ class Dispatch:
         if outcome.kind == "cancelled" and going_on and job.requeues < settings.max_requeues:
             self._enqueue(replace(job, requeues=job.requeues + 1), out)
             return
-        if outcome.kind in ("error", "busy") and going_on and job.attempt < settings.retries:
+        if (
+            outcome.kind == "busy"
+            and going_on
+            and settings.learn_providers
+            and job.refusals < settings.max_refusals
+        ):
+            # The account learned from the refusal (a lower limit, a release
+            # grace, a hold) and offers room again when it has some: the job
+            # waits in its queue meanwhile, holding no slot.
+            logger.info(
+                "check_refused_requeued",
+                stream_id=job.stream.id,
+                account_id=job.account_id,
+                profile_id=run.lease.profile_id,
+                reason=outcome.reason,
+                refusals=job.refusals + 1,
+            )
+            self._enqueue(replace(job, refusals=job.refusals + 1), out)
+            return
+        backs_off = outcome.kind == "error" or (
+            outcome.kind == "busy" and not settings.learn_providers
+        )
+        if backs_off and going_on and job.attempt < settings.retries:
             if outcome.kind == "busy":
                 delay = settings.busy_backoff * (2**job.attempt)
             else:

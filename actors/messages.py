@@ -34,7 +34,16 @@ from typing import Any
 
 import pykka
 
-from domain.models import Account, CheckResult, Inventory, ProbeOutcome, Stream, ViewerSnapshot
+from domain.learned import LearnedLogin
+from domain.models import (
+    Account,
+    CheckResult,
+    Inventory,
+    OutcomeKind,
+    ProbeOutcome,
+    Stream,
+    ViewerSnapshot,
+)
 
 # --- the work -------------------------------------------------------------------
 
@@ -54,6 +63,8 @@ class Job:
     """Retries used after errors or provider-busy refusals."""
     requeues: int = 0
     """Times the job was cancelled (preempted) and put back."""
+    refusals: int = 0
+    """Times the provider refused its connection as "full" (with learning on)."""
     expected_s: float = 0.0
     """How long the check is expected to take (its last duration), for ordering."""
 
@@ -96,6 +107,10 @@ class ReleaseLease:
     """
 
     lease_id: int
+    outcome: OutcomeKind | None = None
+    """How the check ended, for what the account learns of its logins:
+    ``busy`` (the provider refused the connection as full), any other kind (our
+    connection closed), ``None`` (the lease was handed back unused)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,14 @@ class LimitsChanged:
 
 @dataclass(frozen=True)
 class GetUsage:
-    """Ask an account for (viewers, leases, limit) per profile id (tests, status page)."""
+    """Ask an account for (viewers, leases, limit in force) per profile id (tests).
+
+    With ``detail`` the answer per profile id is a mapping with ``viewers``,
+    ``leases``, ``limit`` (configured), ``learned_limit`` and ``release_lag_s``
+    (the status page).
+    """
+
+    detail: bool = False
 
 
 # --- account -> coordinator -----------------------------------------------------
@@ -146,6 +168,15 @@ class RoomChanged:
     account_id: int
     change: int
     short: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginsLearned:
+    """An account's learned login state changed (account -> result sink, which keeps it)."""
+
+    account_id: int
+    logins: tuple[LearnedLogin, ...]
+    """Every login that learned something; none: forget what was kept."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,16 @@ from typing import Any, TypeVar
 import pykka
 import structlog
 
-from actors.messages import CycleFinished, CycleInventory, CycleStarted, Flush, ResultReady
+from actors.messages import (
+    CycleFinished,
+    CycleInventory,
+    CycleStarted,
+    Flush,
+    LoginsLearned,
+    ResultReady,
+)
 from actors.supervisor import report_failure
-from adapters.store import ResultStore, StoreError
+from adapters.store import ResultStore, StoreError, save_learned
 from domain.models import CheckResult, Inventory
 from domain.ports import ResultWriter, SourceError
 
@@ -100,6 +107,10 @@ class ResultSink(pykka.ThreadingActor):
                 self._on_result(message)
             case CycleFinished():
                 self._on_finished(message)
+            case LoginsLearned(account_id=account_id, logins=logins):
+                store = self._store
+                if store is not None:
+                    _guarded("store_failed", lambda: save_learned(store, account_id, logins))
             case Flush():
                 # The writer may queue its writes: "written" means written.
                 _guarded("writeback_failed", self._writer.flush)

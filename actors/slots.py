@@ -36,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from domain.models import Account, Profile
+from actors.learning import ProviderLearning, RefusalLesson
+from domain.models import Account, OutcomeKind, Profile
 
 WhenUnknown = Literal["wait", "last_known"]
 ViewerState = Literal["known", "never_read", "read_failed", "stale"]
@@ -53,15 +54,25 @@ class _ProfileState:
     viewers: int = 0
     leases: list[int] = field(default_factory=list)
     """Lease ids in grant order, oldest first."""
+    learning: ProviderLearning | None = None
 
     @property
     def limit(self) -> int:
-        return self.profile.max_streams
+        """The limit in force: the configured one, or the lower one learned."""
+        configured = self.profile.max_streams
+        if self.learning is None:
+            return configured
+        return self.learning.limit(self.profile.id, configured)
 
     def free(self) -> int:
+        learning = self.learning
+        if learning is not None and learning.held(self.profile.id):
+            return 0
         if self.limit == 0:
             return UNLIMITED
-        return max(0, self.limit - self.viewers - len(self.leases))
+        # A slot our close freed stays taken while the provider still counts it.
+        cooling = learning.cooling(self.profile.id) if learning is not None else 0
+        return max(0, self.limit - self.viewers - len(self.leases) - cooling)
 
 
 UrlFor = Callable[[Profile], str | None]
@@ -108,6 +119,19 @@ class Denial:
 
 
 @dataclass(frozen=True)
+class Lesson:
+    """Something the account learned about one login (see :mod:`actors.learning`)."""
+
+    profile_id: int
+    kind: RefusalLesson | Literal["probed_up"]
+    limit: int
+    """The limit in force after it (0 = unlimited)."""
+    configured: int
+    release_lag_s: float
+    hold_until: float | None = None
+
+
+@dataclass(frozen=True)
 class Announce:
     """What to tell the coordinator after a change.
 
@@ -132,6 +156,8 @@ class AccountSlots:
         stagger_delay: minimum seconds between two openings (0 = off).
         clock: monotonic seconds (``time.monotonic``; a fake one in tests).
         viewers: what to assume while viewer counts are unknown.
+        learning: what the account learns about its logins (on the same
+            clock); ``None`` trusts the configured limits as they are.
     """
 
     def __init__(
@@ -140,8 +166,13 @@ class AccountSlots:
         stagger_delay: float = 0.0,
         clock: Clock = time.monotonic,
         viewers: ViewerPolicy = TRUST_LAST_KNOWN,
+        learning: ProviderLearning | None = None,
     ) -> None:
         self.account = account
+        self.learning = learning
+        self._granted_at: dict[int, float] = {}
+        self.lessons: list[Lesson] = []
+        """What the learning changed, for the actor to log and keep (it empties it)."""
         self.stagger_delay = stagger_delay
         self._clock = clock
         self.policy = viewers
@@ -218,14 +249,40 @@ class AccountSlots:
         return self._room
 
     def usage(self) -> dict[int, tuple[int, int, int]]:
-        """Per profile id: (viewers, leases, limit)."""
+        """Per profile id: (viewers, leases, limit in force)."""
         states = list(self._profiles.values()) + list(self._retired.values())
         return {s.profile.id: (s.viewers, len(s.leases), s.limit) for s in states}
+
+    def usage_detail(self) -> dict[int, dict[str, int | float | None]]:
+        """Per profile id: viewers, leases, the configured limit, and what was learned.
+
+        ``learned_limit`` is ``None`` unless the provider's real cap was found
+        lower; ``release_lag_s`` is the grace a freed slot waits (0: none).
+        """
+        states = list(self._profiles.values()) + list(self._retired.values())
+        learning = self.learning
+        detail: dict[int, dict[str, int | float | None]] = {}
+        for s in states:
+            configured = s.profile.max_streams
+            in_force = s.limit
+            detail[s.profile.id] = {
+                "viewers": s.viewers,
+                "leases": len(s.leases),
+                "limit": configured,
+                "learned_limit": in_force if in_force != configured else None,
+                "release_lag_s": learning.release_lag(s.profile.id) if learning else 0.0,
+            }
+        return detail
 
     # --- leases -------------------------------------------------------------------
 
     def request(self, lease_id: int, url_for: UrlFor | None = None) -> Grant | Denial:
-        """Take a slot for ``lease_id`` on the first profile with room, default first.
+        """Take a slot for ``lease_id`` on the login Dispatcharr would hand a viewer last.
+
+        Dispatcharr gives a new viewer the default login first, then the others
+        in order, and does not see our connections: so a check takes the last
+        login with room, and the default one only when the others are full. A
+        viewer who starts while some login is free then never meets a check.
 
         Args:
             lease_id: the new lease's id.
@@ -240,7 +297,7 @@ class AccountSlots:
             if self._total(self._room_by_profile(fail_closed=False)) > 0:
                 return Denial("viewer_count_unknown")
             return Denial("full")
-        for state, free in room:
+        for state, free in reversed(room):
             if free <= 0:
                 continue
             url = url_for(state.profile) if url_for is not None else None
@@ -249,6 +306,9 @@ class AccountSlots:
             state.leases.append(lease_id)
             self._lease_profile[lease_id] = state.profile.id
             self._last_open = self._clock()
+            self._granted_at[lease_id] = self._last_open
+            if self.learning is not None:
+                self.learning.opened(state.profile.id)
             return Grant(state.profile, url)
         # The room there is can't serve this stream: hold it back from the
         # count, so that only more room (say the default login freeing) is
@@ -256,14 +316,22 @@ class AccountSlots:
         self._unusable = self.free()
         return Denial("no_usable_profile")
 
-    def release(self, lease_id: int) -> bool:
+    def release(self, lease_id: int, outcome: OutcomeKind | None = None) -> bool:
         """Give a lease's slot back; False if it was not held (already released).
 
         Either way the release gives the coordinator's room back (both sides
         count the message).
+
+        Args:
+            lease_id: the lease.
+            outcome: how its check ended: ``busy`` means the provider refused the
+                connection as full (what the learning learns from), anything
+                else that our connection closed; ``None``: no connection was
+                opened (the lease was handed back unused).
         """
         self._room += 1
         profile_id = self._lease_profile.pop(lease_id, None)
+        granted_at = self._granted_at.pop(lease_id, None)
         if profile_id is None:
             return False
         state = self._profiles.get(profile_id) or self._retired.get(profile_id)
@@ -271,7 +339,26 @@ class AccountSlots:
             state.leases.remove(lease_id)
             if profile_id in self._retired and not state.leases:
                 del self._retired[profile_id]
+        if self.learning is not None and state is not None and outcome is not None:
+            self._learn(state, outcome, granted_at)
         return True
+
+    def _learn(self, state: _ProfileState, outcome: OutcomeKind, granted_at: float | None) -> None:
+        learning = self.learning
+        assert learning is not None
+        profile = state.profile
+        if outcome != "busy":
+            learning.closed(profile.id)
+            if outcome == "ok":
+                learning.succeeded(profile.id)
+            return
+        held = state.viewers + len(state.leases)
+        refused = learning.refused(profile.id, held, profile.max_streams, granted_at)
+        self._lesson(profile, refused.lesson, refused.hold_until)
+
+    def next_learning_change(self) -> float | None:
+        """Clock time when a slot in its release grace or a held login frees, if any."""
+        return None if self.learning is None else self.learning.next_change()
 
     def announce(self) -> Announce:
         """What the coordinator must hear now, after any change (or a stagger wake-up).
@@ -281,10 +368,34 @@ class AccountSlots:
         delay allows the next opening) or less (viewers came, a limit went
         down, the stagger delay holds openings back).
         """
+        self._probe_up()
         real, wait, short = self._real_room()
         change = real - self._room
         self._room = real
         return Announce(change, wait, short)
+
+    def _probe_up(self) -> None:
+        """Let a lowered login try one step up after its quiet period."""
+        learning = self.learning
+        if learning is None:
+            return
+        for state in self._profiles.values():
+            profile = state.profile
+            if learning.probe_up(profile.id, profile.max_streams):
+                self._lesson(profile, "probed_up")
+
+    def _lesson(
+        self,
+        profile: Profile,
+        kind: RefusalLesson | Literal["probed_up"],
+        hold_until: float | None = None,
+    ) -> None:
+        learning = self.learning
+        assert learning is not None
+        configured = profile.max_streams
+        limit = learning.limit(profile.id, configured)
+        lag = learning.release_lag(profile.id)
+        self.lessons.append(Lesson(profile.id, kind, limit, configured, lag, hold_until))
 
     def _real_room(self) -> tuple[int, float | None, str | None]:
         """The room to offer now, when to look again (stagger), and why there is none."""
@@ -339,7 +450,7 @@ class AccountSlots:
         self._profiles = {}
         for profile in account.usable_profiles():
             previous = old.pop(profile.id, None)
-            state = _ProfileState(profile)
+            state = _ProfileState(profile, learning=self.learning)
             if previous is not None:
                 state.viewers = previous.viewers
                 state.leases = previous.leases

@@ -23,9 +23,10 @@ from typing import Any
 import pykka
 import structlog
 
-from actors.account import ViewerFeed
+from actors.account import LearningFeed, ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings, Scorer
 from actors.jobs import jobs_for
+from actors.learning import LearningSettings
 from actors.messages import (
     AbortCycle,
     CheckCycle,
@@ -43,7 +44,7 @@ from actors.supervisor import Supervisor
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
-from adapters.store import ResultStore, StoreError
+from adapters.store import ResultStore, StoreError, load_learned
 from app.alerts import WebhookSender
 from app.dashboard import Controls, Dashboard
 from app.metrics import Metrics
@@ -51,6 +52,7 @@ from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
 from domain.config import Config
+from domain.learned import LearnedLogin
 from domain.models import Inventory, Probe, StreamInfo
 from domain.score import ScoreWeights, score
 
@@ -75,7 +77,36 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
         busy_backoff=check.busy_backoff,
         max_requeues=check.max_requeues,
         user_agent=check.user_agent or None,
+        learn_providers=config.learning.enabled,
     )
+
+
+def learning_settings(config: Config) -> LearningSettings:
+    """How accounts learn their logins (``[learning]``)."""
+    section = config.learning
+    return LearningSettings(
+        quiet_period_s=section.probe_up_after,
+        first_grace_s=section.release_grace,
+        max_grace_s=section.max_release_grace,
+    )
+
+
+def learned_logins(database: Path) -> dict[int, list[LearnedLogin]]:
+    """What the accounts learned before, from the results store (read once at start).
+
+    A missing or unreadable store just means nothing was learned yet.
+    """
+    if not database.exists():
+        return {}
+    try:
+        store = ResultStore(database)
+        try:
+            return load_learned(store)
+        finally:
+            store.close()
+    except StoreError as exc:
+        logger.warning("learned_unreadable", database=str(database), error=str(exc))
+        return {}
 
 
 def viewer_policy(config: Config) -> ViewerPolicy:
@@ -232,6 +263,7 @@ class Daemon:
         # Read before the sink opens the store: one opener at a time.
         history = check_times(database)
         known = known_streams(database)
+        learned = learned_logins(database) if config.learning.enabled else {}
         metrics = self.metrics
         sender = None
         if config.alerts.enabled:
@@ -270,6 +302,9 @@ class Daemon:
             ViewerFeed(watcher, viewer_policy(config)),
             supervisor,
             observer=metrics,
+            learning=LearningFeed(learning_settings(config), learned, sink)
+            if config.learning.enabled
+            else None,
         )
         supervisor.tell(Supervise(coordinator))
         self._actors = _Actors(

@@ -187,7 +187,7 @@ class Dashboard:
         status = cast(dict[str, Any], coordinator.get(timeout=ASK_TIMEOUT_S))
         accounts = status.get("accounts", {})
         usage_futures = {
-            account_id: self._ask_quietly(account.get("actor"), GetUsage())
+            account_id: self._ask_quietly(account.get("actor"), GetUsage(detail=True))
             for account_id, account in accounts.items()
         }
         checks = [{k: v for k, v in c.items() if k != "checker"} for c in status.get("checks", [])]

@@ -200,6 +200,20 @@ class ViewersSection:
 
 
 @dataclass(frozen=True)
+class LearningSection:
+    """``[learning]``: learning each provider login's real cap and release lag."""
+
+    enabled: bool = True
+    """Learn from "full" refusals; ``false``: trust the configured limits."""
+    probe_up_after: float = 3600.0
+    """Seconds without a refusal after which a lowered login tries one more connection."""
+    release_grace: float = 3.0
+    """Seconds a freed slot waits once a login showed a release lag (at least)."""
+    max_release_grace: float = 30.0
+    """A learned release grace never grows past this."""
+
+
+@dataclass(frozen=True)
 class ScheduleSection:
     """``[schedule]``: when check cycles run."""
 
@@ -319,6 +333,7 @@ class Config:
     check: CheckSection = field(default_factory=CheckSection)
     score: ScoreSection = field(default_factory=ScoreSection)
     viewers: ViewersSection = field(default_factory=ViewersSection)
+    learning: LearningSection = field(default_factory=LearningSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     results: ResultsSection = field(default_factory=ResultsSection)
     status: StatusSection = field(default_factory=StatusSection)
@@ -416,6 +431,7 @@ def parse_config(
         "check": lambda t: _read_check(t, base_dir),
         "score": _read_score,
         "viewers": _read_viewers,
+        "learning": _read_learning,
         "schedule": _read_schedule,
         "results": lambda t: _read_results(t, base_dir),
         "status": _read_status,
@@ -700,6 +716,19 @@ def _read_viewers(t: _Table) -> ViewersSection:
         poll_interval=t.number("poll_interval", d.poll_interval, positive=True),
         when_unknown=t.choice("when_unknown", d.when_unknown, _WHEN_UNKNOWN),
     )
+
+
+def _read_learning(t: _Table) -> LearningSection:
+    d = LearningSection()
+    section = LearningSection(
+        enabled=t.boolean("enabled", d.enabled),
+        probe_up_after=t.number("probe_up_after", d.probe_up_after, positive=True),
+        release_grace=t.number("release_grace", d.release_grace, positive=True),
+        max_release_grace=t.number("max_release_grace", d.max_release_grace, positive=True),
+    )
+    if section.max_release_grace < section.release_grace:
+        t.error("max_release_grace", "must be >= release_grace")
+    return section
 
 
 def _read_schedule(t: _Table) -> ScheduleSection:

@@ -61,11 +61,18 @@ def test_unlimited_profile_never_denies_and_its_room_does_not_churn(clock: FakeC
     assert slots.announce() == Announce()
 
 
-def test_second_profile_takes_over_when_the_default_is_full(clock: FakeClock):
-    slots = AccountSlots(profile_account(1, [1, 1]), clock=clock)
-    assert granted(slots.request(1)).profile.id == 100
+def test_checks_take_the_login_dispatcharr_hands_out_last_and_the_default_when_full(
+    clock: FakeClock,
+):
+    # Dispatcharr gives a new viewer the default login first, then the others in
+    # order: a check takes them the other way round.
+    slots = AccountSlots(profile_account(1, [1, 1, 1]), clock=clock)
+    assert granted(slots.request(1)).profile.id == 102
     assert granted(slots.request(2)).profile.id == 101
-    assert slots.request(3) == Denial("full")
+    assert granted(slots.request(3)).profile.id == 100
+    assert slots.request(4) == Denial("full")
+    slots.release(2)
+    assert granted(slots.request(5)).profile.id == 101  # not the default's next
 
 
 def test_stagger_denies_inside_the_window_and_wakes_after_it(clock: FakeClock):
