@@ -46,6 +46,7 @@ from actors.messages import (
     CycleRefused,
     CycleStarted,
     GetStatus,
+    Job,
     LeaseDenied,
     LeaseGranted,
     LimitsChanged,
@@ -62,6 +63,7 @@ from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.models import Account, Probe, ProbeOutcome
+from domain.priority import CheckMemory
 
 __all__ = ["Coordinator", "CoordinatorSettings", "CycleBusyError", "Scorer"]
 
@@ -97,6 +99,8 @@ class Coordinator(pykka.ThreadingActor):
         learning: how account actors learn their logins' real caps and release
             lags, and what they learned before; ``None``: they trust the
             configured limits (and ``settings.learn_providers`` is ignored).
+        memory: each stream's recent checks (from the results store): the
+            queue's priority and ``stable_every`` read them; empty if ``None``.
     """
 
     use_daemon_thread = True
@@ -113,8 +117,10 @@ class Coordinator(pykka.ThreadingActor):
         supervisor: pykka.ActorRef[Any] | None = None,
         observer: CheckObserver | None = None,
         learning: LearningFeed | None = None,
+        memory: CheckMemory | None = None,
     ) -> None:
         super().__init__()
+        self._memory = memory or CheckMemory()
         self._viewers = viewers
         self._learning = learning
         if learning is None:
@@ -291,14 +297,38 @@ class Coordinator(pykka.ThreadingActor):
             if message.requester is not None:
                 tell_quietly(message.requester, CycleRefused(message.cycle_id, str(error)))
             return
-        cycle = Cycle(message.cycle_id, message.jobs, self._scorer, time.monotonic, utc_now)
+        jobs = self._plan(message)
+        cycle = Cycle(message.cycle_id, jobs, self._scorer, time.monotonic, utc_now)
         self._cycle = cycle
         self._cycle_done = message.done
         cycle.log_started({a: _shown_limit(capacity(e.account)) for a, e in self._accounts.items()})
         started = CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at)
         for listener in self._listeners:
             tell_quietly(listener, started)
-        self._perform(self._dispatch.start(message.jobs))
+        self._perform(self._dispatch.start(jobs))
+
+    def _plan(self, message: CheckCycle) -> list[Job]:
+        """The cycle's jobs with their priority, less the stable ones not due (``stable_every``)."""
+        memory = self._memory
+        memory.next_cycle()
+        every = self._settings.stable_every
+        planned: list[Job] = []
+        skipped = 0
+        for job in message.jobs:
+            if not memory.due(job.stream_ids, every, marked=job.marked):
+                skipped += len(job.stream_ids)
+                continue
+            key = memory.priority(job.stream_ids, marked=job.marked)
+            planned.append(replace(job, priority=key))
+        if skipped:
+            logger.info(
+                "cycle_stable_skipped",
+                cycle_id=message.cycle_id,
+                streams=skipped,
+                stable_every=every,
+                hint="healthy and unchanged for a while: checked every stable_every cycles",
+            )
+        return planned
 
     def _on_abort(self, message: AbortCycle) -> None:
         if message.error and self._failing is None:
@@ -368,6 +398,7 @@ class Coordinator(pykka.ThreadingActor):
             finish.job, finish.outcome, finish.profile_id, finish.started_at, finish.finished_at
         )
         for result in results:
+            self._memory.record(result)
             ready = ResultReady(cycle.cycle_id, result)
             for listener in self._listeners:
                 tell_quietly(listener, ready)

@@ -13,8 +13,11 @@ clock is injected, so a test or a simulation drives it with a fake one.
 How slots are handed out: a job waits on its account until the account has
 room (see the lease protocol in :mod:`actors.messages`) and the global budget
 has room; requests in flight count against the budget like running checks, so
-the budget is never overdrawn. Within an account the longest expected check
-goes first. While the budget can serve every ready account in full, each gets
+the budget is never overdrawn. Within an account the job of highest priority
+goes first (``Job.priority``, set by the coordinator: channels marked in the
+config, then streams never checked, then those whose last check failed, then
+the rest, the oldest-checked first), and among equals the longest expected
+check. While the budget can serve every ready account in full, each gets
 all it can take at once; when the budget binds, each free unit goes to the
 account on the critical path, the one that would finish last: by its
 remaining work (waiting, asked for and still running) per slot it would then
@@ -69,6 +72,9 @@ class CoordinatorSettings:
     """Accounts learn from "full" refusals (``[learning]``, given to the
     coordinator as its ``learning``): a refused job waits in the queue, holding
     no slot, until its account has room again, instead of a ``busy_backoff`` delay."""
+    stable_every: int = 1
+    """``check.stable_every``: a stream healthy and unchanged for its last checks
+    is checked every that many cycles (1 = every cycle; see :mod:`domain.priority`)."""
     max_refusals: int = 6
     """With ``learn_providers``: times one job may be refused as "full" before it
     ends as ``provider_busy``."""
@@ -167,8 +173,10 @@ class _Account:
     """Slots the account's profiles allow in all (UNLIMITED if one is unlimited)."""
     room: int = 0
     """Requests the account has room for, as both sides count it (see ``RoomChanged``)."""
-    waiting: list[tuple[float, int, Job]] = field(default_factory=list)
-    """A heap: longest expected check first, then the oldest job."""
+    waiting: list[tuple[int, str, float, int, Job]] = field(default_factory=list)
+    """A heap: the job's priority first (``Job.priority``: marked channels, never
+    checked, failed, the rest, the oldest check first), then the longest
+    expected check, then the oldest job."""
     waiting_work: float = 0.0
     in_flight: int = 0
     in_flight_work: float = 0.0
@@ -215,7 +223,7 @@ class _Account:
         if 0 < global_limit < usable:
             usable = global_limit
         work = self.waiting_work + self.in_flight_work + self.running_work
-        longest = -self.waiting[0][0]
+        longest = -self.waiting[0][2]  # the next check (the longest, among equal priorities)
         per_usable_slot = work / max(1, usable)
         finish = max(work / (held + 1), per_usable_slot, longest)
         return (finish, per_usable_slot, longest, -self.account_id)
@@ -562,12 +570,13 @@ class Dispatch:
 
     def _push(self, account: _Account, job: Job) -> None:
         # Ties go to the older job, so a job that lost its turn (a denial) gets it back.
-        heapq.heappush(account.waiting, (-job.expected_s, job.job_id, job))
+        rank, checked_at = job.priority
+        heapq.heappush(account.waiting, (rank, checked_at, -job.expected_s, job.job_id, job))
         account.waiting_work += job.expected_s
         self._mark(account)
 
     def _pop(self, account: _Account) -> Job:
-        _, _, job = heapq.heappop(account.waiting)
+        *_, job = heapq.heappop(account.waiting)
         account.waiting_work = max(0.0, account.waiting_work - job.expected_s)
         self._mark(account)
         return job

@@ -67,6 +67,11 @@ class Job:
     """Times the provider refused its connection as "full" (with learning on)."""
     expected_s: float = 0.0
     """How long the check is expected to take (its last duration), for ordering."""
+    marked: bool = False
+    """One of its streams belongs to a channel of ``check.priority_channels``."""
+    priority: tuple[int, str] = (1, "")
+    """Its place in its account's queue, smaller first (:mod:`domain.priority`):
+    marked, never checked, failed, the rest; then the oldest check first."""
 
     @property
     def account_id(self) -> int:

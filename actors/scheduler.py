@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -41,6 +41,7 @@ from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.config import ScheduleSection
 from domain.ports import InventorySource
+from domain.priority import marked_streams
 
 logger = structlog.get_logger(__name__)
 
@@ -100,6 +101,8 @@ class Scheduler(pykka.ThreadingActor):
         first_cycle_id: the id of the first cycle; later ones count up.
         failure_retry: seconds before a failed source read is tried again (doubling).
         supervisor: told ``ActorFailed`` if the scheduler crashes.
+        priority_channels: channels (ids, names, UUIDs) whose jobs are marked to
+            go first (``check.priority_channels``).
 
     Raises:
         ValueError: the cron expression or the interval is not usable.
@@ -118,8 +121,10 @@ class Scheduler(pykka.ThreadingActor):
         first_cycle_id: int = 1,
         failure_retry: float = 60.0,
         supervisor: pykka.ActorRef[Any] | None = None,
+        priority_channels: Collection[int | str] = (),
     ) -> None:
         super().__init__()
+        self._priority_channels = tuple(priority_channels)
         self._supervisor = supervisor
         self._cron = schedule.cron.strip()
         self._interval = 0.0
@@ -222,7 +227,7 @@ class Scheduler(pykka.ThreadingActor):
         cycle_id = next(self._cycle_ids)
         self._running = cycle_id
         self._cycles_started += 1
-        jobs = jobs_for(inventory.streams)
+        jobs = jobs_for(inventory.streams, marked_streams(inventory, self._priority_channels))
         logger.info(
             "cycle_triggered",
             cycle_id=cycle_id,

@@ -13,6 +13,7 @@ then every actor stops, with ``ActorRegistry.stop_all`` as the safety net.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from actors.supervisor import Supervisor
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
-from adapters.store import ResultStore, StoreError, load_learned
+from adapters.store import ResultStore, StoreError, load_learned, read_recent_checks
 from app.alerts import WebhookSender
 from app.dashboard import Controls, Dashboard
 from app.metrics import Metrics
@@ -53,7 +54,8 @@ from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
 from domain.config import Config
 from domain.learned import LearnedLogin
-from domain.models import Inventory, Probe, StreamInfo
+from domain.models import CheckResult, Inventory, Probe, StreamInfo
+from domain.priority import STABLE_AFTER, CheckMemory, marked_streams
 from domain.score import ScoreWeights, score
 
 logger = structlog.get_logger(__name__)
@@ -78,6 +80,7 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
         max_requeues=check.max_requeues,
         user_agent=check.user_agent or None,
         learn_providers=config.learning.enabled,
+        stable_every=check.stable_every,
     )
 
 
@@ -144,6 +147,36 @@ def make_probe(config: Config) -> Probe:
         config.check.user_agent or None,
         settle=DEFAULT_SETTLE if config.check.adaptive else None,
     )
+
+
+def check_memory(database: Path, stable_every: int = 1) -> CheckMemory:
+    """Each stream's recent checks, from the results store (read once at start).
+
+    Enough cycles are read for ``stable_every``; a check's age in cycles is the
+    number of cycles that started after it, plus one. A missing or unreadable
+    store just means nothing is remembered.
+    """
+    memory = CheckMemory()
+    if not database.exists():
+        return memory
+    cycles = STABLE_AFTER * max(1, stable_every) + 2
+    try:
+        recent = read_recent_checks(database, per_stream=STABLE_AFTER, cycles=cycles)
+        store = ResultStore(database)
+        try:
+            starts = sorted(c.started_at for c in store.cycles(limit=cycles))
+        finally:
+            store.close()
+    except StoreError as exc:
+        logger.warning("history_unreadable", database=str(database), error=str(exc))
+        return memory
+
+    def cycles_ago(result: CheckResult) -> int:
+        checked = result.started_at or result.finished_at or ""
+        return 1 + len(starts) - bisect.bisect_right(starts, checked)
+
+    memory.restore({sid: [(r, cycles_ago(r)) for r in results] for sid, results in recent.items()})
+    return memory
 
 
 def check_times(database: Path) -> dict[int, float]:
@@ -264,6 +297,7 @@ class Daemon:
         history = check_times(database)
         known = known_streams(database)
         learned = learned_logins(database) if config.learning.enabled else {}
+        memory = check_memory(database, config.check.stable_every)
         metrics = self.metrics
         sender = None
         if config.alerts.enabled:
@@ -305,6 +339,7 @@ class Daemon:
             learning=LearningFeed(learning_settings(config), learned, sink)
             if config.learning.enabled
             else None,
+            memory=memory,
         )
         supervisor.tell(Supervise(coordinator))
         self._actors = _Actors(
@@ -318,6 +353,7 @@ class Daemon:
                 config.schedule,
                 listeners,
                 supervisor=supervisor,
+                priority_channels=config.check.priority_channels,
             )
             self._actors.scheduler = scheduler
         if config.status.enabled:
@@ -363,7 +399,8 @@ class Daemon:
         for listener in actors.listeners:
             listener.tell(CycleInventory(cycle_id, inventory))
         done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
-        actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams), done))
+        marked = marked_streams(inventory, self.config.check.priority_channels)
+        actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams, marked), done))
         finished = done.get(timeout=timeout)
         try:
             actors.sink.ask(Flush(), timeout=timeout)

@@ -71,6 +71,7 @@ stagger_delay = 0
 
 [check]
 duration = 30
+adaptive = false
 timeout = 10
 retries = 0
 

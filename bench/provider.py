@@ -21,6 +21,9 @@ Scenarios (names for ``--only``):
   stagger 1 s / 0 s;
 - ``lag15``: close lag 1.5 s, cap 2 (configured 2), 12 streams;
 - ``lag2``: close lag 2 s, cap 2, 10 streams of 1 s checks;
+- ``stable1`` / ``stable3``: 10 healthy streams, a dead one and one that
+  stalls, cap 2, six cycles (a restart before each) with ``check.stable_every``
+  1 and 3: cycle times and connection-seconds of every cycle and in all;
 - ``bitrate``: ``check.duration = 30`` on six streams of every sample variant
   (the variable-bitrate one included), no cap: connection-seconds per stream
   and bitrate against a 30 s read.
@@ -84,6 +87,25 @@ SCENARIOS: dict[str, Scenario] = {
     "lag15": Scenario("lag15", _hd(12), real_cap=2, configured=2, stagger=0.0, close_lag_s=1.5),
     "lag2": Scenario(
         "lag2", _hd(10), real_cap=2, configured=2, stagger=0.0, duration=1.0, close_lag_s=2.0
+    ),
+    # Most streams stable: 10 healthy, 2 dead; six cycles, a restart before each.
+    "stable1": Scenario(
+        "stable1",
+        {**_hd(10), 11: SimStream("dead"), 12: SimStream("stall", stall_after_s=1.0)},
+        real_cap=2,
+        configured=2,
+        stagger=0.0,
+        cycles=6,
+        check={"stable_every": 1},
+    ),
+    "stable3": Scenario(
+        "stable3",
+        {**_hd(10), 11: SimStream("dead"), 12: SimStream("stall", stall_after_s=1.0)},
+        real_cap=2,
+        configured=2,
+        stagger=0.0,
+        cycles=6,
+        check={"stable_every": 3},
     ),
     "bitrate": Scenario(
         "bitrate",
@@ -158,7 +180,7 @@ def run_scenario(scenario: Scenario, cache_dir: Path | None = None) -> dict[str,
     ):
         config = load_config(_write_setup(Path(tmp), scenario, sim))
         sources = build_sources(config)
-        cycles = []
+        cycles: list[dict[str, Any]] = []
         for _ in range(scenario.cycles):
             # A new daemon per cycle, as after a restart: what it learned must
             # come back from the results store.
@@ -186,6 +208,8 @@ def run_scenario(scenario: Scenario, cache_dir: Path | None = None) -> dict[str,
                     "streams": len(finished.results),
                     "statuses": dict(Counter(_status(r) for r in finished.results)),
                     "cycle_s": round(finished.duration_s, 2),
+                    "checked": len(finished.results),
+                    "conn_s_total": round(sum(held.values()), 1),
                     "conn_s_median": round(statistics.median(held.get(s, 0.0) for s in healthy), 2)
                     if healthy
                     else None,
@@ -206,9 +230,11 @@ def run_scenario(scenario: Scenario, cache_dir: Path | None = None) -> dict[str,
         }
         if len(cycles) > 1:
             out["earlier_cycles"] = [
-                {k: c[k] for k in ("refusals", "ok", "cycle_s", "conn_s_median")}
+                {k: c[k] for k in ("refusals", "ok", "checked", "cycle_s", "conn_s_total")}
                 for c in cycles[:-1]
             ]
+            out["all_cycles_s"] = round(sum(c["cycle_s"] for c in cycles), 1)
+            out["all_conn_s"] = round(sum(c["conn_s_total"] for c in cycles), 1)
         if scenario.name == "bitrate":
             out["reference"] = _reference_bitrates(sim, scenario)
             out["bitrate_error_pct"] = {
@@ -258,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen scenarios (all by default) and print their figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.provider", description=__doc__)
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenarios to run")
-    parser.add_argument("--cycles", type=int, default=1, help="cycles per scenario (default 1)")
+    parser.add_argument(
+        "--cycles", type=int, default=0, help="cycles per scenario (default: its own)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="sample cache folder")
     args = parser.parse_args(argv)
     structlog.configure(
@@ -268,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(SCENARIOS)
     for name in names:
         scenario = SCENARIOS[name]
-        if args.cycles > 1:
+        if args.cycles > 0:
             scenario = Scenario(**{**scenario.__dict__, "cycles": args.cycles})
         started = time.monotonic()
         figures = run_scenario(scenario, args.cache_dir)

@@ -176,6 +176,10 @@ class CheckSection:
     """First wait after a provider-busy refusal; doubled each time."""
     max_requeues: int = 10
     """Times a job may be preempted and requeued before it ends as cancelled."""
+    priority_channels: tuple[int | str, ...] = ()
+    """Channels (ids, names or UUIDs) whose streams are checked first, every cycle."""
+    stable_every: int = 1
+    """A stream ok and unchanged for its last 3 checks is checked every N cycles."""
 
 
 @dataclass(frozen=True)
@@ -694,7 +698,17 @@ def _read_check(t: _Table, base_dir: Path | None) -> CheckSection:
         retry_delay=t.number("retry_delay", d.retry_delay),
         busy_backoff=t.number("busy_backoff", d.busy_backoff),
         max_requeues=t.integer("max_requeues", d.max_requeues),
+        priority_channels=t.int_list("priority_channels", allow_str=True),
+        stable_every=_stable_every(t, d.stable_every),
     )
+
+
+def _stable_every(t: _Table, default: int) -> int:
+    value = t.integer("stable_every", default)
+    if value < 1:
+        t.error("stable_every", f"must be an integer >= 1, got {value}")
+        return default
+    return value
 
 
 def _read_score(t: _Table) -> ScoreSection:

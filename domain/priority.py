@@ -13,9 +13,11 @@ every cycle again, and so is every stream of a marked channel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+
+from domain.models import CheckResult, Inventory
 
 STABLE_AFTER = 3
 """Consecutive identical ``ok`` checks after which a stream counts as stable."""
@@ -99,3 +101,90 @@ def due(stable_every: int, history: Sequence[Seen], *, marked: bool = False) -> 
     if stable_every <= 1 or marked or not is_stable(history):
         return True
     return history[0].cycles_ago >= stable_every
+
+
+def figures_of(result: CheckResult) -> tuple[object, ...]:
+    """What "changed" compares between two checks of a stream (not the bitrate, which moves)."""
+    return (result.resolution, result.video_codec, result.audio_codec, result.fps)
+
+
+@dataclass
+class _Past:
+    status: str
+    figures: tuple[object, ...]
+    cycle: int
+    """The :class:`CheckMemory` cycle number it was seen in."""
+
+
+class CheckMemory:
+    """What the daemon remembers of each stream's recent checks, for priority and stable_every.
+
+    The coordinator owns it: it numbers cycles (:meth:`next_cycle`) and records
+    every final result (:meth:`record`). At start it is filled from the results
+    store (:meth:`restore`), so the order and the stable streams survive a
+    restart.
+    """
+
+    def __init__(self) -> None:
+        self._cycle = 0
+        self._past: dict[int, list[_Past]] = {}
+        self._last: dict[int, LastCheck] = {}
+
+    def restore(self, history: Mapping[int, Sequence[tuple[CheckResult, int]]]) -> None:
+        """Per stream id, its recent results newest first, each with how many cycles ago it was.
+
+        ``cycles_ago`` 1 is the cycle before the next one.
+        """
+        for stream_id, items in history.items():
+            past = [
+                _Past(r.status, figures_of(r), self._cycle + 1 - max(1, ago))
+                for r, ago in list(items)[:STABLE_AFTER]
+            ]
+            if past:
+                self._past[stream_id] = past
+            for result, _ago in items:
+                if result.status != "cancelled":
+                    self._last[stream_id] = LastCheck(result.status, result.finished_at)
+                    break
+
+    def next_cycle(self) -> None:
+        """A cycle is being planned: checks recorded from now on belong to it."""
+        self._cycle += 1
+
+    def record(self, result: CheckResult) -> None:
+        """A final result of the cycle being run; ``cancelled`` says nothing and is skipped."""
+        if result.status == "cancelled":
+            return
+        past = self._past.setdefault(result.stream_id, [])
+        past.insert(0, _Past(result.status, figures_of(result), self._cycle))
+        del past[STABLE_AFTER:]
+        self._last[result.stream_id] = LastCheck(result.status, result.finished_at)
+
+    def history(self, stream_id: int) -> list[Seen]:
+        """The stream's recent checks as :func:`due` reads them, newest first."""
+        return [
+            Seen(p.status, p.figures, self._cycle - p.cycle) for p in self._past.get(stream_id, [])
+        ]
+
+    def priority(self, stream_ids: Iterable[int], *, marked: bool) -> tuple[int, str]:
+        """A job's sort key from its streams (see :func:`priority`)."""
+        return job_priority(priority(marked, self._last.get(sid)) for sid in stream_ids)
+
+    def due(self, stream_ids: Iterable[int], stable_every: int, *, marked: bool) -> bool:
+        """Whether a job is checked in the cycle being planned: if any of its streams is."""
+        return any(due(stable_every, self.history(sid), marked=marked) for sid in stream_ids)
+
+
+def marked_streams(inventory: Inventory, channels: Collection[int | str]) -> frozenset[int]:
+    """The stream ids of the channels named in ``check.priority_channels`` (ids, names, UUIDs)."""
+    if not channels:
+        return frozenset()
+    wanted = {str(key).strip().casefold() for key in channels}
+    marked: set[int] = set()
+    for channel in inventory.channels:
+        keys = {str(channel.id), channel.name.strip().casefold()}
+        if channel.uuid:
+            keys.add(channel.uuid.casefold())
+        if keys & wanted:
+            marked.update(channel.stream_ids)
+    return frozenset(marked)
