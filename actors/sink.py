@@ -1,6 +1,7 @@
 """``ResultSink``: the results store (SQLite) and the write-back, in one I/O actor.
 
-Every result is committed to SQLite as it arrives, so history survives a kill;
+Every result is committed to SQLite as it arrives, so history survives a kill
+(and so is what the accounts learned of their logins, ``LoginsLearned``);
 then it is written back (Dispatcharr's ``stream_stats``). When the cycle ends,
 channels are ordered best first. A failure of the store or the write-back costs
 that one write: it is logged and the sink goes on.

@@ -4,6 +4,13 @@ Each profile is one provider login with its own limit (0 = unlimited). A viewer
 holds a slot on the profile his channel plays through; a lease holds a slot on
 the profile it was granted on. A profile never goes over its limit through a
 grant; viewers may push it over, and then the newest leases are preempted.
+A check is granted on the login Dispatcharr would hand a new viewer last.
+
+A profile's limit is its ``max_streams``, or lower where the account's
+:class:`~actors.learning.ProviderLearning` found the provider's real cap
+lower; a slot freed by one of our closes stays taken for the login's release
+grace, and a held login offers nothing. What the learning changes is queued
+in :attr:`AccountSlots.lessons` for the actor to log and keep.
 
 The class also keeps the account's side of the room count (see
 :mod:`actors.messages`: the requests the coordinator may still send, which a
