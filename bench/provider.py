@@ -19,6 +19,8 @@ Scenarios (names for ``--only``):
 
 - ``cap_s1`` / ``cap_s0``: 10 streams, configured ``max_streams`` 3, real cap 1,
   stagger 1 s / 0 s;
+- ``cap_hangup``: as ``cap_s1``, the provider refusing by hanging up right
+  after the connection opens instead of an HTTP status;
 - ``lag15``: close lag 1.5 s, cap 2 (configured 2), 12 streams;
 - ``lag2``: close lag 2 s, cap 2, 10 streams of 1 s checks;
 - ``stable1`` / ``stable3``: 10 healthy streams, a dead one and one that
@@ -84,6 +86,9 @@ def _hd(count: int, first: int = 1) -> dict[int, SimStream]:
 SCENARIOS: dict[str, Scenario] = {
     "cap_s1": Scenario("cap_s1", _hd(10), real_cap=1, configured=3, stagger=1.0),
     "cap_s0": Scenario("cap_s0", _hd(10), real_cap=1, configured=3, stagger=0.0),
+    "cap_hangup": Scenario(
+        "cap_hangup", _hd(10), real_cap=1, configured=3, stagger=1.0, refuse_style="close"
+    ),
     "lag15": Scenario("lag15", _hd(12), real_cap=2, configured=2, stagger=0.0, close_lag_s=1.5),
     "lag2": Scenario(
         "lag2", _hd(10), real_cap=2, configured=2, stagger=0.0, duration=1.0, close_lag_s=2.0
