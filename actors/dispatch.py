@@ -16,8 +16,8 @@ has room; requests in flight count against the budget like running checks, so
 the budget is never overdrawn. Within an account the job of highest priority
 goes first (``Job.priority``, set by the coordinator: channels marked in the
 config, then streams never checked, then those whose last check failed, then
-the rest, the oldest-checked first), and among equals the longest expected
-check. While the budget can serve every ready account in full, each gets
+the rest, the most cycles unchecked first), and among equals the longest
+expected check. While the budget can serve every ready account in full, each gets
 all it can take at once; when the budget binds, each free unit goes to the
 account on the critical path, the one that would finish last: by its
 remaining work (waiting, asked for and still running) per slot it would then
@@ -173,9 +173,9 @@ class _Account:
     """Slots the account's profiles allow in all (UNLIMITED if one is unlimited)."""
     room: int = 0
     """Requests the account has room for, as both sides count it (see ``RoomChanged``)."""
-    waiting: list[tuple[int, str, float, int, Job]] = field(default_factory=list)
+    waiting: list[tuple[int, int, float, int, Job]] = field(default_factory=list)
     """A heap: the job's priority first (``Job.priority``: marked channels, never
-    checked, failed, the rest, the oldest check first), then the longest
+    checked, failed, the rest, the most cycles unchecked first), then the longest
     expected check, then the oldest job."""
     waiting_work: float = 0.0
     in_flight: int = 0
@@ -570,8 +570,8 @@ class Dispatch:
 
     def _push(self, account: _Account, job: Job) -> None:
         # Ties go to the older job, so a job that lost its turn (a denial) gets it back.
-        rank, checked_at = job.priority
-        heapq.heappush(account.waiting, (rank, checked_at, -job.expected_s, job.job_id, job))
+        rank, age = job.priority
+        heapq.heappush(account.waiting, (rank, age, -job.expected_s, job.job_id, job))
         account.waiting_work += job.expected_s
         self._mark(account)
 

@@ -69,9 +69,10 @@ class Job:
     """How long the check is expected to take (its last duration), for ordering."""
     marked: bool = False
     """One of its streams belongs to a channel of ``check.priority_channels``."""
-    priority: tuple[int, str] = (1, "")
+    priority: tuple[int, int] = (1, 0)
     """Its place in its account's queue, smaller first (:mod:`domain.priority`):
-    marked, never checked, failed, the rest; then the oldest check first."""
+    marked, never checked, failed, the rest; then the most cycles unchecked
+    first. The coordinator sets it; jobs it did not rank all rank the same."""
 
     @property
     def account_id(self) -> int:

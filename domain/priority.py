@@ -2,7 +2,7 @@
 
 Priority (the seed's enhancement 3): channels marked in the config first, then
 streams never checked, then streams whose last check failed, then the rest;
-within each rank the one checked longest ago first. A job stands for all the
+within each rank the one checked the most cycles ago first. A job stands for all the
 streams sharing its URL, so it takes the best rank among them.
 
 Adaptive scheduling (enhancement 5): with ``check.stable_every = N`` (N > 1) a
@@ -43,14 +43,22 @@ class LastCheck:
 
 
 _FAILED = frozenset({"dead", "error"})
+_NEVER = 1_000_000
+"""The age, in cycles, of a check that never happened."""
 
 
-def priority(marked: bool, last: LastCheck | None) -> tuple[int, str]:
+def priority(marked: bool, last: LastCheck | None, age: int = 1) -> tuple[int, int]:
     """The sort key of one stream: smaller goes first.
 
-    A ``cancelled`` last check said nothing about the stream, so it ranks by
-    the check before in spirit; with only the latest one known it counts as
-    never checked.
+    Args:
+        marked: the stream belongs to a channel of ``check.priority_channels``.
+        last: its latest check; a ``cancelled`` one said nothing about the
+            stream, and counts as never checked.
+        age: cycles since that check (1 = the previous cycle). "Oldest checked
+            first" is by cycle: streams checked in the same cycle rank the same,
+            so the queue keeps its longest-first order among them (what keeps a
+            cycle short) and only a stream left out of cycles (a cut-short cycle,
+            ``stable_every``) moves up.
     """
     if marked:
         rank = Rank.MARKED
@@ -60,14 +68,13 @@ def priority(marked: bool, last: LastCheck | None) -> tuple[int, str]:
         rank = Rank.FAILED
     else:
         rank = Rank.REST
-    # Never checked sorts before any time ("" < "2026-...").
-    checked_at = "" if last is None or last.finished_at is None else last.finished_at
-    return int(rank), checked_at
+    # Never checked counts as checked longest ago.
+    return int(rank), -(_NEVER if last is None else age)
 
 
-def job_priority(keys: Iterable[tuple[int, str]]) -> tuple[int, str]:
+def job_priority(keys: Iterable[tuple[int, int]]) -> tuple[int, int]:
     """A job's key from its streams' keys: the most urgent of them."""
-    return min(keys, default=(int(Rank.NEVER_CHECKED), ""))
+    return min(keys, default=(int(Rank.NEVER_CHECKED), -_NEVER))
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ class CheckMemory:
     def __init__(self) -> None:
         self._cycle = 0
         self._past: dict[int, list[_Past]] = {}
-        self._last: dict[int, LastCheck] = {}
+        self._last: dict[int, tuple[LastCheck, int]] = {}
+        """Per stream: its latest informative check, and the cycle it was in."""
 
     def restore(self, history: Mapping[int, Sequence[tuple[CheckResult, int]]]) -> None:
         """Per stream id, its recent results newest first, each with how many cycles ago it was.
@@ -142,9 +150,10 @@ class CheckMemory:
             ]
             if past:
                 self._past[stream_id] = past
-            for result, _ago in items:
+            for result, ago in items:
                 if result.status != "cancelled":
-                    self._last[stream_id] = LastCheck(result.status, result.finished_at)
+                    last = LastCheck(result.status, result.finished_at)
+                    self._last[stream_id] = (last, self._cycle + 1 - max(1, ago))
                     break
 
     def next_cycle(self) -> None:
@@ -158,7 +167,8 @@ class CheckMemory:
         past = self._past.setdefault(result.stream_id, [])
         past.insert(0, _Past(result.status, figures_of(result), self._cycle))
         del past[STABLE_AFTER:]
-        self._last[result.stream_id] = LastCheck(result.status, result.finished_at)
+        last = LastCheck(result.status, result.finished_at)
+        self._last[result.stream_id] = (last, self._cycle)
 
     def history(self, stream_id: int) -> list[Seen]:
         """The stream's recent checks as :func:`due` reads them, newest first."""
@@ -166,9 +176,16 @@ class CheckMemory:
             Seen(p.status, p.figures, self._cycle - p.cycle) for p in self._past.get(stream_id, [])
         ]
 
-    def priority(self, stream_ids: Iterable[int], *, marked: bool) -> tuple[int, str]:
+    def priority(self, stream_ids: Iterable[int], *, marked: bool) -> tuple[int, int]:
         """A job's sort key from its streams (see :func:`priority`)."""
-        return job_priority(priority(marked, self._last.get(sid)) for sid in stream_ids)
+        return job_priority(self._key(sid, marked) for sid in stream_ids)
+
+    def _key(self, stream_id: int, marked: bool) -> tuple[int, int]:
+        known = self._last.get(stream_id)
+        if known is None:
+            return priority(marked, None)
+        last, cycle = known
+        return priority(marked, last, self._cycle - cycle)
 
     def due(self, stream_ids: Iterable[int], stable_every: int, *, marked: bool) -> bool:
         """Whether a job is checked in the cycle being planned: if any of its streams is."""

@@ -24,8 +24,8 @@ def test_an_account_starts_its_jobs_in_priority_order_then_the_longest_first() -
     dispatch = Dispatch(CoordinatorSettings(), FakeClock(), history={5: 30.0, 6: 2.0})
     dispatch.set_account(1, 1, fresh=True)
     keys = {
-        1: priority(False, LastCheck("ok", NEW)),
-        2: priority(False, LastCheck("ok", OLD)),
+        1: priority(False, LastCheck("ok", NEW), 1),
+        2: priority(False, LastCheck("ok", OLD), 4),  # left out of three cycles
         3: priority(False, LastCheck("dead", NEW)),
         4: priority(True, LastCheck("ok", NEW)),
         5: priority(False, None),

@@ -12,15 +12,16 @@ NEW = "2026-01-02T00:00:00Z"
 
 
 def test_priority_order_marked_never_failed_then_oldest_first():
-    streams = {
-        "rest_new": (False, LastCheck("ok", NEW)),
-        "rest_old": (False, LastCheck("ok", OLD)),
-        "dead_new": (False, LastCheck("dead", NEW)),
-        "error_old": (False, LastCheck("error", OLD)),
-        "never": (False, None),
-        "cancelled": (False, LastCheck("cancelled", NEW)),
-        "marked_ok": (True, LastCheck("ok", NEW)),
-        "marked_never": (True, None),
+    # (marked, last check, cycles since it)
+    streams: dict[str, tuple[bool, LastCheck | None, int]] = {
+        "rest_new": (False, LastCheck("ok", NEW), 1),
+        "rest_old": (False, LastCheck("ok", OLD), 3),
+        "dead_new": (False, LastCheck("dead", NEW), 1),
+        "error_old": (False, LastCheck("error", OLD), 3),
+        "never": (False, None, 1),
+        "cancelled": (False, LastCheck("cancelled", NEW), 1),
+        "marked_ok": (True, LastCheck("ok", NEW), 1),
+        "marked_never": (True, None, 1),
     }
     order = sorted(streams, key=lambda name: priority(*streams[name]))
     assert order == [
@@ -33,6 +34,11 @@ def test_priority_order_marked_never_failed_then_oldest_first():
         "rest_old",
         "rest_new",
     ]
+
+
+def test_streams_checked_in_the_same_cycle_rank_the_same():
+    # The queue then keeps its longest-first order among them.
+    assert priority(False, LastCheck("ok", OLD)) == priority(False, LastCheck("ok", NEW))
 
 
 def test_a_job_takes_its_most_urgent_stream():
@@ -136,7 +142,7 @@ def test_memory_ranks_jobs_and_restores_from_the_store():
     memory.next_cycle()
     assert memory.priority([1], marked=False) == priority(False, LastCheck("ok", NEW))
     assert memory.priority([2], marked=False) == priority(False, LastCheck("dead", NEW))
-    assert memory.priority([3], marked=False) == priority(False, LastCheck("ok", OLD))
+    assert memory.priority([3], marked=False) == priority(False, LastCheck("ok", OLD), 2)
     assert memory.priority([9], marked=False) == priority(False, None)
     assert memory.priority([1], marked=True)[0] == 0
     assert [seen.cycles_ago for seen in memory.history(1)] == [1, 2, 3]
