@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ from types import TracebackType
 from typing import Any, cast
 
 from domain.models import CheckResult, Status
+
+_LOCKED_RETRY_S = 5.0
+"""Seconds an opener keeps retrying when SQLite refuses a lock at once (as the busy timeout)."""
+_LOCKED_RETRY_PAUSE_S = 0.01
 
 
 class StoreError(Exception):
@@ -282,13 +287,7 @@ class ResultStore:
             raise self._error("cannot open the results database", exc) from exc
         try:
             db.row_factory = sqlite3.Row
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                message = f"cannot switch to WAL mode (journal_mode is {mode})"
-                raise StoreError(f"{self.path}: {message}")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            self._migrate(db)
+            self._retry_locked(lambda: self._prepare(db))
         except sqlite3.Error as exc:
             db.close()
             raise self._error("not a usable results database", exc) from exc
@@ -296,6 +295,40 @@ class ResultStore:
             db.close()
             raise
         return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """WAL mode, the pragmas and the migrations; safe to run again after a lock error."""
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            message = f"cannot switch to WAL mode (journal_mode is {mode})"
+            raise StoreError(f"{self.path}: {message}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        self._migrate(db)
+
+    @staticmethod
+    def _retry_locked(action: Callable[[], None]) -> None:
+        """Run ``action``, again while SQLite says the file is locked, for a while.
+
+        The busy timeout does not cover every lock: openers racing on a fresh
+        file (switching it to WAL, or to its first schema) can be refused at
+        once with "database is locked", SQLite's way out of a lock upgrade
+        that would deadlock. Everything ``action`` does is idempotent or one
+        transaction, so running it again is safe.
+        """
+        deadline = time.monotonic() + _LOCKED_RETRY_S
+        while True:
+            try:
+                action()
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCKED_RETRY_PAUSE_S)
+            else:
+                return
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Bring the schema to :data:`SCHEMA_VERSION`, once, whoever else opens the file.
