@@ -18,6 +18,7 @@ so a bad path or a corrupt file fails at once in the caller's thread.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -122,6 +123,66 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
 """Step ``i`` takes the schema from version ``i`` to ``i + 1``; append, never edit."""
 
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (made if missing), or ``None``.
+
+    Looks at the nearest folder that exists: it must be a folder, and writable.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def check_database(path: Path) -> None:
+    """Check that ``path`` can be the results database, creating and changing nothing.
+
+    For ``validate``: an existing file must be a SQLite database of a schema
+    this program knows, writable, in a writable folder (WAL mode creates files
+    next to it); a missing one must be creatable. A full disk only shows when
+    the file is written, so ``once`` and ``run`` open the store for real.
+
+    Raises:
+        StoreError: What is wrong, naming the file.
+    """
+
+    def fail(problem: str) -> StoreError:
+        return StoreError(f"{path}: {problem}")
+
+    if path.is_dir():
+        raise fail("is a folder, not a database file")
+    if not path.exists():
+        problem = folder_problem(path.parent)
+        if problem:
+            raise fail(f"cannot create the results database: {problem}")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise fail("the results database is not readable and writable")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        problem = f"its folder {path.parent} is not writable (SQLite keeps its WAL files there)"
+        raise fail(problem)
+    try:
+        # immutable: no lock, no -wal/-shm files; enough to read the header and schema.
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise fail(f"not a usable results database: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        message = (
+            f"schema version {version} is newer than this program's ({SCHEMA_VERSION}); "
+            "upgrade the daemon or use another database file"
+        )
+        raise fail(message)
 
 
 class ResultStore:
@@ -280,10 +341,17 @@ class ResultStore:
 
     def _open(self) -> sqlite3.Connection:
         """A new connection with the pragmas set and the schema migrated."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a database file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = folder_problem(self.path.parent) or exc.strerror or str(exc)
+            message = f"{self.path}: cannot create the results database: {problem}"
+            raise StoreError(message) from exc
+        try:
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
             raise self._error("cannot open the results database", exc) from exc
         try:
             db.row_factory = sqlite3.Row

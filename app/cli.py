@@ -24,10 +24,11 @@ from actors.messages import AbortCycle, CycleFinished
 from adapters.dispatcharr import DispatcharrUnavailable
 from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmpeg
 from adapters.sources import Sources, build_sources
+from adapters.store import StoreError, check_database
 from app import logs
 from app.daemon import Daemon
 from app.progress import progress_listeners
-from app.report import build_report, write_report
+from app.report import ReportError, build_report, check_report_path, write_report
 from app.status import listen_problem
 from domain.config import Config, ConfigError, load_config
 from domain.models import Inventory
@@ -159,10 +160,25 @@ def _check_viewer_file(config: Config, sources: Sources) -> None:
         raise BadInputError(str(exc)) from exc
 
 
+def _open_store(daemon: Daemon) -> None:
+    """The results database, opened (created, migrated) before anything runs."""
+    try:
+        daemon.open_store()
+    except StoreError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check the config, the inventory it points to and the viewer file."""
+    """Check the config, ffmpeg, the results database, the inventory and the viewer file.
+
+    Changes nothing (the database is not created).
+    """
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
+    try:
+        check_database(config.results.database)
+    except StoreError as exc:
+        raise BadInputError(str(exc)) from exc
     inventory = _load_inventory(sources)
     _check_viewer_file(config, sources)
     print(
@@ -177,10 +193,16 @@ def cmd_once(args: argparse.Namespace) -> int:
     """One cycle; write the report; exit 0 even if streams are dead."""
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
-    inventory = _load_inventory(sources)
-    _check_viewer_file(config, sources)
+    if args.report is not None:
+        try:
+            check_report_path(args.report)
+        except ReportError as exc:
+            raise BadInputError(str(exc)) from exc
     # A progress bar on a terminal only; piped or from cron, stdout stays quiet.
     daemon = Daemon(config, sources, extra_listeners=progress_listeners(sys.stdout))
+    _open_store(daemon)
+    inventory = _load_inventory(sources)
+    _check_viewer_file(config, sources)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
         # An actor dying fails the cycle (the wait below ends) and the exit code.
@@ -193,7 +215,12 @@ def cmd_once(args: argparse.Namespace) -> int:
         finally:
             daemon.stop()
     if args.report is not None:
-        write_report(args.report, build_report(finished))
+        try:
+            write_report(args.report, build_report(finished))
+        except ReportError as exc:
+            # The cycle ran and its results are stored: not bad input, a failure.
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     if daemon.failure is not None:
         print(f"error: {daemon.failure}", file=sys.stderr)
         return EXIT_FAILED
@@ -234,6 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
     daemon = Daemon(config, sources)
+    _open_store(daemon)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
         # An actor dying stops the daemon too, with exit 1 for systemd to restart it.

@@ -14,7 +14,7 @@ then every actor stops, with ``ActorRegistry.stop_all`` as the safety net.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +51,7 @@ from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
 from domain.config import Config
-from domain.models import Inventory, Probe, StreamInfo
+from domain.models import CheckResult, Inventory, Probe, StreamInfo
 from domain.score import ScoreWeights, score
 
 logger = structlog.get_logger(__name__)
@@ -114,20 +114,20 @@ def make_probe(config: Config) -> Probe:
 def check_times(database: Path) -> dict[int, float]:
     """Seconds each stream's latest ok/dead check took, from the results store.
 
-    Read once at start (the sink owns the store after that); a missing or
-    unreadable store just means no history.
+    A missing or unreadable store just means no history.
     """
     if not database.exists():
         return {}
     try:
-        store = ResultStore(database)
-        try:
+        with ResultStore(database) as store:
             latest = store.latest()
-        finally:
-            store.close()
     except StoreError as exc:
         logger.warning("history_unreadable", database=str(database), error=str(exc))
         return {}
+    return _check_times(latest)
+
+
+def _check_times(latest: Mapping[int, CheckResult]) -> dict[int, float]:
     times: dict[int, float] = {}
     for stream_id, result in latest.items():
         if result.status not in ("ok", "dead") or not result.started_at or not result.finished_at:
@@ -186,6 +186,7 @@ class Daemon:
         """Why the daemon must stop: a long-lived actor died (``None`` while all is well)."""
         self.metrics = Metrics()
         """This daemon's metrics, in a registry of its own."""
+        self._history: dict[int, float] | None = None
 
     @property
     def status_address(self) -> str | None:
@@ -206,6 +207,22 @@ class Daemon:
         assert self._actors is not None, "daemon not started"
         return self._actors.coordinator
 
+    def open_store(self) -> None:
+        """Open the results store in the calling thread, before any actor starts.
+
+        Creates and migrates the file and reads the check times of the last
+        checks, so a database that cannot be used stops the start here, with
+        one message, instead of killing the sink later. Called by :meth:`start`
+        when not called before.
+
+        Raises:
+            StoreError: The database cannot be opened or written; names the file.
+        """
+        if self._history is not None:
+            return
+        with ResultStore(self.config.results.database) as store:
+            self._history = _check_times(store.latest())
+
     def start(self, *, scheduled: bool, on_failure: Callable[[str], None] | None = None) -> None:
         """Start the actors; with ``scheduled`` cycles run on the config's schedule.
 
@@ -215,7 +232,12 @@ class Daemon:
             on_failure: called once (on another thread, must not block) when a
                 long-lived actor died; the running cycle has been failed, and the
                 caller should :meth:`stop` and exit non-zero (:attr:`failure` says why).
+
+        Raises:
+            StoreError: The results database cannot be used (before any actor starts).
         """
+        self.open_store()
+        assert self._history is not None
         config = self.config
         token = config.status.token()
         problem = listen_problem(config.status, token)
@@ -225,8 +247,7 @@ class Daemon:
         timers = Timers()
         supervisor = Supervisor.start(self._fatal)
         database = config.results.database
-        # Read before the sink opens the store: one opener at a time.
-        history = check_times(database)
+        # Read before the sink opens the store (open_store made and migrated it).
         known = known_streams(database)
         metrics = self.metrics
         sender = None
@@ -262,7 +283,7 @@ class Daemon:
             listeners,
             make_scorer(config),
             timers,
-            history,
+            self._history,
             ViewerFeed(watcher, viewer_policy(config)),
             supervisor,
             observer=metrics,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.store import SCHEMA_VERSION, CycleRecord, ResultStore, StoreError
+from adapters.store import SCHEMA_VERSION, CycleRecord, ResultStore, StoreError, check_database
 from domain.models import CheckResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,3 +334,36 @@ def test_processes_opening_a_fresh_file_at_once_all_succeed(tmp_path):
     objects = schema_objects(path)
     assert len(objects) == len(set(objects))
     assert ("table", "checks") in objects
+
+
+# --- check_database (validate): changes nothing -----------------------------------
+
+
+def test_check_database_creates_nothing(tmp_path):
+    missing = tmp_path / "new" / "results.sqlite"
+    check_database(missing)
+    assert not missing.parent.exists()
+    existing = tmp_path / "results.sqlite"
+    ResultStore(existing).close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    check_database(existing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal / -shm left
+
+
+def test_check_database_refuses_what_open_would_refuse(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"garbage " * 500)
+    with pytest.raises(StoreError, match=r"garbage\.sqlite: not a usable results database"):
+        check_database(garbage)
+    newer = tmp_path / "newer.sqlite"
+    raw = sqlite3.connect(newer)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer"):
+        check_database(newer)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="is not a folder"):
+        check_database(blocker / "r.sqlite")
+    with pytest.raises(StoreError, match="is a folder"):
+        check_database(tmp_path)
