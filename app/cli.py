@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -285,10 +286,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(stopping, seconds=args.seconds, once=args.once, report=args.report)
 
 
+_SIGNAL_CHECK_S = 0.2
+"""Longest a signal handler waits to run while the main thread waits for the stop."""
+
+
+class _StopEvent(threading.Event):
+    """An event whose :meth:`wait` in the main thread lets signal handlers run.
+
+    The kernel hands a process's SIGTERM to any of its threads. When another
+    thread catches it, CPython runs the Python handler only once the main
+    thread runs Python code again, and a plain wait on an event never returns
+    to do so: the daemon would ignore SIGTERM for as long as it waits (seen:
+    a ``run`` that kept going for 11 minutes). Waiting in short slices bounds
+    that delay.
+    """
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Like :meth:`threading.Event.wait`, in slices of :data:`_SIGNAL_CHECK_S`."""
+        if threading.current_thread() is not threading.main_thread():
+            return super().wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _SIGNAL_CHECK_S
+            if deadline is not None:
+                step = min(step, deadline - time.monotonic())
+                if step <= 0:
+                    return self.is_set()
+            if super().wait(step):
+                return True
+
+
 @contextmanager
 def _stop_on_signals() -> Iterator[threading.Event]:
     """SIGINT and SIGTERM set the event instead of raising; old handlers come back after."""
-    stopping = threading.Event()
+    stopping = _StopEvent()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         logger.info("signal_received", signal=signal.Signals(signum).name)

@@ -14,6 +14,7 @@ then every actor stops, with ``ActorRegistry.stop_all`` as the safety net.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,9 +57,12 @@ from domain.score import ScoreWeights, score
 
 logger = structlog.get_logger(__name__)
 
-_STOP_TIMEOUT_S = 10.0
+_STOP_BUDGET_S = 4.0
+"""Seconds :meth:`Daemon.stop` may take in all: SIGTERM ends the daemon within 5 s."""
+_STOP_GRACE_S = 1.0
+"""Of that, seconds given to the actors that hold neither probes nor results."""
 _ALERTS_DRAIN_S = 5.0
-"""Seconds a stopping daemon still spends sending the alerts it has queued."""
+"""Seconds a stopping daemon still spends sending the alerts it has queued (within the budget)."""
 
 
 def coordinator_settings(config: Config) -> CoordinatorSettings:
@@ -358,38 +362,69 @@ class Daemon:
         return finished
 
     def stop(self) -> None:
-        """Abort the running cycle (probes killed, leases released), flush, stop everything."""
+        """Abort the running cycle (probes killed, leases released), flush, stop everything.
+
+        Takes :data:`_STOP_BUDGET_S` at most: an actor stuck in a call to a hung
+        Dispatcharr (the scheduler reading the inventory, the watcher reading
+        viewers, the sink writing back) is asked to stop but not waited for
+        past the budget; it runs on a daemon thread, so it does not keep the
+        process alive, and what it still had to do is logged as incomplete.
+        """
         actors = self._actors
         if actors is None:
             return
         self._actors = None
+        deadline = time.monotonic() + _STOP_BUDGET_S
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         try:
             if actors.status is not None:
                 actors.status.stop()
+            # No waiting for these: an actor blocked in I/O sees its stop only
+            # when the call returns, and the running cycle must be aborted now.
+            for ref in (actors.scheduler, actors.watcher):
+                if ref is not None:
+                    ref.stop(block=False)
             # Each step on its own: an actor that died must not keep the others
-            # from stopping in order (a stop of a dead actor is a no-op).
-            if actors.scheduler is not None:
-                actors.scheduler.stop(timeout=_STOP_TIMEOUT_S)
-            actors.watcher.stop(timeout=_STOP_TIMEOUT_S)
+            # from stopping in order.
             try:
                 aborted: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
                 actors.coordinator.tell(AbortCycle("shutdown", aborted))
-                aborted.get(timeout=_STOP_TIMEOUT_S)
+                aborted.get(timeout=left())
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="abort", error=repr(exc))
             try:
-                actors.sink.ask(Flush(), timeout=_STOP_TIMEOUT_S)
+                actors.sink.ask(Flush(), timeout=left())
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="flush", error=repr(exc))
             try:
-                actors.monitor.ask(GetStatus(), timeout=_STOP_TIMEOUT_S)  # its alerts are queued
+                actors.monitor.ask(GetStatus(), timeout=left())  # its alerts are queued
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="monitor", error=repr(exc))
         finally:
             if actors.alerts is not None:
-                actors.alerts.stop(timeout=_ALERTS_DRAIN_S)
-            for ref in (actors.coordinator, actors.sink):
-                ref.stop(block=False)
-            pykka.ActorRegistry.stop_all(block=True, timeout=_STOP_TIMEOUT_S)
+                actors.alerts.stop(timeout=min(left(), _ALERTS_DRAIN_S))
+            busy = _stop_and_wait((actors.coordinator, actors.sink), left())
+            # The others hold no probe and no result: a short wait is enough,
+            # one blocked on Dispatcharr would not answer within the budget anyway.
+            others = reversed(pykka.ActorRegistry.get_all())  # last started first
+            busy += _stop_and_wait(tuple(others), min(left(), _STOP_GRACE_S))
+            if busy:
+                logger.warning("daemon_stop_incomplete", still_busy=sorted(busy))
             actors.timers.stop()
             logger.info("daemon_stopped")
+
+
+def _stop_and_wait(refs: tuple[pykka.ActorRef[Any], ...], timeout: float) -> list[str]:
+    """Ask every actor in ``refs`` to stop; wait ``timeout`` in all; name those still running."""
+    deadline = time.monotonic() + timeout
+    stopping = [(ref, ref.stop(block=False)) for ref in refs]
+    busy = []
+    for ref, future in stopping:
+        try:
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except pykka.Timeout:
+            busy.append(ref.actor_class.__name__)
+    return busy
