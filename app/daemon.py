@@ -79,6 +79,7 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
         busy_backoff=check.busy_backoff,
         max_requeues=check.max_requeues,
         user_agent=check.user_agent or None,
+        max_wait=check.max_wait,
     )
 
 

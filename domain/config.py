@@ -174,6 +174,9 @@ class CheckSection:
     """First wait after a provider-busy refusal; doubled each time."""
     max_requeues: int = 10
     """Times a job may be preempted and requeued before it ends as cancelled."""
+    max_wait: float = 600.0
+    """Seconds a cycle waits while no check starts or ends (viewers hold the slots
+    its waiting checks need); then those end as cancelled, ``viewers_held_account``."""
 
 
 @dataclass(frozen=True)
@@ -666,9 +669,20 @@ def _read_check(t: _Table, base_dir: Path | None) -> CheckSection:
     ffmpeg = t.string("ffmpeg", d.ffmpeg).strip()
     if ffmpeg.startswith("~") or "/" in ffmpeg or os.sep in ffmpeg:
         ffmpeg = str(_resolve(Path(ffmpeg).expanduser(), base_dir))
+    duration = t.number("duration", d.duration, positive=True)
+    timeout = t.number("timeout", d.timeout, positive=True)
+    max_wait = t.number("max_wait", d.max_wait, positive=True)
+    if 0 < max_wait < duration + timeout:
+        # Shorter than one check: waiting jobs would be cut off behind a check still running.
+        t.error(
+            "max_wait",
+            f"must be at least check.duration + check.timeout ({duration + timeout:g} s), "
+            f"got {_show(max_wait)}",
+        )
     return CheckSection(
-        duration=t.number("duration", d.duration, positive=True),
-        timeout=t.number("timeout", d.timeout, positive=True),
+        duration=duration,
+        timeout=timeout,
+        max_wait=max_wait,
         ffmpeg=ffmpeg,
         user_agent=t.string("user_agent", d.user_agent),
         retries=t.integer("retries", d.retries),
