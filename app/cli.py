@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 import time
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--config", type=Path, default=None, help=config_help)
     once.add_argument("--dry-run", action="store_true", help=dry_run_help)
     once.add_argument("--report", type=Path, default=None, help="write the cycle report here")
+    once.add_argument(
+        "--status", action="store_true", help="also serve the status page on status.listen"
+    )
     validate = commands.add_parser("validate", help="check the config and its inventory")
     validate.add_argument("--config", type=Path, default=None, help=config_help)
     demo = commands.add_parser("demo", help="run against the built-in provider simulator")
@@ -161,6 +165,25 @@ def _check_viewer_file(config: Config, sources: Sources) -> None:
         raise BadInputError(str(exc)) from exc
 
 
+def _check_status_port(config: Config) -> None:
+    """``status.listen`` can be listened on, or :class:`BadInputError` naming it.
+
+    Checked before anything starts: a daemon that silently lost its status
+    page is worse than one that does not start.
+    """
+    if not config.status.enabled:
+        return
+    host, port = config.status.host, config.status.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        # Closed at once; an unused listening socket leaves nothing behind.
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"status.listen = {config.status.listen}: cannot listen there: {reason}"
+        raise BadInputError(message) from exc
+
+
 def _open_store(daemon: Daemon) -> None:
     """The results database, opened (created, migrated) before anything runs."""
     try:
@@ -199,6 +222,8 @@ def cmd_once(args: argparse.Namespace) -> int:
             check_report_path(args.report)
         except ReportError as exc:
             raise BadInputError(str(exc)) from exc
+    if args.status:
+        _check_status_port(config)
     # A progress bar on a terminal only; piped or from cron, stdout stays quiet.
     daemon = Daemon(config, sources, extra_listeners=progress_listeners(sys.stdout))
     _open_store(daemon)
@@ -207,7 +232,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
         # An actor dying fails the cycle (the wait below ends) and the exit code.
-        daemon.start(scheduled=False)
+        daemon.start(scheduled=False, status=args.status)
         try:
             finished = _run_interruptibly(daemon, inventory, stopping)
         except RuntimeError as exc:
@@ -261,6 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The long-running daemon, until SIGINT/SIGTERM."""
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
+    _check_status_port(config)
     daemon = Daemon(config, sources)
     _open_store(daemon)
     with _stop_on_signals() as stopping:

@@ -228,7 +228,13 @@ class Daemon:
         with ResultStore(self.config.results.database) as store:
             self._history = _check_times(store.latest())
 
-    def start(self, *, scheduled: bool, on_failure: Callable[[str], None] | None = None) -> None:
+    def start(
+        self,
+        *,
+        scheduled: bool,
+        on_failure: Callable[[str], None] | None = None,
+        status: bool = True,
+    ) -> None:
         """Start the actors; with ``scheduled`` cycles run on the config's schedule.
 
         Args:
@@ -237,6 +243,8 @@ class Daemon:
             on_failure: called once (on another thread, must not block) when a
                 long-lived actor died; the running cycle has been failed, and the
                 caller should :meth:`stop` and exit non-zero (:attr:`failure` says why).
+            status: serve the status page when ``status.listen`` is set
+                (``once`` does only when asked).
 
         Raises:
             StoreError: The results database cannot be used (before any actor starts).
@@ -307,7 +315,7 @@ class Daemon:
                 supervisor=supervisor,
             )
             self._actors.scheduler = scheduler
-        if config.status.enabled:
+        if status and config.status.enabled:
             scheduler_ref = self._actors.scheduler
             dashboard = Dashboard(
                 coordinator,
