@@ -28,7 +28,7 @@ from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmp
 from adapters.sources import Sources, build_sources
 from adapters.store import StoreError, check_database
 from app import logs
-from app.daemon import Daemon
+from app.daemon import Daemon, unknown_overrides
 from app.progress import progress_listeners
 from app.report import ReportError, build_report, check_report_path, write_report
 from app.status import listen_problem
@@ -204,6 +204,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise BadInputError(str(exc)) from exc
     inventory = _load_inventory(sources)
+    if not inventory.streams:
+        where = (
+            str(config.source.path)
+            if config.source.type == "file"
+            else f"Dispatcharr at {config.dispatcharr.url}"
+        )
+        message = (
+            f"{where}: no streams to check ({len(inventory.accounts)} accounts, "
+            f"{len(inventory.channels)} channels)"
+        )
+        raise BadInputError(message)
+    for account_id in unknown_overrides(inventory, config.accounts):
+        print(
+            f'warning: [accounts."{account_id}"]: no account {account_id} in the inventory; '
+            "the override does nothing",
+            file=sys.stderr,
+        )
     _check_viewer_file(config, sources)
     print(
         f"ok: {args.config or _DEFAULT_CONFIG}: {len(inventory.accounts)} accounts, "

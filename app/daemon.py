@@ -51,8 +51,9 @@ from app.metrics import Metrics
 from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
-from domain.config import Config
+from domain.config import AccountOverride, Config
 from domain.models import CheckResult, Inventory, Probe, StreamInfo
+from domain.ports import InventorySource
 from domain.score import ScoreWeights, score
 
 logger = structlog.get_logger(__name__)
@@ -146,6 +147,38 @@ def _check_times(latest: Mapping[int, CheckResult]) -> dict[int, float]:
         if seconds >= 0:
             times[stream_id] = seconds
     return times
+
+
+def unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> list[int]:
+    """The ids of ``[accounts."<id>"]`` overrides that name no account of ``inventory``."""
+    known = {account.id for account in inventory.accounts}
+    return sorted(set(overrides) - known)
+
+
+def _warn_unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> None:
+    unknown = unknown_overrides(inventory, overrides)
+    if unknown:
+        # A typo or a deleted account: the override silently doing nothing is worse.
+        logger.warning("account_override_unknown", account_ids=unknown)
+
+
+class WarnUnknownOverrides:
+    """An inventory source that logs, at every load, the overrides that name no account.
+
+    Args:
+        source: The inventory source of the config.
+        overrides: ``config.accounts``.
+    """
+
+    def __init__(self, source: InventorySource, overrides: Mapping[int, AccountOverride]) -> None:
+        self._source = source
+        self._overrides = overrides
+
+    def load(self) -> Inventory:
+        """The source's inventory; ``account_override_unknown`` logged when it applies."""
+        inventory = self._source.load()
+        _warn_unknown_overrides(inventory, self._overrides)
+        return inventory
 
 
 @dataclass
@@ -308,7 +341,9 @@ class Daemon:
         if scheduled:
             scheduler = Scheduler.start(
                 coordinator,
-                ObservedInventory(self.sources.inventory, monitor),
+                WarnUnknownOverrides(
+                    ObservedInventory(self.sources.inventory, monitor), config.accounts
+                ),
                 timers,
                 config.schedule,
                 listeners,
@@ -354,6 +389,7 @@ class Daemon:
         actors = self._actors
         assert actors is not None, "daemon not started"
         cycle_id = next(self._cycle_ids)
+        _warn_unknown_overrides(inventory, self.config.accounts)
         actors.coordinator.tell(SetAccounts(inventory.accounts))
         for listener in actors.listeners:
             listener.tell(CycleInventory(cycle_id, inventory))
