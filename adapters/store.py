@@ -51,6 +51,9 @@ class CycleRecord:
     checked: int | None
     alive: int | None
     dead: int | None
+    aborted: bool = False
+    """Stopped before every stream had its result (a shutdown, or a crash found
+    at the next start by :meth:`ResultStore.abort_unfinished`)."""
 
 
 # Written out (not formatted in) so every statement is a plain literal.
@@ -119,7 +122,11 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+def _schema_v2(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE cycles ADD COLUMN aborted INTEGER NOT NULL DEFAULT 0")
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
 """Step ``i`` takes the schema from version ``i`` to ``i + 1``; append, never edit."""
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -231,11 +238,23 @@ class ResultStore:
 
     # --- writing ----------------------------------------------------------------------
 
-    def start_cycle(self, started_at: str, streams: int) -> int:
-        """Record the start of a cycle over ``streams`` streams; return its id."""
+    def start_cycle(self, started_at: str, streams: int, cycle_id: int | None = None) -> int:
+        """Record the start of a cycle over ``streams`` streams; return its id.
+
+        Args:
+            started_at: ISO 8601 start time.
+            streams: How many streams the cycle checks.
+            cycle_id: The id the daemon gave the cycle (from :meth:`next_cycle_id`);
+                when another process took it meanwhile, the next free id is
+                used and returned instead. ``None``: the next free id.
+        """
         with self._write("cannot start a cycle") as db:
+            taken = cycle_id is not None and (
+                db.execute("SELECT 1 FROM cycles WHERE id = ?", (cycle_id,)).fetchone() is not None
+            )
             cursor = db.execute(
-                "INSERT INTO cycles (started_at, streams) VALUES (?, ?)", (started_at, streams)
+                "INSERT INTO cycles (id, started_at, streams) VALUES (?, ?, ?)",
+                (None if taken else cycle_id, started_at, streams),
             )
         return cast("int", cursor.lastrowid)
 
@@ -266,14 +285,56 @@ class ResultStore:
             )
 
     def finish_cycle(
-        self, cycle_id: int, finished_at: str, checked: int, alive: int, dead: int
+        self,
+        cycle_id: int,
+        finished_at: str,
+        checked: int,
+        alive: int,
+        dead: int,
+        *,
+        aborted: bool = False,
     ) -> None:
         """Record the end of cycle ``cycle_id`` and its counts."""
         with self._write(f"cannot finish cycle {cycle_id}") as db:
             db.execute(
-                "UPDATE cycles SET finished_at = ?, checked = ?, alive = ?, dead = ? WHERE id = ?",
-                (finished_at, checked, alive, dead, cycle_id),
+                "UPDATE cycles SET finished_at = ?, checked = ?, alive = ?, dead = ?, aborted = ? "
+                "WHERE id = ?",
+                (finished_at, checked, alive, dead, int(aborted), cycle_id),
             )
+
+    def abort_unfinished(self) -> list[int]:
+        """Mark the cycles that started but never finished (the daemon died) as aborted.
+
+        Such a cycle ends when its last stored check did (or when it started,
+        without any), with the counts of the checks it stored. Run at start,
+        before the daemon's first cycle.
+
+        Returns:
+            The ids of the cycles marked, oldest first.
+        """
+        with self._write("cannot mark unfinished cycles") as db:
+            ids = [
+                int(row[0])
+                for row in db.execute("SELECT id FROM cycles WHERE finished_at IS NULL ORDER BY id")
+            ]
+            db.execute(
+                """
+                UPDATE cycles SET
+                    aborted = 1,
+                    finished_at = COALESCE(
+                        (SELECT MAX(finished_at) FROM checks WHERE cycle_id = cycles.id),
+                        started_at
+                    ),
+                    checked = (SELECT COUNT(*) FROM checks
+                               WHERE cycle_id = cycles.id AND status IN ('ok', 'dead')),
+                    alive = (SELECT COUNT(*) FROM checks
+                             WHERE cycle_id = cycles.id AND status = 'ok'),
+                    dead = (SELECT COUNT(*) FROM checks
+                            WHERE cycle_id = cycles.id AND status = 'dead')
+                WHERE finished_at IS NULL
+                """
+            )
+        return ids
 
     def prune(self, older_than_days: int) -> int:
         """Delete checks (and then empty cycles) older than ``older_than_days`` days.
@@ -328,11 +389,16 @@ class ResultStore:
         """The latest ``limit`` cycles, newest first."""
         rows = self._read(
             "cannot read the cycles",
-            "SELECT id, started_at, finished_at, streams, checked, alive, dead "
+            "SELECT id, started_at, finished_at, streams, checked, alive, dead, aborted "
             "FROM cycles ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [CycleRecord(**dict(row)) for row in rows]
+        return [CycleRecord(**{**dict(row), "aborted": bool(row["aborted"])}) for row in rows]
+
+    def next_cycle_id(self) -> int:
+        """The id the next cycle gets: one more than the newest stored one."""
+        (row,) = self._read("cannot read the cycles", "SELECT COALESCE(MAX(id), 0) + 1 FROM cycles")
+        return int(row[0])
 
     # --- internals --------------------------------------------------------------------
 

@@ -218,6 +218,7 @@ class Daemon:
         self.probe = probe or make_probe(config)
         self._extra = extra_listeners
         self._actors: _Actors | None = None
+        self._first_cycle_id = 1
         self._cycle_ids = itertools.count(1)
         self._on_failure: Callable[[str], None] | None = None
         self.failure: str | None = None
@@ -248,9 +249,10 @@ class Daemon:
     def open_store(self) -> None:
         """Open the results store in the calling thread, before any actor starts.
 
-        Creates and migrates the file and reads the check times of the last
-        checks, so a database that cannot be used stops the start here, with
-        one message, instead of killing the sink later. Called by :meth:`start`
+        Creates and migrates the file, marks the cycles a crash cut off as
+        aborted, reads the check times of the last checks and the next cycle
+        id, so a database that cannot be used stops the start here, with one
+        message, instead of killing the sink later. Called by :meth:`start`
         when not called before.
 
         Raises:
@@ -258,8 +260,16 @@ class Daemon:
         """
         if self._history is not None:
             return
-        with ResultStore(self.config.results.database) as store:
+        database = self.config.results.database
+        with ResultStore(database) as store:
+            aborted = store.abort_unfinished()
             self._history = _check_times(store.latest())
+            first_cycle_id = store.next_cycle_id()
+        if aborted:
+            logger.warning("cycles_marked_aborted", cycle_ids=aborted, database=str(database))
+        # Cycle ids are the database's, in logs and on the status page alike.
+        self._first_cycle_id = first_cycle_id
+        self._cycle_ids = itertools.count(first_cycle_id)
 
     def start(
         self,
@@ -348,6 +358,7 @@ class Daemon:
                 config.schedule,
                 listeners,
                 supervisor=supervisor,
+                first_cycle_id=self._first_cycle_id,
             )
             self._actors.scheduler = scheduler
         if status and config.status.enabled:
