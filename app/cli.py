@@ -29,6 +29,7 @@ from adapters.sources import Sources, build_sources
 from adapters.store import StoreError, check_database
 from app import logs
 from app.daemon import Daemon, unknown_overrides
+from app.effective import effective_config_toml
 from app.progress import progress_listeners
 from app.report import ReportError, build_report, check_report_path, write_report
 from app.status import listen_problem
@@ -49,10 +50,10 @@ class BadInputError(Exception):
     """Config or inventory is wrong: exit 2 with this one-line message."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
     """The argument parser, one sub-command per mode."""
     parser = argparse.ArgumentParser(
-        prog="main.py",
+        prog=prog,
         description="Limit-aware IPTV stream checker for Dispatcharr.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,12 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="one cycle, then stop")
     demo.add_argument("--report", type=Path, default=None, help="write the last cycle's report")
     demo.add_argument("--log-format", choices=("console", "json"), default="console")
+    show = commands.add_parser(
+        "config", help="print the effective config (defaults included, secrets masked)"
+    )
+    show.add_argument("--config", type=Path, default=None, help=config_help)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def console_main() -> int:
+    """The ``iptv-checkd`` command installed by ``pip install .``."""
+    return main(prog="iptv-checkd")
+
+
+def main(argv: list[str] | None = None, prog: str = "main.py") -> int:
     """Run the command named in ``argv``; return the process exit code."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     command = args.command or "demo"
     if args.command is None:
@@ -379,9 +389,23 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the effective config as TOML: every key, defaults included, secrets masked."""
+    path: Path | None = args.config
+    if path is None and _DEFAULT_CONFIG.exists():
+        path = _DEFAULT_CONFIG
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from exc
+    print(effective_config_toml(config, path), end="")
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "once": cmd_once,
     "validate": cmd_validate,
     "demo": cmd_demo,
+    "config": cmd_config,
 }
