@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from actors.account import ViewerFeed
 from actors.coordinator import CoordinatorSettings
+from actors.viewers import ViewerWatcher
+from domain.models import ViewerSnapshot
+from domain.ports import SourceError
 from tests.actors.conftest import Harness
 from tests.actors.desk import Desk
 from tests.actors.fakes import Behaviour, FakeProbe, simple_account, stream
@@ -37,6 +41,32 @@ def test_a_cycle_that_keeps_progressing_is_not_cut_at_max_wait(harness: Harness)
     finished = harness.run([stream(sid, 1) for sid in range(1, 9)], timeout=15)
     assert finished.duration_s > 0.6
     assert sorted(r.status for r in finished.results) == ["ok"] * 8
+
+
+class BrokenViewers:
+    """A viewer source that never answers (a broken viewer file, Dispatcharr down)."""
+
+    def read(self) -> ViewerSnapshot:
+        message = "viewers.json: not JSON"
+        raise SourceError(message)
+
+
+def test_jobs_waiting_for_an_unknown_viewer_count_say_so(harness: Harness):
+    # Fail closed: no check starts while the count is unknown; max_wait ends
+    # the wait, and the reason says what was missing.
+    probe = FakeProbe(default=Behaviour(duration=0.05))
+    watcher = ViewerWatcher.start(BrokenViewers(), harness.timers, 3600.0)
+    harness.start(
+        [simple_account(1, 1)],
+        probe,
+        CoordinatorSettings(max_wait=0.5, check_duration=0.2, check_timeout=0.2),
+        viewers=ViewerFeed(watcher),
+    )
+    harness.accounts_ready()
+    finished = harness.run([stream(1, 1)], timeout=10)
+    (result,) = finished.results
+    assert (result.status, result.error) == ("cancelled", "viewer_count_unknown")
+    assert probe.calls[1] == 0
 
 
 # --- the same decisions in Dispatch, on a fake clock ----------------------------------
