@@ -18,9 +18,10 @@ def effective_config_toml(
 ) -> str:
     """``config`` as a TOML document that :func:`domain.config.parse_config` reads back.
 
-    Every key is shown with its value in force (relative paths resolved).
-    The secrets live in the environment, never in the file: their variables
-    are named in a comment with whether they are set, their values masked.
+    Every key is shown with its value in force (relative paths resolved);
+    secret keys of the file (the alert webhook's URL) are masked. The other
+    secrets live in the environment: their variables are named in a comment
+    with whether they are set, their values never shown.
 
     Args:
         config: The validated config.
@@ -31,8 +32,13 @@ def effective_config_toml(
     source = str(path) if path is not None else "no config file: the defaults"
     lines = [f"# iptv-checkd: the effective config ({source})"]
     section = config.dispatcharr
-    for what, variable in (("password", section.password_env), ("API key", section.api_key_env)):
+    secrets = (
+        ("Dispatcharr password", section.password_env),
+        ("Dispatcharr API key", section.api_key_env),
+        ("status page token", config.status.token_env),
+    )
+    for what, variable in secrets:
         if variable:
             state = f"set ({_MASK})" if env.get(variable) else "not set"
-            lines.append(f"# Dispatcharr {what} from ${variable}: {state}")
+            lines.append(f"# {what} from ${variable}: {state}")
     return "\n".join(lines) + "\n\n" + tomli_w.dumps(redacted_dict(config))

@@ -68,6 +68,18 @@ def test_config_prints_the_effective_config_that_parses_back(tmp_path: Path, mon
     assert effective.source.path == tmp_path / "inventory.json"  # as resolved
 
 
+def test_config_masks_the_webhook_url_and_the_status_token(tmp_path: Path, monkeypatch, capsys):
+    config = setup(tmp_path, '[alerts]\nwebhook_url = "https://hooks.example/T0/s3cr3t-hook"\n')
+    monkeypatch.setenv("IPTV_CHECKD_TOKEN", "s3cr3t-token")
+    monkeypatch.setattr(sys, "argv", ["iptv-checkd", "config", "--config", str(config)])
+    assert console_main() == 0
+    out = capsys.readouterr().out
+    assert "s3cr3t-hook" not in out
+    assert "s3cr3t-token" not in out
+    assert tomllib.loads(out)["alerts"]["webhook_url"] == "********"
+    assert "status page token from $IPTV_CHECKD_TOKEN: set" in out
+
+
 def test_config_without_a_file_shows_the_defaults(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["iptv-checkd", "config"])
