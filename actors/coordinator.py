@@ -408,7 +408,10 @@ class Coordinator(pykka.ThreadingActor):
         if cycle is None or not cycle.complete:
             return
         self._cycle = None
-        finished = cycle.finish(aborted=aborted or self._dispatch.draining is not None)
+        # A max_wait expiry is not an abort: every stream has its result (once exits 0).
+        dispatch = self._dispatch
+        ending_early = dispatch.draining is not None and not dispatch.wait_expired
+        finished = cycle.finish(aborted=aborted or ending_early)
         self._last_cycle = summary(finished, cycle.streams)
         for listener in self._listeners:
             tell_quietly(listener, finished)

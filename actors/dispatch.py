@@ -63,9 +63,12 @@ class CoordinatorSettings:
     busy_backoff: float = 10.0
     max_requeues: int = 10
     user_agent: str | None = None
-    max_wait: float = 3600.0
-    """Seconds a cycle's jobs may wait for a free slot (viewers may hold them all);
-    after that the jobs still waiting end as ``cancelled`` with ``no_free_slot``."""
+    max_wait: float = 600.0
+    """Seconds a cycle may go without a check starting or ending while jobs wait
+    (viewers may hold every slot); then the waiting jobs end as ``cancelled``:
+    ``viewers_held_account`` where none of our checks runs on the account
+    (``viewer_count_unknown`` while its viewers cannot be read), else
+    ``no_free_slot``. ``check.max_wait`` in the config."""
     unresponsive_grace: float = 15.0
     """Seconds a check cancelled at its deadline gets to report before its lease is given up."""
     learn_providers: bool = False
@@ -307,6 +310,9 @@ class Dispatch:
         self._open = 0
         self._draining: ProbeOutcome | None = None
         """How the jobs of a cycle ending early end (cancelled, or error when an actor died)."""
+        self._last_progress = 0.0
+        """When a check last started or ended: ``max_wait`` counts from here."""
+        self._wait_expired = False
 
     # --- reading --------------------------------------------------------------------
 
@@ -319,6 +325,11 @@ class Dispatch:
     def draining(self) -> str | None:
         """Why the cycle is ending early (abort, ``max_wait``), or None: nothing starts then."""
         return None if self._draining is None else self._draining.reason
+
+    @property
+    def wait_expired(self) -> bool:
+        """The cycle ends early only because ``max_wait`` passed: not an abort."""
+        return self._wait_expired
 
     @property
     def history(self) -> dict[int, float]:
@@ -429,6 +440,8 @@ class Dispatch:
         """A cycle's jobs, ordered by what each took last time (unknown: a full check)."""
         out: list[Action] = []
         self._draining = None
+        self._wait_expired = False
+        self._last_progress = self._clock()
         for each in self._accounts.values():
             each.unauthorized = False  # the next cycle tries a refused login again
             self._mark(each)
@@ -486,6 +499,7 @@ class Dispatch:
             self._finish(job, self._draining or _UNAUTHORIZED, out)
             return self._done(out)
         now = self._clock()
+        self._last_progress = now
         out.append(StartCheck(job, lease, account.running))
         self._running[lease.lease_id] = _Run(job, lease, now)
         account.running += 1
@@ -675,7 +689,8 @@ class Dispatch:
         if run is None:
             return out
         self._timers.cancel(("deadline", lease_id))
-        held = self._clock() - run.started
+        self._last_progress = self._clock()
+        held = self._last_progress - run.started
         lease = run.lease
         self._observer.attempt_ended(
             lease.account_id, lease.profile_id, outcome.kind, outcome.reason, held
@@ -821,11 +836,28 @@ class Dispatch:
         self._end_run(lease_id, unresponsive, None, None, out)
 
     def _on_max_wait(self, out: list[Action]) -> None:
-        if self._open == 0:
+        if self._open == 0 or self._draining is not None:
+            return
+        due = self._last_progress + self._settings.max_wait
+        if self._clock() < due:  # checks went on meanwhile: wait the rest
+            self._timers.set(_MAX_WAIT, due)
             return
         expired = ProbeOutcome(kind="cancelled", reason="no_free_slot")
         self._draining = expired  # what still runs finishes; nothing is re-queued
-        left = self._fail_queued(expired, out)
+        self._wait_expired = True
+        left = 0
+        for account in self._accounts.values():
+            # Nothing of ours runs there and it grants nothing: viewers hold it,
+            # or (fail closed) their count could not be read.
+            if account.busy:
+                outcome = expired
+            elif account.waiting_for == "viewer_count_unknown":
+                outcome = ProbeOutcome(kind="cancelled", reason="viewer_count_unknown")
+            else:
+                outcome = ProbeOutcome(kind="cancelled", reason="viewers_held_account")
+            left += len(account.waiting)
+            self._fail_waiting(account, outcome, out)
+        left += self._fail_queued(expired, out)
         logger.warning("cycle_wait_expired", jobs=left)
 
     def _done(self, out: list[Action]) -> list[Action]:

@@ -124,9 +124,12 @@ class ResultSink(pykka.ThreadingActor):
         store = self._store
         if store is not None:
             db_cycle = _guarded(
-                "store_failed", lambda: store.start_cycle(message.started_at, message.streams)
+                "store_failed",
+                lambda: store.start_cycle(message.started_at, message.streams, message.cycle_id),
             )
             if db_cycle is not None:
+                if db_cycle != message.cycle_id:  # another process on the file took the id
+                    logger.warning("cycle_id_taken", cycle_id=message.cycle_id, stored_as=db_cycle)
                 self._db_cycles[message.cycle_id] = db_cycle
 
     def _on_result(self, message: ResultReady) -> None:
@@ -150,7 +153,12 @@ class ResultSink(pykka.ThreadingActor):
             _guarded(
                 "store_failed",
                 lambda: store.finish_cycle(
-                    db_cycle, message.finished_at, alive + dead, alive, dead
+                    db_cycle,
+                    message.finished_at,
+                    alive + dead,
+                    alive,
+                    dead,
+                    aborted=message.aborted,
                 ),
             )
             if self._history_days:

@@ -18,6 +18,7 @@ so a bad path or a corrupt file fails at once in the caller's thread.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -29,6 +30,10 @@ from typing import Any, cast
 
 from domain.learned import LearnedLogin
 from domain.models import CheckResult, Status
+
+_LOCKED_RETRY_S = 5.0
+"""Seconds an opener keeps retrying when SQLite refuses a lock at once (as the busy timeout)."""
+_LOCKED_RETRY_PAUSE_S = 0.01
 
 
 class StoreError(Exception):
@@ -47,6 +52,9 @@ class CycleRecord:
     checked: int | None
     alive: int | None
     dead: int | None
+    aborted: bool = False
+    """Stopped before every stream had its result (a shutdown, or a crash found
+    at the next start by :meth:`ResultStore.abort_unfinished`)."""
 
 
 # Written out (not formatted in) so every statement is a plain literal.
@@ -115,10 +123,74 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+def _schema_v2(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE cycles ADD COLUMN aborted INTEGER NOT NULL DEFAULT 0")
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
 """Step ``i`` takes the schema from version ``i`` to ``i + 1``; append, never edit."""
 
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (made if missing), or ``None``.
+
+    Looks at the nearest folder that exists: it must be a folder, and writable.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def check_database(path: Path) -> None:
+    """Check that ``path`` can be the results database, creating and changing nothing.
+
+    For ``validate``: an existing file must be a SQLite database of a schema
+    this program knows, writable, in a writable folder (WAL mode creates files
+    next to it); a missing one must be creatable. A full disk only shows when
+    the file is written, so ``once`` and ``run`` open the store for real.
+
+    Raises:
+        StoreError: What is wrong, naming the file.
+    """
+
+    def fail(problem: str) -> StoreError:
+        return StoreError(f"{path}: {problem}")
+
+    if path.is_dir():
+        raise fail("is a folder, not a database file")
+    if not path.exists():
+        problem = folder_problem(path.parent)
+        if problem:
+            raise fail(f"cannot create the results database: {problem}")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise fail("the results database is not readable and writable")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        problem = f"its folder {path.parent} is not writable (SQLite keeps its WAL files there)"
+        raise fail(problem)
+    try:
+        # immutable: no lock, no -wal/-shm files; enough to read the header and schema.
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise fail(f"not a usable results database: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        message = (
+            f"schema version {version} is newer than this program's ({SCHEMA_VERSION}); "
+            "upgrade the daemon or use another database file"
+        )
+        raise fail(message)
 
 
 class ResultStore:
@@ -167,11 +239,23 @@ class ResultStore:
 
     # --- writing ----------------------------------------------------------------------
 
-    def start_cycle(self, started_at: str, streams: int) -> int:
-        """Record the start of a cycle over ``streams`` streams; return its id."""
+    def start_cycle(self, started_at: str, streams: int, cycle_id: int | None = None) -> int:
+        """Record the start of a cycle over ``streams`` streams; return its id.
+
+        Args:
+            started_at: ISO 8601 start time.
+            streams: How many streams the cycle checks.
+            cycle_id: The id the daemon gave the cycle (from :meth:`next_cycle_id`);
+                when another process took it meanwhile, the next free id is
+                used and returned instead. ``None``: the next free id.
+        """
         with self._write("cannot start a cycle") as db:
+            taken = cycle_id is not None and (
+                db.execute("SELECT 1 FROM cycles WHERE id = ?", (cycle_id,)).fetchone() is not None
+            )
             cursor = db.execute(
-                "INSERT INTO cycles (started_at, streams) VALUES (?, ?)", (started_at, streams)
+                "INSERT INTO cycles (id, started_at, streams) VALUES (?, ?, ?)",
+                (None if taken else cycle_id, started_at, streams),
             )
         return cast("int", cursor.lastrowid)
 
@@ -202,14 +286,56 @@ class ResultStore:
             )
 
     def finish_cycle(
-        self, cycle_id: int, finished_at: str, checked: int, alive: int, dead: int
+        self,
+        cycle_id: int,
+        finished_at: str,
+        checked: int,
+        alive: int,
+        dead: int,
+        *,
+        aborted: bool = False,
     ) -> None:
         """Record the end of cycle ``cycle_id`` and its counts."""
         with self._write(f"cannot finish cycle {cycle_id}") as db:
             db.execute(
-                "UPDATE cycles SET finished_at = ?, checked = ?, alive = ?, dead = ? WHERE id = ?",
-                (finished_at, checked, alive, dead, cycle_id),
+                "UPDATE cycles SET finished_at = ?, checked = ?, alive = ?, dead = ?, aborted = ? "
+                "WHERE id = ?",
+                (finished_at, checked, alive, dead, int(aborted), cycle_id),
             )
+
+    def abort_unfinished(self) -> list[int]:
+        """Mark the cycles that started but never finished (the daemon died) as aborted.
+
+        Such a cycle ends when its last stored check did (or when it started,
+        without any), with the counts of the checks it stored. Run at start,
+        before the daemon's first cycle.
+
+        Returns:
+            The ids of the cycles marked, oldest first.
+        """
+        with self._write("cannot mark unfinished cycles") as db:
+            ids = [
+                int(row[0])
+                for row in db.execute("SELECT id FROM cycles WHERE finished_at IS NULL ORDER BY id")
+            ]
+            db.execute(
+                """
+                UPDATE cycles SET
+                    aborted = 1,
+                    finished_at = COALESCE(
+                        (SELECT MAX(finished_at) FROM checks WHERE cycle_id = cycles.id),
+                        started_at
+                    ),
+                    checked = (SELECT COUNT(*) FROM checks
+                               WHERE cycle_id = cycles.id AND status IN ('ok', 'dead')),
+                    alive = (SELECT COUNT(*) FROM checks
+                             WHERE cycle_id = cycles.id AND status = 'ok'),
+                    dead = (SELECT COUNT(*) FROM checks
+                            WHERE cycle_id = cycles.id AND status = 'dead')
+                WHERE finished_at IS NULL
+                """
+            )
+        return ids
 
     def prune(self, older_than_days: int) -> int:
         """Delete checks (and then empty cycles) older than ``older_than_days`` days.
@@ -264,11 +390,16 @@ class ResultStore:
         """The latest ``limit`` cycles, newest first."""
         rows = self._read(
             "cannot read the cycles",
-            "SELECT id, started_at, finished_at, streams, checked, alive, dead "
+            "SELECT id, started_at, finished_at, streams, checked, alive, dead, aborted "
             "FROM cycles ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [CycleRecord(**dict(row)) for row in rows]
+        return [CycleRecord(**{**dict(row), "aborted": bool(row["aborted"])}) for row in rows]
+
+    def next_cycle_id(self) -> int:
+        """The id the next cycle gets: one more than the newest stored one."""
+        (row,) = self._read("cannot read the cycles", "SELECT COALESCE(MAX(id), 0) + 1 FROM cycles")
+        return int(row[0])
 
     # --- internals --------------------------------------------------------------------
 
@@ -277,20 +408,21 @@ class ResultStore:
 
     def _open(self) -> sqlite3.Connection:
         """A new connection with the pragmas set and the schema migrated."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a database file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = folder_problem(self.path.parent) or exc.strerror or str(exc)
+            message = f"{self.path}: cannot create the results database: {problem}"
+            raise StoreError(message) from exc
+        try:
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
             raise self._error("cannot open the results database", exc) from exc
         try:
             db.row_factory = sqlite3.Row
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                message = f"cannot switch to WAL mode (journal_mode is {mode})"
-                raise StoreError(f"{self.path}: {message}")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            self._migrate(db)
+            self._retry_locked(lambda: self._prepare(db))
         except sqlite3.Error as exc:
             db.close()
             raise self._error("not a usable results database", exc) from exc
@@ -298,6 +430,40 @@ class ResultStore:
             db.close()
             raise
         return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """WAL mode, the pragmas and the migrations; safe to run again after a lock error."""
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            message = f"cannot switch to WAL mode (journal_mode is {mode})"
+            raise StoreError(f"{self.path}: {message}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        self._migrate(db)
+
+    @staticmethod
+    def _retry_locked(action: Callable[[], None]) -> None:
+        """Run ``action``, again while SQLite says the file is locked, for a while.
+
+        The busy timeout does not cover every lock: openers racing on a fresh
+        file (switching it to WAL, or to its first schema) can be refused at
+        once with "database is locked", SQLite's way out of a lock upgrade
+        that would deadlock. Everything ``action`` does is idempotent or one
+        transaction, so running it again is safe.
+        """
+        deadline = time.monotonic() + _LOCKED_RETRY_S
+        while True:
+            try:
+                action()
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCKED_RETRY_PAUSE_S)
+            else:
+                return
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Bring the schema to :data:`SCHEMA_VERSION`, once, whoever else opens the file.

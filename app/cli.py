@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,10 +26,12 @@ from actors.messages import AbortCycle, CycleFinished
 from adapters.dispatcharr import DispatcharrUnavailable
 from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmpeg
 from adapters.sources import Sources, build_sources
+from adapters.store import StoreError, check_database
 from app import logs
-from app.daemon import Daemon
+from app.daemon import Daemon, unknown_overrides
+from app.effective import effective_config_toml
 from app.progress import progress_listeners
-from app.report import build_report, write_report
+from app.report import ReportError, build_report, check_report_path, write_report
 from app.status import listen_problem
 from domain.config import Config, ConfigError, load_config
 from domain.models import Inventory
@@ -46,10 +50,10 @@ class BadInputError(Exception):
     """Config or inventory is wrong: exit 2 with this one-line message."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
     """The argument parser, one sub-command per mode."""
     parser = argparse.ArgumentParser(
-        prog="main.py",
+        prog=prog,
         description="Limit-aware IPTV stream checker for Dispatcharr.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -62,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--config", type=Path, default=None, help=config_help)
     once.add_argument("--dry-run", action="store_true", help=dry_run_help)
     once.add_argument("--report", type=Path, default=None, help="write the cycle report here")
+    once.add_argument(
+        "--status", action="store_true", help="also serve the status page on status.listen"
+    )
     validate = commands.add_parser("validate", help="check the config and its inventory")
     validate.add_argument("--config", type=Path, default=None, help=config_help)
     demo = commands.add_parser("demo", help="run against the built-in provider simulator")
@@ -71,12 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="one cycle, then stop")
     demo.add_argument("--report", type=Path, default=None, help="write the last cycle's report")
     demo.add_argument("--log-format", choices=("console", "json"), default="console")
+    show = commands.add_parser(
+        "config", help="print the effective config (defaults included, secrets masked)"
+    )
+    show.add_argument("--config", type=Path, default=None, help=config_help)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def console_main() -> int:
+    """The ``iptv-checkd`` command installed by ``pip install .``."""
+    return main(prog="iptv-checkd")
+
+
+def main(argv: list[str] | None = None, prog: str = "main.py") -> int:
     """Run the command named in ``argv``; return the process exit code."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     command = args.command or "demo"
     if args.command is None:
@@ -159,11 +175,62 @@ def _check_viewer_file(config: Config, sources: Sources) -> None:
         raise BadInputError(str(exc)) from exc
 
 
+def _check_status_port(config: Config) -> None:
+    """``status.listen`` can be listened on, or :class:`BadInputError` naming it.
+
+    Checked before anything starts: a daemon that silently lost its status
+    page is worse than one that does not start.
+    """
+    if not config.status.enabled:
+        return
+    host, port = config.status.host, config.status.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        # Closed at once; an unused listening socket leaves nothing behind.
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"status.listen = {config.status.listen}: cannot listen there: {reason}"
+        raise BadInputError(message) from exc
+
+
+def _open_store(daemon: Daemon) -> None:
+    """The results database, opened (created, migrated) before anything runs."""
+    try:
+        daemon.open_store()
+    except StoreError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check the config, the inventory it points to and the viewer file."""
+    """Check the config, ffmpeg, the results database, the inventory and the viewer file.
+
+    Changes nothing (the database is not created).
+    """
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
+    try:
+        check_database(config.results.database)
+    except StoreError as exc:
+        raise BadInputError(str(exc)) from exc
     inventory = _load_inventory(sources)
+    if not inventory.streams:
+        where = (
+            str(config.source.path)
+            if config.source.type == "file"
+            else f"Dispatcharr at {config.dispatcharr.url}"
+        )
+        message = (
+            f"{where}: no streams to check ({len(inventory.accounts)} accounts, "
+            f"{len(inventory.channels)} channels)"
+        )
+        raise BadInputError(message)
+    for account_id in unknown_overrides(inventory, config.accounts):
+        print(
+            f'warning: [accounts."{account_id}"]: no account {account_id} in the inventory; '
+            "the override does nothing",
+            file=sys.stderr,
+        )
     _check_viewer_file(config, sources)
     print(
         f"ok: {args.config or _DEFAULT_CONFIG}: {len(inventory.accounts)} accounts, "
@@ -177,14 +244,22 @@ def cmd_once(args: argparse.Namespace) -> int:
     """One cycle; write the report; exit 0 even if streams are dead."""
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
-    inventory = _load_inventory(sources)
-    _check_viewer_file(config, sources)
+    if args.report is not None:
+        try:
+            check_report_path(args.report)
+        except ReportError as exc:
+            raise BadInputError(str(exc)) from exc
+    if args.status:
+        _check_status_port(config)
     # A progress bar on a terminal only; piped or from cron, stdout stays quiet.
     daemon = Daemon(config, sources, extra_listeners=progress_listeners(sys.stdout))
+    _open_store(daemon)
+    inventory = _load_inventory(sources)
+    _check_viewer_file(config, sources)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
         # An actor dying fails the cycle (the wait below ends) and the exit code.
-        daemon.start(scheduled=False)
+        daemon.start(scheduled=False, status=args.status)
         try:
             finished = _run_interruptibly(daemon, inventory, stopping)
         except RuntimeError as exc:
@@ -193,7 +268,12 @@ def cmd_once(args: argparse.Namespace) -> int:
         finally:
             daemon.stop()
     if args.report is not None:
-        write_report(args.report, build_report(finished))
+        try:
+            write_report(args.report, build_report(finished))
+        except ReportError as exc:
+            # The cycle ran and its results are stored: not bad input, a failure.
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     if daemon.failure is not None:
         print(f"error: {daemon.failure}", file=sys.stderr)
         return EXIT_FAILED
@@ -233,7 +313,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The long-running daemon, until SIGINT/SIGTERM."""
     config, sources = _load(args)
     ffmpeg = _check_ffmpeg(config)
+    _check_status_port(config)
     daemon = Daemon(config, sources)
+    _open_store(daemon)
     with _stop_on_signals() as stopping:
         _log_ffmpeg(ffmpeg)
         # An actor dying stops the daemon too, with exit 1 for systemd to restart it.
@@ -257,10 +339,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(stopping, seconds=args.seconds, once=args.once, report=args.report)
 
 
+_SIGNAL_CHECK_S = 0.2
+"""Longest a signal handler waits to run while the main thread waits for the stop."""
+
+
+class _StopEvent(threading.Event):
+    """An event whose :meth:`wait` in the main thread lets signal handlers run.
+
+    The kernel hands a process's SIGTERM to any of its threads. When another
+    thread catches it, CPython runs the Python handler only once the main
+    thread runs Python code again, and a plain wait on an event never returns
+    to do so: the daemon would ignore SIGTERM for as long as it waits (seen:
+    a ``run`` that kept going for 11 minutes). Waiting in short slices bounds
+    that delay.
+    """
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Like :meth:`threading.Event.wait`, in slices of :data:`_SIGNAL_CHECK_S`."""
+        if threading.current_thread() is not threading.main_thread():
+            return super().wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _SIGNAL_CHECK_S
+            if deadline is not None:
+                step = min(step, deadline - time.monotonic())
+                if step <= 0:
+                    return self.is_set()
+            if super().wait(step):
+                return True
+
+
 @contextmanager
 def _stop_on_signals() -> Iterator[threading.Event]:
     """SIGINT and SIGTERM set the event instead of raising; old handlers come back after."""
-    stopping = threading.Event()
+    stopping = _StopEvent()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         logger.info("signal_received", signal=signal.Signals(signum).name)
@@ -277,9 +389,23 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the effective config as TOML: every key, defaults included, secrets masked."""
+    path: Path | None = args.config
+    if path is None and _DEFAULT_CONFIG.exists():
+        path = _DEFAULT_CONFIG
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from exc
+    print(effective_config_toml(config, path), end="")
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "once": cmd_once,
     "validate": cmd_validate,
     "demo": cmd_demo,
+    "config": cmd_config,
 }

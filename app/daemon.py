@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,17 +53,21 @@ from app.metrics import Metrics
 from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
-from domain.config import Config
+from domain.config import AccountOverride, Config
 from domain.learned import LearnedLogin
 from domain.models import CheckResult, Inventory, Probe, StreamInfo
+from domain.ports import InventorySource
 from domain.priority import STABLE_AFTER, CheckMemory, marked_streams
 from domain.score import ScoreWeights, score
 
 logger = structlog.get_logger(__name__)
 
-_STOP_TIMEOUT_S = 10.0
+_STOP_BUDGET_S = 4.0
+"""Seconds :meth:`Daemon.stop` may take in all: SIGTERM ends the daemon within 5 s."""
+_STOP_GRACE_S = 1.0
+"""Of that, seconds given to the actors that hold neither probes nor results."""
 _ALERTS_DRAIN_S = 5.0
-"""Seconds a stopping daemon still spends sending the alerts it has queued."""
+"""Seconds a stopping daemon still spends sending the alerts it has queued (within the budget)."""
 
 
 def coordinator_settings(config: Config) -> CoordinatorSettings:
@@ -81,6 +86,7 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
         user_agent=check.user_agent or None,
         learn_providers=config.learning.enabled,
         stable_every=check.stable_every,
+        max_wait=check.max_wait,
     )
 
 
@@ -182,20 +188,20 @@ def check_memory(database: Path, stable_every: int = 1) -> CheckMemory:
 def check_times(database: Path) -> dict[int, float]:
     """Seconds each stream's latest ok/dead check took, from the results store.
 
-    Read once at start (the sink owns the store after that); a missing or
-    unreadable store just means no history.
+    A missing or unreadable store just means no history.
     """
     if not database.exists():
         return {}
     try:
-        store = ResultStore(database)
-        try:
+        with ResultStore(database) as store:
             latest = store.latest()
-        finally:
-            store.close()
     except StoreError as exc:
         logger.warning("history_unreadable", database=str(database), error=str(exc))
         return {}
+    return _check_times(latest)
+
+
+def _check_times(latest: Mapping[int, CheckResult]) -> dict[int, float]:
     times: dict[int, float] = {}
     for stream_id, result in latest.items():
         if result.status not in ("ok", "dead") or not result.started_at or not result.finished_at:
@@ -209,6 +215,38 @@ def check_times(database: Path) -> dict[int, float]:
         if seconds >= 0:
             times[stream_id] = seconds
     return times
+
+
+def unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> list[int]:
+    """The ids of ``[accounts."<id>"]`` overrides that name no account of ``inventory``."""
+    known = {account.id for account in inventory.accounts}
+    return sorted(set(overrides) - known)
+
+
+def _warn_unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> None:
+    unknown = unknown_overrides(inventory, overrides)
+    if unknown:
+        # A typo or a deleted account: the override silently doing nothing is worse.
+        logger.warning("account_override_unknown", account_ids=unknown)
+
+
+class WarnUnknownOverrides:
+    """An inventory source that logs, at every load, the overrides that name no account.
+
+    Args:
+        source: The inventory source of the config.
+        overrides: ``config.accounts``.
+    """
+
+    def __init__(self, source: InventorySource, overrides: Mapping[int, AccountOverride]) -> None:
+        self._source = source
+        self._overrides = overrides
+
+    def load(self) -> Inventory:
+        """The source's inventory; ``account_override_unknown`` logged when it applies."""
+        inventory = self._source.load()
+        _warn_unknown_overrides(inventory, self._overrides)
+        return inventory
 
 
 @dataclass
@@ -248,12 +286,14 @@ class Daemon:
         self.probe = probe or make_probe(config)
         self._extra = extra_listeners
         self._actors: _Actors | None = None
+        self._first_cycle_id = 1
         self._cycle_ids = itertools.count(1)
         self._on_failure: Callable[[str], None] | None = None
         self.failure: str | None = None
         """Why the daemon must stop: a long-lived actor died (``None`` while all is well)."""
         self.metrics = Metrics()
         """This daemon's metrics, in a registry of its own."""
+        self._history: dict[int, float] | None = None
 
     @property
     def status_address(self) -> str | None:
@@ -274,7 +314,38 @@ class Daemon:
         assert self._actors is not None, "daemon not started"
         return self._actors.coordinator
 
-    def start(self, *, scheduled: bool, on_failure: Callable[[str], None] | None = None) -> None:
+    def open_store(self) -> None:
+        """Open the results store in the calling thread, before any actor starts.
+
+        Creates and migrates the file, marks the cycles a crash cut off as
+        aborted, reads the check times of the last checks and the next cycle
+        id, so a database that cannot be used stops the start here, with one
+        message, instead of killing the sink later. Called by :meth:`start`
+        when not called before.
+
+        Raises:
+            StoreError: The database cannot be opened or written; names the file.
+        """
+        if self._history is not None:
+            return
+        database = self.config.results.database
+        with ResultStore(database) as store:
+            aborted = store.abort_unfinished()
+            self._history = _check_times(store.latest())
+            first_cycle_id = store.next_cycle_id()
+        if aborted:
+            logger.warning("cycles_marked_aborted", cycle_ids=aborted, database=str(database))
+        # Cycle ids are the database's, in logs and on the status page alike.
+        self._first_cycle_id = first_cycle_id
+        self._cycle_ids = itertools.count(first_cycle_id)
+
+    def start(
+        self,
+        *,
+        scheduled: bool,
+        on_failure: Callable[[str], None] | None = None,
+        status: bool = True,
+    ) -> None:
         """Start the actors; with ``scheduled`` cycles run on the config's schedule.
 
         Args:
@@ -283,7 +354,14 @@ class Daemon:
             on_failure: called once (on another thread, must not block) when a
                 long-lived actor died; the running cycle has been failed, and the
                 caller should :meth:`stop` and exit non-zero (:attr:`failure` says why).
+            status: serve the status page when ``status.listen`` is set
+                (``once`` does only when asked).
+
+        Raises:
+            StoreError: The results database cannot be used (before any actor starts).
         """
+        self.open_store()
+        assert self._history is not None
         config = self.config
         token = config.status.token()
         problem = listen_problem(config.status, token)
@@ -293,8 +371,7 @@ class Daemon:
         timers = Timers()
         supervisor = Supervisor.start(self._fatal)
         database = config.results.database
-        # Read before the sink opens the store: one opener at a time.
-        history = check_times(database)
+        # Read before the sink opens the store (open_store made and migrated it).
         known = known_streams(database)
         learned = learned_logins(database) if config.learning.enabled else {}
         memory = check_memory(database, config.check.stable_every)
@@ -332,7 +409,7 @@ class Daemon:
             listeners,
             make_scorer(config),
             timers,
-            history,
+            self._history,
             ViewerFeed(watcher, viewer_policy(config)),
             supervisor,
             observer=metrics,
@@ -348,15 +425,18 @@ class Daemon:
         if scheduled:
             scheduler = Scheduler.start(
                 coordinator,
-                ObservedInventory(self.sources.inventory, monitor),
+                WarnUnknownOverrides(
+                    ObservedInventory(self.sources.inventory, monitor), config.accounts
+                ),
                 timers,
                 config.schedule,
                 listeners,
                 supervisor=supervisor,
                 priority_channels=config.check.priority_channels,
+                first_cycle_id=self._first_cycle_id,
             )
             self._actors.scheduler = scheduler
-        if config.status.enabled:
+        if status and config.status.enabled:
             scheduler_ref = self._actors.scheduler
             dashboard = Dashboard(
                 coordinator,
@@ -395,6 +475,7 @@ class Daemon:
         actors = self._actors
         assert actors is not None, "daemon not started"
         cycle_id = next(self._cycle_ids)
+        _warn_unknown_overrides(inventory, self.config.accounts)
         actors.coordinator.tell(SetAccounts(inventory.accounts))
         for listener in actors.listeners:
             listener.tell(CycleInventory(cycle_id, inventory))
@@ -413,38 +494,69 @@ class Daemon:
         return finished
 
     def stop(self) -> None:
-        """Abort the running cycle (probes killed, leases released), flush, stop everything."""
+        """Abort the running cycle (probes killed, leases released), flush, stop everything.
+
+        Takes :data:`_STOP_BUDGET_S` at most: an actor stuck in a call to a hung
+        Dispatcharr (the scheduler reading the inventory, the watcher reading
+        viewers, the sink writing back) is asked to stop but not waited for
+        past the budget; it runs on a daemon thread, so it does not keep the
+        process alive, and what it still had to do is logged as incomplete.
+        """
         actors = self._actors
         if actors is None:
             return
         self._actors = None
+        deadline = time.monotonic() + _STOP_BUDGET_S
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         try:
             if actors.status is not None:
                 actors.status.stop()
+            # No waiting for these: an actor blocked in I/O sees its stop only
+            # when the call returns, and the running cycle must be aborted now.
+            for ref in (actors.scheduler, actors.watcher):
+                if ref is not None:
+                    ref.stop(block=False)
             # Each step on its own: an actor that died must not keep the others
-            # from stopping in order (a stop of a dead actor is a no-op).
-            if actors.scheduler is not None:
-                actors.scheduler.stop(timeout=_STOP_TIMEOUT_S)
-            actors.watcher.stop(timeout=_STOP_TIMEOUT_S)
+            # from stopping in order.
             try:
                 aborted: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
                 actors.coordinator.tell(AbortCycle("shutdown", aborted))
-                aborted.get(timeout=_STOP_TIMEOUT_S)
+                aborted.get(timeout=left())
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="abort", error=repr(exc))
             try:
-                actors.sink.ask(Flush(), timeout=_STOP_TIMEOUT_S)
+                actors.sink.ask(Flush(), timeout=left())
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="flush", error=repr(exc))
             try:
-                actors.monitor.ask(GetStatus(), timeout=_STOP_TIMEOUT_S)  # its alerts are queued
+                actors.monitor.ask(GetStatus(), timeout=left())  # its alerts are queued
             except (pykka.Timeout, pykka.ActorDeadError) as exc:
                 logger.warning("daemon_stop_incomplete", step="monitor", error=repr(exc))
         finally:
             if actors.alerts is not None:
-                actors.alerts.stop(timeout=_ALERTS_DRAIN_S)
-            for ref in (actors.coordinator, actors.sink):
-                ref.stop(block=False)
-            pykka.ActorRegistry.stop_all(block=True, timeout=_STOP_TIMEOUT_S)
+                actors.alerts.stop(timeout=min(left(), _ALERTS_DRAIN_S))
+            busy = _stop_and_wait((actors.coordinator, actors.sink), left())
+            # The others hold no probe and no result: a short wait is enough,
+            # one blocked on Dispatcharr would not answer within the budget anyway.
+            others = reversed(pykka.ActorRegistry.get_all())  # last started first
+            busy += _stop_and_wait(tuple(others), min(left(), _STOP_GRACE_S))
+            if busy:
+                logger.warning("daemon_stop_incomplete", still_busy=sorted(busy))
             actors.timers.stop()
             logger.info("daemon_stopped")
+
+
+def _stop_and_wait(refs: tuple[pykka.ActorRef[Any], ...], timeout: float) -> list[str]:
+    """Ask every actor in ``refs`` to stop; wait ``timeout`` in all; name those still running."""
+    deadline = time.monotonic() + timeout
+    stopping = [(ref, ref.stop(block=False)) for ref in refs]
+    busy = []
+    for ref, future in stopping:
+        try:
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except pykka.Timeout:
+            busy.append(ref.actor_class.__name__)
+    return busy

@@ -180,6 +180,9 @@ class CheckSection:
     """Channels (ids, names or UUIDs) whose streams are checked first, every cycle."""
     stable_every: int = 1
     """A stream ok and unchanged for its last 3 checks is checked every N cycles."""
+    max_wait: float = 600.0
+    """Seconds a cycle waits while no check starts or ends (viewers hold the slots
+    its waiting checks need); then those end as cancelled, ``viewers_held_account``."""
 
 
 @dataclass(frozen=True)
@@ -688,10 +691,21 @@ def _read_check(t: _Table, base_dir: Path | None) -> CheckSection:
     ffmpeg = t.string("ffmpeg", d.ffmpeg).strip()
     if ffmpeg.startswith("~") or "/" in ffmpeg or os.sep in ffmpeg:
         ffmpeg = str(_resolve(Path(ffmpeg).expanduser(), base_dir))
+    duration = t.number("duration", d.duration, positive=True)
+    timeout = t.number("timeout", d.timeout, positive=True)
+    max_wait = t.number("max_wait", d.max_wait, positive=True)
+    if 0 < max_wait < duration + timeout:
+        # Shorter than one check: waiting jobs would be cut off behind a check still running.
+        t.error(
+            "max_wait",
+            f"must be at least check.duration + check.timeout ({duration + timeout:g} s), "
+            f"got {_show(max_wait)}",
+        )
     return CheckSection(
-        duration=t.number("duration", d.duration, positive=True),
+        duration=duration,
         adaptive=t.boolean("adaptive", d.adaptive),
-        timeout=t.number("timeout", d.timeout, positive=True),
+        timeout=timeout,
+        max_wait=max_wait,
         ffmpeg=ffmpeg,
         user_agent=t.string("user_agent", d.user_agent),
         retries=t.integer("retries", d.retries),

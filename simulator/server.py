@@ -136,9 +136,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     sim: ProviderSimulator
 
-    def __init__(self, sim: ProviderSimulator) -> None:
+    def __init__(self, sim: ProviderSimulator, port: int = 0) -> None:
         self.sim = sim
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def process_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
@@ -197,7 +197,10 @@ class ProviderSimulator:
         refuse_style: RefuseStyle = "status",
         lifetime_s: float = 300.0,
         burst_s: float = 1.0,
+        port: int = 0,
     ) -> None:
+        self.port = port
+        """The loopback port to listen on; 0 picks a free one."""
         self.accounts = {a.username: a for a in accounts}
         self.streams = dict(streams)
         self.refuse_status = refuse_status
@@ -234,13 +237,17 @@ class ProviderSimulator:
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> str:
-        """Bind to a free loopback port, serve in a daemon thread, return the base URL."""
+        """Bind to the loopback port (a free one unless ``port`` was given), serve, return the URL.
+
+        Raises:
+            OSError: ``port`` is taken.
+        """
         if self._stopping.is_set():
             message = "a stopped ProviderSimulator cannot be started again"
             raise RuntimeError(message)
         if self._server is not None:
             return self.base_url
-        server = _Server(self)
+        server = _Server(self, self.port)
         self._server = server
         port = server.server_address[1]
         self.base_url = f"http://127.0.0.1:{port}"

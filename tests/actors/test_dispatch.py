@@ -142,10 +142,10 @@ def test_provider_busy_backs_off_doubling_then_ends_as_an_error() -> None:
     desk.start({1: 1})
     desk.grant(1)
     assert desk.end(1, "busy", "full") == [("release", 1, 1), ("wake", 10.0)]
-    assert desk.at(10.0) == [("request", 1, 1), ("wake", 3600.0)]
+    assert desk.at(10.0) == [("request", 1, 1), ("wake", 600.0)]
     desk.grant(1)
     assert desk.end(1, "busy", "full") == [("release", 1, 1), ("wake", 30.0)]
-    assert desk.at(30.0) == [("request", 1, 1), ("wake", 3600.0)]
+    assert desk.at(30.0) == [("request", 1, 1), ("wake", 600.0)]
     desk.grant(1)
     assert desk.end(1, "busy", "full") == [
         ("release", 1, 1),
@@ -188,7 +188,7 @@ def test_a_check_past_its_deadline_is_cancelled_then_given_up() -> None:
         ("release", 1, 1),
         ("finish", 1, "error", "probe_unresponsive"),
         ("request", 1, 2),
-        ("wake", 3600.0),
+        ("wake", 600.0),
     ]
     assert desk.end(1, "dead", "timeout") == []  # too late: its run is over
 

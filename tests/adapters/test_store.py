@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.store import SCHEMA_VERSION, CycleRecord, ResultStore, StoreError
+from adapters.store import SCHEMA_VERSION, CycleRecord, ResultStore, StoreError, check_database
 from domain.models import CheckResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,32 +279,36 @@ def schema_objects(db_path: Path) -> list[tuple[str, str]]:
         raw.close()
 
 
-@pytest.mark.parametrize("attempt", range(5))
-def test_threads_opening_a_fresh_file_at_once_all_succeed(tmp_path, attempt):
-    path = tmp_path / f"fresh-{attempt}.sqlite"
+def test_threads_opening_a_fresh_file_at_once_all_succeed(tmp_path):
+    # 100 fresh files, 16 openers each: the races (the migration, and the
+    # switch to WAL, which SQLite may refuse at once with "database is locked"
+    # instead of waiting) showed in about 1 file in 50.
     openers = 16
-    barrier = threading.Barrier(openers)
     errors: list[BaseException] = []
+    for attempt in range(100):
+        path = tmp_path / f"fresh-{attempt}.sqlite"
+        barrier = threading.Barrier(openers)
 
-    def open_it() -> None:
-        barrier.wait(timeout=10)
-        try:
-            ResultStore(path).close()
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
+        def open_it(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(timeout=10)
+            try:
+                ResultStore(path).close()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
 
-    threads = [threading.Thread(target=open_it) for _ in range(openers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+        threads = [threading.Thread(target=open_it) for _ in range(openers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        objects = schema_objects(path)
+        assert len(objects) == len(set(objects))  # the schema exists once
+        assert ("table", "cycles") in objects
     assert errors == []
-    objects = schema_objects(path)
-    assert len(objects) == len(set(objects))  # the schema exists once
-    assert ("table", "cycles") in objects
-    raw = sqlite3.connect(path)
+    raw = sqlite3.connect(tmp_path / "fresh-0.sqlite")
     try:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         raw.close()
 
@@ -330,3 +334,112 @@ def test_processes_opening_a_fresh_file_at_once_all_succeed(tmp_path):
     objects = schema_objects(path)
     assert len(objects) == len(set(objects))
     assert ("table", "checks") in objects
+
+
+# --- check_database (validate): changes nothing -----------------------------------
+
+
+def test_check_database_creates_nothing(tmp_path):
+    missing = tmp_path / "new" / "results.sqlite"
+    check_database(missing)
+    assert not missing.parent.exists()
+    existing = tmp_path / "results.sqlite"
+    ResultStore(existing).close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    check_database(existing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal / -shm left
+
+
+def test_check_database_refuses_what_open_would_refuse(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"garbage " * 500)
+    with pytest.raises(StoreError, match=r"garbage\.sqlite: not a usable results database"):
+        check_database(garbage)
+    newer = tmp_path / "newer.sqlite"
+    raw = sqlite3.connect(newer)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer"):
+        check_database(newer)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="is not a folder"):
+        check_database(blocker / "r.sqlite")
+    with pytest.raises(StoreError, match="is a folder"):
+        check_database(tmp_path)
+
+
+# --- cycle ids and cycles cut off by a crash ---------------------------------------
+
+
+def v1_database(path: Path) -> None:
+    """A file as schema version 1 left it, with a cycle a crash cut off."""
+    from adapters.store import _schema_v1
+
+    raw = sqlite3.connect(path)
+    _schema_v1(raw)
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute(
+        "INSERT INTO cycles (id, started_at, finished_at, streams, checked, alive, dead) "
+        "VALUES (4, '2026-08-20T10:00:00Z', '2026-08-20T10:01:00Z', 1, 1, 1, 0)"
+    )
+    raw.execute(
+        "INSERT INTO cycles (id, started_at, streams) VALUES (5, '2026-08-20T16:00:00Z', 3)"
+    )
+    for stream_id, status, finished in ((1, "ok", "16:00:20"), (2, "dead", "16:00:30")):
+        raw.execute(
+            "INSERT INTO checks (cycle_id, stream_id, account_id, status, score, finished_at) "
+            "VALUES (5, ?, 1, ?, 0, ?)",
+            (stream_id, status, f"2026-08-20T{finished}Z"),
+        )
+    raw.commit()
+    raw.close()
+
+
+def test_a_cycle_cut_off_by_a_crash_is_marked_aborted(db_path):
+    v1_database(db_path)
+    with ResultStore(db_path) as store:
+        assert store.abort_unfinished() == [5]
+        newest, older = store.cycles()
+        assert newest == CycleRecord(
+            id=5,
+            started_at="2026-08-20T16:00:00Z",
+            finished_at="2026-08-20T16:00:30Z",  # its last stored check
+            streams=3,
+            checked=2,
+            alive=1,
+            dead=1,
+            aborted=True,
+        )
+        assert older.aborted is False
+        assert older.finished_at == "2026-08-20T10:01:00Z"
+        assert store.abort_unfinished() == []  # once only
+
+
+def test_a_crashed_cycle_without_checks_ends_when_it_started(store):
+    cycle = store.start_cycle("2026-08-20T10:00:00Z", 2)
+    assert store.abort_unfinished() == [cycle]
+    (record,) = store.cycles()
+    assert record.finished_at == "2026-08-20T10:00:00Z"
+    assert (record.checked, record.alive, record.dead, record.aborted) == (0, 0, 0, True)
+
+
+def test_next_cycle_id_follows_the_stored_ones(db_path):
+    v1_database(db_path)
+    with ResultStore(db_path) as store:
+        assert store.next_cycle_id() == 6
+        assert store.start_cycle("2026-08-21T10:00:00Z", 1, cycle_id=6) == 6
+        assert store.next_cycle_id() == 7
+        store.finish_cycle(6, "2026-08-21T10:00:05Z", 1, 1, 0, aborted=True)
+        assert store.cycles(limit=1)[0].aborted is True
+
+
+def test_a_taken_cycle_id_gets_the_next_free_one(store):
+    first = store.start_cycle("2026-08-20T10:00:00Z", 1, cycle_id=3)
+    assert first == 3
+    # Another process (once next to run) took 3 meanwhile: the row still gets stored.
+    assert store.start_cycle("2026-08-20T11:00:00Z", 1, cycle_id=3) == 4
+
+
+def test_next_cycle_id_of_a_fresh_file_is_1(store):
+    assert store.next_cycle_id() == 1

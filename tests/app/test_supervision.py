@@ -122,13 +122,21 @@ class Running:
 def running(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     daemons: list[Daemon] = []
 
-    def start(*, scheduled: bool = True, database: Path | None = None) -> Running:
+    def start(
+        *,
+        scheduled: bool = True,
+        database: Path | None = None,
+        before_start: Callable[[], object] | None = None,
+    ) -> Running:
         config = config_for(tmp_path, database=database)
         inbox = Inbox()
         probe = FakeProbe(default=Behaviour(gated=True))
         daemon = Daemon(config, build_sources(config), probe, (Recorder.start(inbox),))
         daemons.append(daemon)
         run = Running(daemon, inbox, probe)
+        if before_start is not None:
+            daemon.open_store()  # the start-up check passes ...
+            before_start()  # ... and then something changes before the actors start
         daemon.start(scheduled=scheduled, on_failure=run.on_failure)
         return run
 
@@ -168,11 +176,17 @@ def test_an_actor_dying_fails_the_cycle_and_stops_the_daemon(
 def test_a_sink_that_cannot_open_its_store_fails_the_first_cycle(
     running: Callable[..., Running], tmp_path: Path
 ):
-    """pykka does not call on_failure for on_start: the sink reports it itself."""
-    garbage = tmp_path / "garbage.sqlite"
-    garbage.write_bytes(b"this is not a database" * 100)
+    """pykka does not call on_failure for on_start: the sink reports it itself.
+
+    A database that is garbage at start stops the daemon before any actor
+    (Daemon.open_store); here the file goes bad after that check.
+    """
+    database = tmp_path / "turns-bad.sqlite"
     with capture_logs() as logs:
-        run = running(database=garbage)
+        run = running(
+            database=database,
+            before_start=lambda: database.write_bytes(b"this is not a database" * 100),
+        )
         assert run.failed.wait(5)
         finished = run.finished()
     assert run.reasons[0].startswith("result_sink failed")

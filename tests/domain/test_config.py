@@ -484,3 +484,19 @@ def test_redacted_dict_is_plain_data_that_parses_back(tmp_path):
     assert data["source"]["viewers_path"] == str(tmp_path.resolve() / "v.json")
     assert data["dispatcharr"]["user_agent"] == ""
     assert parse_config(data) == config
+
+
+def test_check_max_wait(tmp_path):
+    assert Config().check.max_wait == 600.0
+    config = load_config(write(tmp_path, "[check]\nmax_wait = 120"))
+    assert config.check.max_wait == 120.0
+    assert "[check] max_wait: must be a number > 0" in error_of(tmp_path, "[check]\nmax_wait = 0")
+    message = error_of(tmp_path, "[check]\nduration = 10\ntimeout = 30\nmax_wait = 30")
+    assert "[check] max_wait: must be at least check.duration + check.timeout (40 s)" in message
+
+
+def test_check_max_wait_reaches_the_coordinator(tmp_path):
+    from app.daemon import coordinator_settings
+
+    config = load_config(write(tmp_path, "[check]\nmax_wait = 90"))
+    assert coordinator_settings(config).max_wait == 90.0
