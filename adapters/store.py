@@ -123,11 +123,7 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
-def _schema_v2(db: sqlite3.Connection) -> None:
-    db.execute("ALTER TABLE cycles ADD COLUMN aborted INTEGER NOT NULL DEFAULT 0")
-
-
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
 """Step ``i`` takes the schema from version ``i`` to ``i + 1``; append, never edit."""
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -726,6 +722,16 @@ def _schema_learned_logins(db: sqlite3.Connection) -> None:
 
 
 _MIGRATIONS = (*_MIGRATIONS, _schema_learned_logins)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _schema_cycles_aborted(db: sqlite3.Connection) -> None:
+    # A cycle stopped before every stream had its result (a shutdown, or a crash
+    # found at the next start by ResultStore.abort_unfinished).
+    db.execute("ALTER TABLE cycles ADD COLUMN aborted INTEGER NOT NULL DEFAULT 0")
+
+
+_MIGRATIONS = (*_MIGRATIONS, _schema_cycles_aborted)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

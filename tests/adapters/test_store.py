@@ -416,6 +416,29 @@ def test_a_cycle_cut_off_by_a_crash_is_marked_aborted(db_path):
         assert store.abort_unfinished() == []  # once only
 
 
+def test_a_file_of_the_learned_logins_version_gets_the_aborted_column(db_path):
+    # Version 2 (learned logins) shipped before cycles.aborted: it comes as step 3.
+    from adapters.store import _schema_learned_logins, _schema_v1
+
+    raw = sqlite3.connect(db_path)
+    _schema_v1(raw)
+    _schema_learned_logins(raw)
+    raw.execute("PRAGMA user_version = 2")
+    raw.execute(
+        "INSERT INTO cycles (id, started_at, streams) VALUES (1, '2026-08-20T16:00:00Z', 1)"
+    )
+    raw.commit()
+    raw.close()
+    with ResultStore(db_path) as store:
+        assert store.abort_unfinished() == [1]
+        assert store.cycles()[0].aborted is True
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    finally:
+        raw.close()
+
+
 def test_a_crashed_cycle_without_checks_ends_when_it_started(store):
     cycle = store.start_cycle("2026-08-20T10:00:00Z", 2)
     assert store.abort_unfinished() == [cycle]
