@@ -212,7 +212,9 @@ class AccountActor(pykka.ThreadingActor):
 
     def _on_release(self, message: ReleaseLease) -> None:
         self._preempting.discard(message.lease_id)
-        self._slots.release(message.lease_id, message.outcome)
+        self._slots.release(
+            message.lease_id, message.outcome, message.stream_id, repeated=message.repeated
+        )
         self._announce()
 
     def _on_viewers_seen(self, message: ViewersSeen) -> None:
@@ -336,6 +338,13 @@ class AccountActor(pykka.ThreadingActor):
                 )
             case "probed_up":
                 self._log.info("login_limit_probed_up", **fields)
+            case "forgiven":
+                self._log.info(
+                    "login_lesson_undone",
+                    **fields,
+                    hint="the same stream was refused again with room on the login: "
+                    "the provider refuses that stream, not the login",
+                )
             case _:
                 self._log.debug("login_refusal_expected", **fields)
 

@@ -371,10 +371,17 @@ class Coordinator(pykka.ThreadingActor):
                 entry = self._accounts.get(account_id)
                 if entry is None or not tell_quietly(entry.ref, request):
                     return self._dispatch.account_lost(account_id, "account_actor_dead")
-            case Release(account_id=account_id, lease_id=lease_id, outcome=outcome):
+            case Release(
+                account_id=account_id,
+                lease_id=lease_id,
+                outcome=outcome,
+                stream_id=stream_id,
+                repeated=repeated,
+            ):
                 entry = self._accounts.get(account_id)
                 if entry is not None:
-                    tell_quietly(entry.ref, ReleaseLease(lease_id, outcome))
+                    release = ReleaseLease(lease_id, outcome, stream_id, repeated)
+                    tell_quietly(entry.ref, release)
             case StartCheck(job=job, lease=lease, others_running=others):
                 self._checkers.start(job, lease, others)
             case CancelCheck(lease_id=lease_id, reason=reason):

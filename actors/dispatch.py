@@ -73,14 +73,13 @@ class CoordinatorSettings:
     """Seconds a check cancelled at its deadline gets to report before its lease is given up."""
     learn_providers: bool = False
     """Accounts learn from "full" refusals (``[learning]``, given to the
-    coordinator as its ``learning``): a refused job waits in the queue, holding
-    no slot, until its account has room again, instead of a ``busy_backoff`` delay."""
+    coordinator as its ``learning``): a job refused for the first time waits in
+    the queue, holding no slot, until its account has room again, instead of a
+    ``busy_backoff`` delay. Refused again, it is the stream the provider refuses
+    (the account undoes what its first refusal taught): it backs off as before."""
     stable_every: int = 1
     """``check.stable_every``: a stream healthy and unchanged for its last checks
     is checked every that many cycles (1 = every cycle; see :mod:`domain.priority`)."""
-    max_refusals: int = 6
-    """With ``learn_providers``: times one job may be refused as "full" before it
-    ends as ``provider_busy``."""
 
     @property
     def deadline(self) -> float:
@@ -111,6 +110,9 @@ class Release:
     lease_id: int
     outcome: OutcomeKind | None = None
     """How the check ended (the account learns from it); ``None``: never started."""
+    stream_id: int | None = None
+    repeated: bool = False
+    """A refusal of a job refused before (see ``ReleaseLease``)."""
 
 
 @dataclass(frozen=True)
@@ -667,12 +669,20 @@ class Dispatch:
         request = RequestLease(request_id=request_id, job_id=job.job_id, stream=job.stream)
         out.append(Request(account.account_id, request))
 
-    def _release(self, lease: Lease, out: list[Action], outcome: OutcomeKind | None = None) -> None:
+    def _release(
+        self,
+        lease: Lease,
+        out: list[Action],
+        outcome: OutcomeKind | None = None,
+        job: Job | None = None,
+    ) -> None:
         account = self._accounts.get(lease.account_id)
         if account is not None:
             account.room += 1  # the account counts the release as room given back too
             self._mark(account)
-        out.append(Release(lease.account_id, lease.lease_id, outcome))
+        stream_id = job.stream.id if job is not None else None
+        repeated = job is not None and outcome == "busy" and job.refusals > 0
+        out.append(Release(lease.account_id, lease.lease_id, outcome, stream_id, repeated))
 
     # --- internals: ending ----------------------------------------------------------
 
@@ -701,7 +711,7 @@ class Dispatch:
         if account is not None:
             account.running -= 1
             account.running_work -= run.job.expected_s
-        self._release(run.lease, out, outcome.kind)
+        self._release(run.lease, out, outcome.kind, run.job)
         self._settle(run, outcome, started_at, finished_at, out)
         if account is not None:
             self._drop_if_done(account, out)
@@ -731,12 +741,7 @@ class Dispatch:
         if outcome.kind == "cancelled" and going_on and job.requeues < settings.max_requeues:
             self._enqueue(replace(job, requeues=job.requeues + 1), out)
             return
-        if (
-            outcome.kind == "busy"
-            and going_on
-            and settings.learn_providers
-            and job.refusals < settings.max_refusals
-        ):
+        if outcome.kind == "busy" and going_on and settings.learn_providers and not job.refusals:
             # The account learned from the refusal (a lower limit, a release
             # grace, a hold) and offers room again when it has some: the job
             # waits in its queue meanwhile, holding no slot.
@@ -750,10 +755,7 @@ class Dispatch:
             )
             self._enqueue(replace(job, refusals=job.refusals + 1), out)
             return
-        backs_off = outcome.kind == "error" or (
-            outcome.kind == "busy" and not settings.learn_providers
-        )
-        if backs_off and going_on and job.attempt < settings.retries:
+        if outcome.kind in ("error", "busy") and going_on and job.attempt < settings.retries:
             if outcome.kind == "busy":
                 delay = settings.busy_backoff * (2**job.attempt)
             else:

@@ -38,9 +38,10 @@ __all__ = ["LearnedLogin", "LearningSettings", "ProviderLearning", "RefusalLesso
 
 Clock = Callable[[], float]
 
-RefusalLesson = Literal["lowered", "release_lag", "longer_lag", "held", "none"]
-"""What a refusal taught: a lower limit, a (longer) release grace, a hold, or
-nothing new (the limit is already as low as the refusal says)."""
+RefusalLesson = Literal["lowered", "release_lag", "longer_lag", "held", "none", "forgiven"]
+"""What a refusal taught: a lower limit, a (longer) release grace, a hold,
+nothing new (the limit is already as low as the refusal says), or that the
+lesson an earlier refusal of the same stream taught was wrong (``forgiven``)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,18 @@ class _Login:
     """When each slot freed by one of our closes may be reused (release grace)."""
     hold_until: float | None = None
     holds: int = 0
+    taught_by: int | None = None
+    """The stream whose refusal taught the last lesson, and the state before it."""
+    before: _Before | None = None
+
+
+@dataclass(frozen=True)
+class _Before:
+    limit: int | None
+    grace: float
+    grace_at: float | None
+    hold_until: float | None
+    holds: int
 
 
 class ProviderLearning:
@@ -221,7 +234,13 @@ class ProviderLearning:
         return until
 
     def refused(
-        self, profile_id: int, held: int, configured: int, granted_at: float | None = None
+        self,
+        profile_id: int,
+        held: int,
+        configured: int,
+        granted_at: float | None = None,
+        stream_id: int | None = None,
+        repeated: bool = False,
     ) -> Refused:
         """A connection on the login was refused as "full".
 
@@ -234,12 +253,32 @@ class ProviderLearning:
             granted_at: clock time the refused connection was granted, if known:
                 a connection granted before the release grace was learned was
                 refused for the lag already learned, and teaches nothing new.
+            stream_id: the stream refused, if known.
+            repeated: the same stream was refused before in this cycle, and
+                checked again once the login had room as learned. Then it is
+                the stream the provider refuses (some answer 403 for a stream
+                on its own), not the login: nothing is learned, and if that
+                stream's first refusal taught the last lesson, it is undone.
         """
         login = self._login(profile_id)
         now = self._clock()
-        settings = self.settings
+        if repeated:
+            if stream_id is None or stream_id != login.taught_by or login.before is None:
+                return Refused("none", login.limit, login.grace)
+            self._undo(login, login.before, now)
+            return Refused("forgiven", login.limit, login.grace)
+        before = _Before(login.limit, login.grace, login.grace_at, login.hold_until, login.holds)
         counted = held + self.cooling(profile_id)
-        current = self.limit(profile_id, configured)
+        lesson = self._learn(login, counted, self.limit(profile_id, configured), granted_at, now)
+        if lesson.lesson != "none":
+            login.taught_by, login.before = stream_id, before
+        return lesson
+
+    def _learn(
+        self, login: _Login, counted: int, current: int, granted_at: float | None, now: float
+    ) -> Refused:
+        """The rules of :meth:`refused` for a stream's first refusal (see the module)."""
+        settings = self.settings
         login.closes = [t for t in login.closes if now - t <= settings.lag_window_s]
         gap = now - login.closes[-1] if login.closes else None
         login.changed_at = now
@@ -262,6 +301,17 @@ class ProviderLearning:
             return Refused("none", login.limit, login.grace)
         login.limit = counted
         return Refused("lowered", login.limit, login.grace)
+
+    def _undo(self, login: _Login, before: _Before, now: float) -> None:
+        """Put the login back as it was before the wrong lesson."""
+        login.limit = before.limit
+        login.hold_until = before.hold_until
+        login.holds = before.holds
+        login.grace = before.grace
+        login.grace_at = before.grace_at
+        login.cooling = [t + login.grace for t in login.closes if t + login.grace > now]
+        login.taught_by = None
+        login.before = None
 
     def _set_grace(self, login: _Login, grace: float, now: float) -> None:
         """Set the release grace; slots our recent closes freed wait it out from their close."""

@@ -64,7 +64,8 @@ class Job:
     requeues: int = 0
     """Times the job was cancelled (preempted) and put back."""
     refusals: int = 0
-    """Times the provider refused its connection as "full" (with learning on)."""
+    """Times the provider refused its connection as "full" and it was put back at once
+    (learning on: once; a second refusal backs off as an error does)."""
     expected_s: float = 0.0
     """How long the check is expected to take (its last duration), for ordering."""
     marked: bool = False
@@ -117,6 +118,10 @@ class ReleaseLease:
     """How the check ended, for what the account learns of its logins:
     ``busy`` (the provider refused the connection as full), any other kind (our
     connection closed), ``None`` (the lease was handed back unused)."""
+    stream_id: int | None = None
+    """The stream the check was for."""
+    repeated: bool = False
+    """``busy`` again for a stream refused before in the cycle: the stream, not the login."""
 
 
 @dataclass(frozen=True)

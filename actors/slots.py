@@ -323,7 +323,14 @@ class AccountSlots:
         self._unusable = self.free()
         return Denial("no_usable_profile")
 
-    def release(self, lease_id: int, outcome: OutcomeKind | None = None) -> bool:
+    def release(
+        self,
+        lease_id: int,
+        outcome: OutcomeKind | None = None,
+        stream_id: int | None = None,
+        *,
+        repeated: bool = False,
+    ) -> bool:
         """Give a lease's slot back; False if it was not held (already released).
 
         Either way the release gives the coordinator's room back (both sides
@@ -335,6 +342,9 @@ class AccountSlots:
                 connection as full (what the learning learns from), anything
                 else that our connection closed; ``None``: no connection was
                 opened (the lease was handed back unused).
+            stream_id: the stream the check was for.
+            repeated: a ``busy`` for a stream refused before (see
+                :meth:`actors.learning.ProviderLearning.refused`).
         """
         self._room += 1
         profile_id = self._lease_profile.pop(lease_id, None)
@@ -347,10 +357,17 @@ class AccountSlots:
             if profile_id in self._retired and not state.leases:
                 del self._retired[profile_id]
         if self.learning is not None and state is not None and outcome is not None:
-            self._learn(state, outcome, granted_at)
+            self._learn(state, outcome, granted_at, stream_id, repeated)
         return True
 
-    def _learn(self, state: _ProfileState, outcome: OutcomeKind, granted_at: float | None) -> None:
+    def _learn(
+        self,
+        state: _ProfileState,
+        outcome: OutcomeKind,
+        granted_at: float | None,
+        stream_id: int | None,
+        repeated: bool,
+    ) -> None:
         learning = self.learning
         assert learning is not None
         profile = state.profile
@@ -360,8 +377,11 @@ class AccountSlots:
                 learning.succeeded(profile.id)
             return
         held = state.viewers + len(state.leases)
-        refused = learning.refused(profile.id, held, profile.max_streams, granted_at)
-        self._lesson(profile, refused.lesson, refused.hold_until)
+        refused = learning.refused(
+            profile.id, held, profile.max_streams, granted_at, stream_id, repeated
+        )
+        if refused.lesson != "none":
+            self._lesson(profile, refused.lesson, refused.hold_until)
 
     def next_learning_change(self) -> float | None:
         """Clock time when a slot in its release grace or a held login frees, if any."""

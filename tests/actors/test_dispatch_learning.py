@@ -6,7 +6,7 @@ from actors.dispatch import CoordinatorSettings, Release
 from domain.models import ProbeOutcome
 from tests.actors.desk import Desk
 
-LEARNING = CoordinatorSettings(retries=2, busy_backoff=10.0, learn_providers=True, max_refusals=2)
+LEARNING = CoordinatorSettings(retries=1, busy_backoff=10.0, learn_providers=True)
 
 
 def test_a_refused_job_goes_back_to_its_queue_at_once_with_no_backoff() -> None:
@@ -29,14 +29,22 @@ def test_the_release_tells_the_account_how_the_check_ended() -> None:
     assert [r.outcome for r in releases] == ["busy", "ok"]
 
 
-def test_a_job_refused_too_often_ends_as_provider_busy() -> None:
-    desk = Desk({1: 1}, LEARNING)
+def test_refused_again_it_is_the_stream_it_backs_off_and_the_account_is_told() -> None:
+    desk = Desk({1: 1}, LEARNING, wakes=True)
     desk.start({1: 1})
-    for _ in range(2):
-        desk.grant(1)
-        assert desk.end(1, "busy", "http_458") == [("release", 1, 1), ("request", 1, 1)]
     desk.grant(1)
-    assert desk.end(1, "busy", "http_458") == [
+    first = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
+    (release,) = [a for a in first if isinstance(a, Release)]
+    assert (release.stream_id, release.repeated) == (1, False)
+    assert desk.rows(first) == [("release", 1, 1), ("request", 1, 1)]  # at once, no backoff
+    desk.grant(1)  # its account had room again
+    again = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
+    (release,) = [a for a in again if isinstance(a, Release)]
+    assert (release.stream_id, release.repeated) == (1, True)  # the stream, not the login
+    assert desk.rows(again) == [("release", 1, 1), ("wake", 10.0)]  # backs off, as before
+    assert desk.at(10.0) == [("request", 1, 1), ("wake", LEARNING.max_wait)]
+    desk.grant(1)
+    assert desk.end(1, "busy", "http_403") == [
         ("release", 1, 1),
         ("finish", 1, "error", "provider_busy"),
     ]

@@ -295,3 +295,46 @@ def test_restored_values_are_clamped(clock):
     restored = ProviderLearning(clock, LearningSettings(max_grace_s=30.0), bad)
     assert restored.limit(P, 3) == 1
     assert restored.release_lag(P) == 30.0
+
+
+# --- a stream the provider refuses on its own ------------------------------------
+
+
+def test_a_stream_refused_again_undoes_what_its_first_refusal_taught(clock):
+    learning = learner(clock)
+    assert learning.refused(P, held=1, configured=2, stream_id=5).lesson == "lowered"
+    assert learning.limit(P, 2) == 1
+    # Checked again once the login had room as learned, and refused again.
+    clock.advance(4)
+    again = learning.refused(P, held=0, configured=2, stream_id=5, repeated=True)
+    assert again.lesson == "forgiven"
+    assert learning.limit(P, 2) == 2
+    assert learning.snapshot() == []
+
+
+def test_undoing_a_hold_and_a_grace(clock):
+    learning = learner(clock, first_grace_s=3.0)
+    assert learning.refused(P, held=0, configured=2, stream_id=5).lesson == "held"
+    learning.refused(P, held=0, configured=2, stream_id=5, repeated=True)
+    assert not learning.held(P)
+    learning.closed(P)
+    clock.advance(0.01)
+    assert learning.refused(P, held=1, configured=2, stream_id=6).lesson == "release_lag"
+    assert learning.cooling(P) == 1
+    assert learning.refused(P, held=0, configured=2, stream_id=6, repeated=True).lesson == (
+        "forgiven"
+    )
+    assert (learning.release_lag(P), learning.cooling(P)) == (0.0, 0)
+
+
+def test_only_the_stream_that_taught_the_last_lesson_can_undo_it(clock):
+    learning = learner(clock)
+    learning.refused(P, held=2, configured=3, stream_id=5)  # lowered to 2
+    learning.refused(P, held=1, configured=3, stream_id=6)  # lowered to 1
+    assert learning.refused(P, held=0, configured=3, stream_id=5, repeated=True).lesson == "none"
+    assert learning.limit(P, 3) == 1
+    learning.refused(P, held=1, configured=3, stream_id=7)  # nothing new: not a lesson
+    assert learning.refused(P, held=0, configured=3, stream_id=6, repeated=True).lesson == (
+        "forgiven"
+    )
+    assert learning.limit(P, 3) == 2  # back to what it was before stream 6
