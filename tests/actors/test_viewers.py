@@ -216,7 +216,7 @@ def test_viewer_arriving_preempts_and_a_failed_read_keeps_his_slot(harness: Harn
     assert probe.calls[1] == 1
 
     watcher.tell(RunNow())  # a viewer starts watching on the 1-slot account
-    assert probe.ended(1, timeout=2)
+    assert probe.ended(1, timeout=5)
     assert not probe.wait_open(1, timeout=0.2)  # the re-queued check waits for the slot
 
     watcher.tell(RunNow())  # the source fails: the viewer is still assumed there
