@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from adapters import owner
 from domain.learned import LearnedLogin
 from domain.models import CheckResult, Status
 
@@ -250,8 +251,8 @@ class ResultStore:
                 db.execute("SELECT 1 FROM cycles WHERE id = ?", (cycle_id,)).fetchone() is not None
             )
             cursor = db.execute(
-                "INSERT INTO cycles (id, started_at, streams) VALUES (?, ?, ?)",
-                (None if taken else cycle_id, started_at, streams),
+                "INSERT INTO cycles (id, started_at, streams, owner) VALUES (?, ?, ?, ?)",
+                (None if taken else cycle_id, started_at, streams, owner.this_process()),
             )
         return cast("int", cursor.lastrowid)
 
@@ -303,18 +304,23 @@ class ResultStore:
         """Mark the cycles that started but never finished (the daemon died) as aborted.
 
         Such a cycle ends when its last stored check did (or when it started,
-        without any), with the counts of the checks it stored. Run at start,
-        before the daemon's first cycle.
+        without any), with the counts of the checks it stored. A cycle whose
+        owner process still runs (a daemon next to a ``once`` on the same file)
+        is left alone. Run at start, before the process's first cycle.
 
         Returns:
             The ids of the cycles marked, oldest first.
         """
+        me = owner.this_process()
         with self._write("cannot mark unfinished cycles") as db:
             ids = [
                 int(row[0])
-                for row in db.execute("SELECT id FROM cycles WHERE finished_at IS NULL ORDER BY id")
+                for row in db.execute(
+                    "SELECT id, owner FROM cycles WHERE finished_at IS NULL ORDER BY id"
+                )
+                if not owner.is_running(row[1], me=me)
             ]
-            db.execute(
+            db.executemany(
                 """
                 UPDATE cycles SET
                     aborted = 1,
@@ -328,8 +334,9 @@ class ResultStore:
                              WHERE cycle_id = cycles.id AND status = 'ok'),
                     dead = (SELECT COUNT(*) FROM checks
                             WHERE cycle_id = cycles.id AND status = 'dead')
-                WHERE finished_at IS NULL
-                """
+                WHERE id = ?
+                """,
+                [(cycle_id,) for cycle_id in ids],
             )
         return ids
 
@@ -732,6 +739,15 @@ def _schema_cycles_aborted(db: sqlite3.Connection) -> None:
 
 
 _MIGRATIONS = (*_MIGRATIONS, _schema_cycles_aborted)
+
+
+def _schema_cycles_owner(db: sqlite3.Connection) -> None:
+    # The process running a cycle (adapters/owner.py): an unfinished cycle whose
+    # owner still runs is not a crash. NULL for cycles from before this step.
+    db.execute("ALTER TABLE cycles ADD COLUMN owner TEXT")
+
+
+_MIGRATIONS = (*_MIGRATIONS, _schema_cycles_owner)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

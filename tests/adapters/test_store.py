@@ -416,7 +416,7 @@ def test_a_cycle_cut_off_by_a_crash_is_marked_aborted(db_path):
         assert store.abort_unfinished() == []  # once only
 
 
-def test_a_file_of_the_learned_logins_version_gets_the_aborted_column(db_path):
+def test_a_file_of_the_learned_logins_version_gets_the_later_columns(db_path):
     # Version 2 (learned logins) shipped before cycles.aborted: it comes as step 3.
     from adapters.store import _schema_learned_logins, _schema_v1
 
@@ -434,7 +434,7 @@ def test_a_file_of_the_learned_logins_version_gets_the_aborted_column(db_path):
         assert store.cycles()[0].aborted is True
     raw = sqlite3.connect(db_path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         raw.close()
 
@@ -466,3 +466,44 @@ def test_a_taken_cycle_id_gets_the_next_free_one(store):
 
 def test_next_cycle_id_of_a_fresh_file_is_1(store):
     assert store.next_cycle_id() == 1
+
+
+# --- a cycle another live process is running is not a crash -----------------------
+
+RUNNER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from adapters.store import ResultStore
+    store = ResultStore(Path(sys.argv[1]))
+    print(store.start_cycle("2026-08-20T10:00:00Z", 3), flush=True)
+    sys.stdin.readline()  # runs until told to stop, then dies without finishing
+    """
+)
+
+
+def test_a_cycle_another_running_process_owns_is_left_alone(db_path):
+    # `once` started next to a running daemon on the same database must not mark
+    # the daemon's running cycle aborted; once that process is gone, it is a crash.
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(db_path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runner.stdin is not None
+    assert runner.stdout is not None
+    try:
+        running = int(runner.stdout.readline())
+        with ResultStore(db_path) as store:
+            assert store.abort_unfinished() == []
+            (record,) = store.cycles()
+            assert (record.id, record.finished_at, record.aborted) == (running, None, False)
+    finally:
+        runner.stdin.close()
+        runner.wait(timeout=10)
+        runner.stdout.close()
+    with ResultStore(db_path) as store:
+        assert store.abort_unfinished() == [running]
+        assert store.cycles()[0].aborted is True

@@ -28,7 +28,20 @@ def crashed_database(path: Path) -> int:
         for _ in range(6):
             done = store.start_cycle(now, 1)
             store.finish_cycle(done, now, 1, 1, 0)
-        return store.start_cycle(now, 1)
+    # The crashed cycle's owner must be a process that is gone, as after a crash.
+    crash = (
+        "import sys; from pathlib import Path; from adapters.store import ResultStore; "
+        "print(ResultStore(Path(sys.argv[1])).start_cycle(sys.argv[2], 1))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", crash, str(path), now],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=True,
+    )
+    return int(child.stdout)
 
 
 def events(stderr: str) -> list[dict]:
