@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 import structlog
@@ -39,11 +39,30 @@ from actors.messages import (
 from actors.supervisor import report_failure
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
-from domain.config import ScheduleSection
 from domain.ports import InventorySource
 from domain.priority import marked_streams
 
 logger = structlog.get_logger(__name__)
+
+
+class Schedule(Protocol):
+    """When cycles run: the config's ``[schedule]`` (``app.config.ScheduleSection``)."""
+
+    @property
+    def cron(self) -> str:
+        """A cron expression; when set, the interval is ignored."""
+
+    @property
+    def interval(self) -> str | float:
+        """The interval as written, for messages."""
+
+    @property
+    def interval_s(self) -> float:
+        """The interval in seconds."""
+
+    @property
+    def run_at_start(self) -> bool:
+        """Run a cycle as soon as the scheduler starts."""
 
 
 def next_delay(cron: str, now: datetime) -> float:
@@ -115,7 +134,7 @@ class Scheduler(pykka.ThreadingActor):
         coordinator: pykka.ActorRef[Any],
         source: InventorySource,
         timers: Timers,
-        schedule: ScheduleSection,
+        schedule: Schedule,
         listeners: tuple[pykka.ActorRef[Any], ...] = (),
         clock: Callable[[], datetime] | None = None,
         first_cycle_id: int = 1,

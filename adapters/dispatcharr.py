@@ -71,6 +71,10 @@ PROXY_STATS_PATH: Final = "/proxy/stats/"
 DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_PAGE_SIZE: Final = 1000
 DEFAULT_MAX_CONNECTIONS: Final = 10
+DEFAULT_WRITE_CONCURRENCY: Final = 4
+"""Requests to Dispatcharr at once while writing back (``dispatcharr.write_concurrency``)."""
+MAX_WRITE_CONCURRENCY: Final = 16
+"""More requests at once than this only make a small Dispatcharr slower."""
 TOKEN_MAX_AGE_S: Final = 25 * 60.0
 """Refresh the access token before it is this old; Dispatcharr's live 30 minutes."""
 RETRY_STATUSES: Final = (500, 502, 503, 504)

@@ -41,6 +41,7 @@ from adapters.dispatcharr import (
     ACCOUNTS_PATH,
     CHANNELS_PATH,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_WRITE_CONCURRENCY,
     PROXY_STATS_PATH,
     STREAMS_PATH,
     DispatcharrClient,
@@ -60,7 +61,7 @@ from adapters.dispatcharr_source import (
 )
 from adapters.inventory_file import InventoryError, load_inventory, load_viewers
 from adapters.write_queue import WriteQueue
-from domain.config import AccountOverride, Config, DispatcharrSection
+from app.config import AccountOverride, Config, DispatcharrSection
 from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
 from domain.ports import InventorySource, ResultWriter, SourceError, ViewerSource
 from domain.urls import redact_url
@@ -69,8 +70,6 @@ log = structlog.get_logger(__name__)
 
 REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
 """Counts :meth:`DispatcharrWriter.reorder` always returns."""
-DEFAULT_WRITE_CONCURRENCY: Final = 4
-"""Requests to Dispatcharr at once while writing back (``dispatcharr.write_concurrency``)."""
 
 
 def apply_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> Inventory:

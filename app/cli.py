@@ -28,12 +28,12 @@ from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmp
 from adapters.sources import Sources, build_sources
 from adapters.store import StoreError, check_database
 from app import logs
+from app.config import Config, InputError, load_config
 from app.daemon import Daemon, unknown_overrides
 from app.effective import effective_config_toml
 from app.progress import progress_listeners
 from app.report import ReportError, build_report, check_report_path, write_report
 from app.status import listen_problem
-from domain.config import Config, ConfigError, load_config
 from domain.models import Inventory
 from domain.ports import SourceError
 
@@ -118,7 +118,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Sources]:
         path = _DEFAULT_CONFIG
     try:
         config = load_config(path)
-    except ConfigError as exc:
+    except InputError as exc:
         raise BadInputError(str(exc)) from exc
     # A status server on the network without a token is refused before anything starts.
     problem = listen_problem(config.status, config.status.token())
@@ -396,7 +396,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         path = _DEFAULT_CONFIG
     try:
         config = load_config(path)
-    except ConfigError as exc:
+    except InputError as exc:
         raise BadInputError(str(exc)) from exc
     print(effective_config_toml(config, path), end="")
     return EXIT_OK

@@ -48,17 +48,17 @@ from actors.viewers import ViewerWatcher
 from adapters.sources import Sources
 from adapters.store import ResultStore, StoreError, load_learned, read_recent_checks
 from app.alerts import WebhookSender
+from app.config import AccountOverride, Config
 from app.dashboard import Controls, Dashboard
 from app.metrics import Metrics
 from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
 from app.status import InsecureListenError, StatusServer, listen_problem
-from domain.config import AccountOverride, Config
 from domain.learned import LearnedLogin
 from domain.models import CheckResult, Inventory, Probe, StreamInfo
 from domain.ports import InventorySource
 from domain.priority import STABLE_AFTER, CheckMemory, marked_streams
-from domain.score import ScoreWeights, score
+from domain.score import score
 
 logger = structlog.get_logger(__name__)
 
@@ -92,12 +92,7 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
 
 def learning_settings(config: Config) -> LearningSettings:
     """How accounts learn their logins (``[learning]``)."""
-    section = config.learning
-    return LearningSettings(
-        quiet_period_s=section.probe_up_after,
-        first_grace_s=section.release_grace,
-        max_grace_s=section.max_release_grace,
-    )
+    return config.learning.settings()
 
 
 def learned_logins(database: Path) -> dict[int, list[LearnedLogin]]:
@@ -133,10 +128,7 @@ def viewer_policy(config: Config) -> ViewerPolicy:
 
 def make_scorer(config: Config) -> Scorer:
     """The score function with the configured weights."""
-    section = config.score
-    weights = ScoreWeights(
-        resolution=section.resolution, bitrate=section.bitrate, fps=section.fps, codec=section.codec
-    )
+    weights = config.score
 
     def scorer(info: StreamInfo) -> float:
         return score(info, weights)

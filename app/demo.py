@@ -20,9 +20,7 @@ import structlog
 
 from actors.messages import CycleFinished
 from adapters.sources import build_sources
-from app.daemon import Daemon
-from app.report import build_report, write_report
-from domain.config import (
+from app.config import (
     CheckSection,
     ConcurrentStreamsSection,
     Config,
@@ -31,6 +29,8 @@ from domain.config import (
     SourceSection,
     ViewersSection,
 )
+from app.daemon import Daemon
+from app.report import build_report, write_report
 from simulator.demo import demo_provider, demo_setup
 from simulator.server import ProviderSimulator
 

@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 import pykka
 import structlog
 
+from app.config import StatusSection
 from app.dashboard import Controls, Dashboard
 from app.metrics import CONTENT_TYPE, Metrics
-from domain.config import StatusSection
 
 logger = structlog.get_logger(__name__)
 

@@ -37,8 +37,8 @@ from typing import Any
 import structlog
 
 from adapters.sources import build_sources
+from app.config import load_config
 from app.daemon import Daemon
-from domain.config import load_config
 from simulator.server import ProviderSimulator, SimAccount, SimStream
 from tests.fakes.dispatcharr import FakeDispatcharr
 

@@ -52,9 +52,9 @@ import structlog
 
 from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
 from adapters.sources import build_sources
+from app.config import load_config
 from app.daemon import Daemon
 from domain.cancel import CancelToken
-from domain.config import load_config
 from domain.models import CheckResult, ProbeRequest
 from simulator.server import ProviderSimulator, RefuseStyle, SimAccount, SimStream
 

@@ -40,7 +40,7 @@ import structlog
 
 from adapters.dispatcharr import DispatcharrClient
 from adapters.sources import DispatcharrInventorySource, DispatcharrWriter
-from domain.config import DispatcharrSection
+from app.config import DispatcharrSection
 from domain.models import CheckResult, Inventory
 from tests.fakes.dispatcharr import FakeDispatcharr
 

@@ -19,7 +19,7 @@ from actors.messages import (
     Subscribe,
 )
 from actors.scheduler import Scheduler, next_delay
-from domain.config import ScheduleSection
+from app.config import ScheduleSection
 from domain.models import Account, Inventory, Stream
 from domain.ports import SourceError
 from tests.actors.conftest import Harness, status_of

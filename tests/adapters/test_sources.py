@@ -22,7 +22,7 @@ from adapters.sources import (
     NullWriter,
     build_sources,
 )
-from domain.config import (
+from app.config import (
     AccountOverride,
     Config,
     DispatcharrSection,

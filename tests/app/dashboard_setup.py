@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sources import build_sources
+from app.config import load_config
 from app.daemon import Daemon
-from domain.config import load_config
 from simulator.server import ProviderSimulator, SimAccount, SimStream
 from tests.sim_fixtures import ProviderFactory
 

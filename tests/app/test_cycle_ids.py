@@ -12,11 +12,11 @@ from pathlib import Path
 from actors.messages import CycleFinished, CycleStarted, GetStatus
 from adapters.sources import build_sources
 from adapters.store import ResultStore
+from app.config import load_config
 from app.daemon import Daemon
-from domain.config import load_config
 from tests.actors.fakes import FakeProbe, Inbox, Recorder
 from tests.app.test_cli import good_inventory
-from tests.domain.test_config import write
+from tests.app.test_config import write
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from adapters.sources import FileInventorySource
+from app.config import AccountOverride
 from app.daemon import WarnUnknownOverrides
-from domain.config import AccountOverride
 from tests.app.test_cli import good_inventory
 
 ROOT = Path(__file__).resolve().parents[2]

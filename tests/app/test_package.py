@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import console_main
-from domain.config import parse_config
+from app.config import parse_config
 from tests.app.test_cli import good_inventory
 
 ROOT = Path(__file__).resolve().parents[2]

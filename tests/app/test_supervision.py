@@ -32,8 +32,7 @@ from actors.viewers import ViewerWatcher
 from adapters.sources import build_sources
 from adapters.store import ResultStore
 from app.cli import main
-from app.daemon import Daemon
-from domain.config import (
+from app.config import (
     CheckSection,
     ConcurrentStreamsSection,
     Config,
@@ -43,6 +42,7 @@ from domain.config import (
     StatusSection,
     ViewersSection,
 )
+from app.daemon import Daemon
 from simulator.server import SimAccount, SimStream
 from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder
 from tests.app.conftest import write_config, write_inventory

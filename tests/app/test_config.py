@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from domain.config import (
+from app.config import (
     AccountOverride,
     Config,
-    ConfigError,
     DispatcharrSection,
+    InputError,
     ScheduleSection,
     StatusSection,
     load_config,
     parse_config,
     parse_duration,
-    redacted_dict,
 )
+from app.effective import effective_dict
 from domain.models import Account, Profile
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -30,7 +30,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def error_of(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InputError) as info:
         load_config(write(tmp_path, text))
     message = str(info.value)
     assert "\n" not in message
@@ -47,7 +47,7 @@ def test_default_toml_parses_to_exactly_the_defaults():
 
 def test_default_toml_documents_every_key():
     data = tomllib.loads((CONFIG_DIR / "default.toml").read_text(encoding="utf-8"))
-    expected = redacted_dict(Config())
+    expected = effective_dict(Config())
     del expected["accounts"]  # documented as a commented example: it has no default entries
     assert {name: set(section) for name, section in data.items()} == {
         name: set(section) for name, section in expected.items()
@@ -248,7 +248,7 @@ def test_unknown_account_key(tmp_path):
 
 
 def test_all_problems_are_reported_on_one_line(tmp_path):
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InputError) as info:
         load_config(write(tmp_path, '[check]\ntimeout = "abc"\nretries = -1\n[log]\nlevl = "x"'))
     assert len(info.value.problems) == 3
     assert str(info.value).count("; ") == 2
@@ -263,10 +263,10 @@ def test_bad_toml_gives_line_and_column(tmp_path):
 
 
 def test_missing_and_unreadable_file(tmp_path):
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(InputError, match="no such file"):
         load_config(tmp_path / "nope.toml")
     (tmp_path / "dir.toml").mkdir()
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         load_config(tmp_path / "dir.toml")
 
 
@@ -404,7 +404,7 @@ def test_alerts_section(tmp_path):
     )
     assert config.alerts.enabled
     assert config.alerts.retries == 1
-    assert redacted_dict(config)["alerts"]["webhook_url"] == "********"
+    assert effective_dict(config)["alerts"]["webhook_url"] == "********"
     assert not Config().alerts.enabled
 
 
@@ -418,7 +418,7 @@ def test_alerts_section(tmp_path):
     ],
 )
 def test_bad_alerts_and_status_keys(tmp_path, text, message):
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InputError) as caught:
         load_config(write(tmp_path, text))
     assert message in str(caught.value)
 
@@ -474,11 +474,11 @@ def test_dispatcharr_secrets_come_from_the_environment():
 # --- printing -----------------------------------------------------------------------
 
 
-def test_redacted_dict_is_plain_data_that_parses_back(tmp_path):
+def test_effective_dict_is_plain_data_that_parses_back(tmp_path):
     config = load_config(
         write(tmp_path, '[accounts."7"]\nmax_streams = 3\n[source]\nviewers_path = "v.json"')
     )
-    data = redacted_dict(config)
+    data = effective_dict(config)
     json.dumps(data)  # plain data only
     assert data["accounts"] == {"7": {"max_streams": 3}}
     assert data["source"]["viewers_path"] == str(tmp_path.resolve() / "v.json")
