@@ -334,6 +334,17 @@ class Reader:
             return default
         return self._convert(key, value, spec)
 
+    def value(self, where: str, value: object, spec: Field) -> Any:
+        """``value``, found at ``where`` (a list item, a key that is data), as ``spec`` says.
+
+        Returns the default (``None`` for a required one) after a problem.
+        """
+        problem = self._problem(value, spec)
+        if problem is not None:
+            self.problems.add(where, problem)
+            return None if spec.default is REQUIRED else spec.default
+        return value
+
     def read(self, spec: Mapping[str, Field]) -> dict[str, Any]:
         """Every key of ``spec``, by :meth:`get`."""
         return {key: self.get(key, item) for key, item in spec.items()}

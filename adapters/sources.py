@@ -59,7 +59,8 @@ from adapters.dispatcharr_source import (
     stats_patch,
     viewers_from_status,
 )
-from adapters.inventory_file import InventoryError, load_inventory, load_viewers
+from adapters.inventory_file import load_inventory, load_viewers
+from adapters.schema import InputError
 from adapters.write_queue import WriteQueue
 from app.config import AccountOverride, Config, DispatcharrSection
 from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
@@ -107,7 +108,7 @@ class FileInventorySource:
         """
         try:
             inventory = load_inventory(self.path)
-        except InventoryError as exc:
+        except InputError as exc:
             raise SourceError(str(exc)) from exc
         return apply_overrides(inventory, self._overrides)
 
@@ -132,7 +133,7 @@ class FileViewerSource:
             return ViewerSnapshot()
         try:
             return load_viewers(self.path)
-        except InventoryError as exc:  # ViewersFileError is one
+        except InputError as exc:
             raise SourceError(str(exc)) from exc
 
 

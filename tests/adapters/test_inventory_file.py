@@ -7,12 +7,8 @@ from typing import Any
 
 import pytest
 
-from adapters.inventory_file import (
-    InventoryError,
-    ViewersFileError,
-    load_inventory,
-    load_viewers,
-)
+from adapters.inventory_file import load_inventory, load_viewers
+from adapters.schema import InputError
 from domain.models import Profile, ViewerSnapshot
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -62,7 +58,7 @@ def write_json(tmp_path: Path, data: Any, name: str = "inventory.json") -> Path:
 
 
 def error_of(tmp_path: Path, data: Any) -> str:
-    with pytest.raises(InventoryError) as info:
+    with pytest.raises(InputError) as info:
         load_inventory(write_json(tmp_path, data))
     message = str(info.value)
     assert "\n" not in message
@@ -291,6 +287,31 @@ def test_bad_field_names_its_path(tmp_path, change, expected):
     assert expected in error_of(tmp_path, mutated(change))
 
 
+def test_every_bad_field_is_named_at_once(tmp_path):
+    data = copy.deepcopy(DESIGN_EXAMPLE)
+    data["accounts"][1]["max_streams"] = -1
+    data["streams"][0]["url"] = ""
+    data["streams"][2]["m3u_account"] = 9
+    data["channels"][0]["streams"] = [1, "x"]
+
+    message = error_of(tmp_path, data)
+
+    assert message == (
+        f"{tmp_path / 'inventory.json'}: accounts[1].max_streams: must be an integer >= 0, "
+        "got -1; streams[0].url: missing or empty; streams[2].m3u_account: unknown account "
+        'id 9; channels[0].streams[1]: must be a stream id, got "x"'
+    )
+
+
+def test_an_account_with_a_bad_field_is_still_known_to_its_streams(tmp_path):
+    data = copy.deepcopy(DESIGN_EXAMPLE)
+    data["accounts"][0]["name"] = 5
+
+    message = error_of(tmp_path, data)
+
+    assert message.endswith("accounts[0].name: must be a string, got 5")
+
+
 def test_url_with_credentials_is_not_echoed(tmp_path):
     data = mutated(_set(["streams", 0, "url"], "ftp://user:secret@host/x"))
     assert "secret" not in error_of(tmp_path, data)
@@ -299,7 +320,7 @@ def test_url_with_credentials_is_not_echoed(tmp_path):
 def test_not_json_gives_line_and_column(tmp_path):
     path = tmp_path / "inventory.json"
     path.write_text('{\n  "accounts": [\n    {"id": 1,}\n  ]\n}', encoding="utf-8")
-    with pytest.raises(InventoryError) as info:
+    with pytest.raises(InputError) as info:
         load_inventory(path)
     assert "invalid JSON" in str(info.value)
     assert "(line 3, column" in str(info.value)
@@ -316,14 +337,14 @@ def test_not_json_gives_line_and_column(tmp_path):
 def test_bad_file_content(tmp_path, content, expected):
     path = tmp_path / "inventory.json"
     path.write_bytes(content)
-    with pytest.raises(InventoryError, match=expected):
+    with pytest.raises(InputError, match=expected):
         load_inventory(path)
 
 
 def test_missing_inventory(tmp_path):
-    with pytest.raises(InventoryError, match="no such file") as info:
+    with pytest.raises(InputError, match="no such file") as info:
         load_inventory(tmp_path / "inventory.json")
-    assert not isinstance(info.value, ViewersFileError)
+    assert info.value.missing
 
 
 # --- viewers ------------------------------------------------------------------------
@@ -347,10 +368,9 @@ def test_viewers_parts_are_optional(tmp_path, data, expected):
 
 
 def test_missing_viewers_file_is_distinct_from_an_empty_one(tmp_path):
-    with pytest.raises(ViewersFileError) as info:
+    with pytest.raises(InputError) as info:
         load_viewers(tmp_path / "viewers.json")
     assert info.value.missing
-    assert isinstance(info.value, InventoryError)
     assert load_viewers(write_json(tmp_path, {}, "viewers.json")) == ViewerSnapshot()
 
 
@@ -364,7 +384,7 @@ def test_missing_viewers_file_is_distinct_from_an_empty_one(tmp_path):
     ],
 )
 def test_bad_viewers_file(tmp_path, data, expected):
-    with pytest.raises(ViewersFileError) as info:
+    with pytest.raises(InputError) as info:
         load_viewers(write_json(tmp_path, data, "viewers.json"))
     assert not info.value.missing
     assert str(info.value) == f"{tmp_path / 'viewers.json'}: {expected}"
@@ -373,6 +393,6 @@ def test_bad_viewers_file(tmp_path, data, expected):
 def test_truncated_viewers_file_is_an_error(tmp_path):
     path = tmp_path / "viewers.json"
     path.write_text("", encoding="utf-8")
-    with pytest.raises(ViewersFileError, match="empty file") as info:
+    with pytest.raises(InputError, match="empty file") as info:
         load_viewers(path)
     assert not info.value.missing

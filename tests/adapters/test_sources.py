@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from adapters.dispatcharr import DispatcharrClient
-from adapters.inventory_file import InventoryError
+from adapters.schema import InputError
 from adapters.sources import (
     DispatcharrInventorySource,
     DispatcharrViewerSource,
@@ -128,7 +128,7 @@ def test_bad_inventory_is_a_source_error_naming_the_field(tmp_path: Path):
         FileInventorySource(path, {}).load()
 
     assert str(path) in str(caught.value)
-    assert isinstance(caught.value.__cause__, InventoryError)
+    assert isinstance(caught.value.__cause__, InputError)
 
 
 def test_missing_inventory_is_a_source_error(tmp_path: Path):
