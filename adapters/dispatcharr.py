@@ -41,7 +41,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -51,6 +51,7 @@ import structlog
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from adapters.schema import InputError, Problem, json_kind
 from domain.urls import redact_url
 
 log = structlog.get_logger(__name__)
@@ -87,13 +88,6 @@ _MAX_PAGES = 10_000
 _DETAIL_CHARS = 200
 _THROTTLE_SECONDS = re.compile(r"(\d+)\s*seconds?")
 _PAGE_KEYS = frozenset({"count", "next", "previous"})
-_JSON_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    (bool, "a boolean"),  # before int: bool is an int
-    ((int, float), "a number"),
-    (str, "a string"),
-    (list, "an array"),
-    (dict, "an object"),
-)
 
 
 class DispatcharrError(Exception):
@@ -138,32 +132,30 @@ class DispatcharrNotFound(DispatcharrHTTPError):
     """404: no such object, no such page, or an endpoint this version lacks."""
 
 
-class DispatcharrBadResponse(DispatcharrError):
+class DispatcharrBadResponse(DispatcharrError, InputError):
     """An answer of the wrong shape: not JSON, a list for an object, a missing field.
+
+    An :class:`~adapters.schema.InputError` whose source is the endpoint, and a
+    :class:`DispatcharrError` like every other failure of a call.
 
     Attributes:
         endpoint: The path whose answer is wrong, e.g. ``/api/channels/streams/``.
-        field: Where in the answer, e.g. ``page 2.results`` or ``[3].profiles[0].id``;
-            ``""`` for the whole body.
-        detail: What is wrong with it.
+        field: Where in the answer (the first problem), e.g. ``page 2.results``
+            or ``[3].profiles[0].id``; ``""`` for the whole body.
+        detail: What is wrong with it (the first problem).
+        problems: Every problem found in the answer.
     """
 
-    def __init__(self, endpoint: str, field: str, detail: str) -> None:
+    def __init__(
+        self, endpoint: str, field: str = "", detail: str = "", *, problems: Sequence[Problem] = ()
+    ) -> None:
         self.endpoint = endpoint
-        self.field = field
-        self.detail = detail
-        where = f"{field}: " if field else ""
-        super().__init__(f"{endpoint}: {where}{detail}")
+        InputError.__init__(self, endpoint, problems or [Problem(field, detail)])
 
-
-def json_kind(value: object) -> str:
-    """Name the JSON type of ``value`` for an error message."""
-    if value is None:
-        return "null"
-    for types, name in _JSON_KINDS:
-        if isinstance(value, types):
-            return name
-    return type(value).__name__
+    @classmethod
+    def of(cls, endpoint: str, problems: Sequence[Problem]) -> DispatcharrBadResponse:
+        """The error for every problem found in one answer."""
+        return cls(endpoint, problems=problems)
 
 
 class _CappedRetry(Retry):

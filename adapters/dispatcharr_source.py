@@ -1,11 +1,12 @@
 """Turn Dispatcharr's JSON into the daemon's inventory, and results into PATCH bodies.
 
 Pure functions, no HTTP: :class:`adapters.dispatcharr.DispatcharrClient`
-fetches, these validate and convert. Every wrong shape raises
-:class:`~adapters.dispatcharr.DispatcharrBadResponse` naming the endpoint and
-the field path (``/api/m3u/accounts/: [2].profiles[0].max_streams: expected
-an integer, got null``); unknown fields are ignored, since Dispatcharr adds
-fields from version to version.
+fetches, these validate and convert. The fields are read with
+:mod:`adapters.schema` (in Dispatcharr's dialect), so an answer of the wrong
+shape raises one :class:`~adapters.dispatcharr.DispatcharrBadResponse` naming
+the endpoint and the path of every bad field (``/api/m3u/accounts/:
+[2].profiles[0].max_streams: expected an integer, got null``); unknown fields
+are ignored, since Dispatcharr adds fields from version to version.
 
 Decisions worth knowing:
 
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any, Final, NoReturn
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Any, Final
 
 import structlog
 
@@ -38,8 +39,8 @@ from adapters.dispatcharr import (
     PROXY_STATUS_PATH,
     STREAMS_PATH,
     DispatcharrBadResponse,
-    json_kind,
 )
+from adapters.schema import API, Field, Problems, Reader, json_kind
 from domain.models import (
     Account,
     Channel,
@@ -71,81 +72,65 @@ refused, our own failure) and ``cancelled`` say nothing about the stream."""
 _UNJUDGED_NOTE: Final = ("checker_last_error", "checker_last_error_at")
 
 
-class _Object:
-    """Typed access to one JSON object of an answer, naming the field on error."""
+ID = Field("int", null_absent=False)
+"""A required integer; ``null`` is wrong, not absent."""
+LIMIT = Field("int", default=0, minimum=0, null_absent=False)
+OPTIONAL_ID = Field("int", default=None, digits=True, noun="an integer or null")
+"""An integer or null/absent; a string of digits is accepted too."""
+TEXT = Field("str", default="")
+NAME = Field("str", default=None)
+ACTIVE = Field("bool", default=True, null_absent=False)
+NOT_SET = Field("bool", default=False, null_absent=False)
 
-    def __init__(self, endpoint: str, where: str, value: object) -> None:
-        if not isinstance(value, dict):
-            detail = f"expected an object, got {json_kind(value)}"
-            raise DispatcharrBadResponse(endpoint, where, detail)
-        self.endpoint = endpoint
-        self.where = where
-        self.data: dict[str, Any] = value
-
-    def path(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str, detail: str) -> NoReturn:
-        raise DispatcharrBadResponse(self.endpoint, self.path(name), detail)
-
-    def integer(self, name: str, *, default: int | None = None, minimum: int | None = None) -> int:
-        """A required integer (``default`` used only when the key is absent)."""
-        if name not in self.data:
-            if default is not None:
-                return default
-            self.fail(name, "missing")
-        value = self.data[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, f"expected an integer, got {json_kind(value)}")
-        if minimum is not None and value < minimum:
-            self.fail(name, f"must be at least {minimum}, got {value}")
-        return value
-
-    def opt_integer(self, name: str) -> int | None:
-        """An integer or null/absent; a string of digits is accepted too."""
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, f"expected an integer or null, got {json_kind(value)}")
-        return value
-
-    def text(self, name: str, default: str = "") -> str:
-        """A string; null or absent gives ``default``."""
-        value = self.data.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            self.fail(name, f"expected a string, got {json_kind(value)}")
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.data.get(name, default)
-        if not isinstance(value, bool):
-            self.fail(name, f"expected true or false, got {json_kind(value)}")
-        return value
-
-    def array(self, name: str) -> list[object]:
-        """A list; null or absent is empty."""
-        value = self.data.get(name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(name, f"expected an array, got {json_kind(value)}")
-        return value
-
-    def child(self, name: str) -> _Object | None:
-        """A nested object, or ``None`` when null or absent."""
-        value = self.data.get(name)
-        return None if value is None else _Object(self.endpoint, self.path(name), value)
+ACCOUNT = {
+    "id": ID,
+    "name": NAME,
+    "max_streams": LIMIT,
+    "locked": NOT_SET,
+    "account_type": Field("str", default="STD"),
+    "is_active": ACTIVE,
+    "server_url": TEXT,
+    "username": TEXT,
+    "password": TEXT,
+}
+PROFILE = {
+    "id": ID,
+    "is_default": NOT_SET,
+    "search_pattern": TEXT,
+    "is_active": ACTIVE,
+    "name": NAME,
+    "max_streams": LIMIT,
+    "replace_pattern": TEXT,
+}
+STREAM = {
+    "id": ID,
+    "m3u_account": OPTIONAL_ID,
+    "name": TEXT,
+    "url": TEXT,
+    "stream_id": OPTIONAL_ID,
+    "channel_group": OPTIONAL_ID,
+}
+CHANNEL = {
+    "id": ID,
+    "uuid": NAME,
+    "name": TEXT,
+    "effective_name": TEXT,
+    "channel_group_id": OPTIONAL_ID,
+}
 
 
-def _items(endpoint: str, data: object, where: str = "") -> list[object]:
+def _objects(endpoint: str, data: object, problems: Problems) -> Iterator[Reader]:
+    """A reader of each object of the array ``data`` (the whole answer)."""
     if not isinstance(data, list):
-        raise DispatcharrBadResponse(endpoint, where, f"expected an array, got {json_kind(data)}")
-    return data
+        raise DispatcharrBadResponse(endpoint, "", f"expected an array, got {json_kind(data)}")
+    for index, item in enumerate(data):
+        reader = Reader.of(item, f"[{index}]", problems, API)
+        if reader is not None:
+            yield reader
+
+
+def _named(name: str | None, default: str) -> str:
+    return default if name is None else name
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -162,10 +147,11 @@ def parse_accounts(data: object) -> tuple[Account, ...]:
         DispatcharrBadResponse: ``data`` is not an array of account objects, or
             a field has the wrong type.
     """
+    problems = Problems(ACCOUNTS_PATH)
     accounts: list[Account] = []
     seen: set[int] = set()
-    for index, item in enumerate(_items(ACCOUNTS_PATH, data)):
-        account = _account(_Object(ACCOUNTS_PATH, f"[{index}]", item))
+    for obj in _objects(ACCOUNTS_PATH, data, problems):
+        account = _account(obj)
         if account is None:
             continue
         if account.id in seen:
@@ -173,51 +159,53 @@ def parse_accounts(data: object) -> tuple[Account, ...]:
             continue
         seen.add(account.id)
         accounts.append(account)
+    problems.check(DispatcharrBadResponse.of)
     return tuple(accounts)
 
 
-def _account(obj: _Object) -> Account | None:
-    account_id = obj.integer("id")
-    name = obj.text("name", f"account {account_id}")
-    profiles = tuple(
-        _profile(_Object(obj.endpoint, obj.path(f"profiles[{i}]"), item))
-        for i, item in enumerate(obj.array("profiles"))
-    )
-    max_streams = obj.integer("max_streams", default=0, minimum=0)
-    locked = obj.flag("locked", False)
-    account_type = "STD" if locked else obj.text("account_type", "STD") or "STD"
+def _account(obj: Reader) -> Account | None:
+    """The account, or ``None`` when it is left out or has a bad field (noted)."""
+    before = len(obj.problems)
+    v = obj.read(ACCOUNT)
+    profiles = [_profile(item) for item in obj.objects("profiles")]
+    if len(obj.problems) > before:
+        return None
+    account_id: int = v["id"]
     user_agent = obj.data.get("user_agent")
     account = Account(
         id=account_id,
-        name=name,
-        max_streams=max_streams,
-        is_active=obj.flag("is_active", True),
-        profiles=profiles,
+        name=_named(v["name"], f"account {account_id}"),
+        max_streams=v["max_streams"],
+        is_active=v["is_active"],
+        profiles=tuple(p for p in profiles if p is not None),
         user_agent=user_agent if isinstance(user_agent, str) and user_agent else None,
-        account_type=account_type,
-        server_url=obj.text("server_url"),
-        username=obj.text("username"),
-        password=obj.text("password"),
+        account_type="STD" if v["locked"] else v["account_type"] or "STD",
+        server_url=v["server_url"],
+        username=v["username"],
+        password=v["password"],
     )
     if not account.is_active:
         log.debug("dispatcharr.account_skipped", account_id=account_id, reason="inactive")
         return None
-    if any(p.is_default and not p.is_active for p in profiles):
+    if any(p.is_default and not p.is_active for p in account.profiles):
         log.info("dispatcharr.account_skipped", account_id=account_id, reason="default_inactive")
         return None
-    if profiles and not account.usable_profiles():
+    if account.profiles and not account.usable_profiles():
         log.info("dispatcharr.account_skipped", account_id=account_id, reason="no_active_profile")
         return None
     return account
 
 
-def _profile(obj: _Object) -> Profile:
-    profile_id = obj.integer("id")
-    is_default = obj.flag("is_default", False)
-    search = obj.text("search_pattern")
-    is_active = obj.flag("is_active", True)
+def _profile(obj: Reader) -> Profile | None:
+    before = len(obj.problems)
+    v = obj.read(PROFILE)
+    if len(obj.problems) > before:
+        return None
+    profile_id: int = v["id"]
+    search: str = v["search_pattern"]
+    is_active: bool = v["is_active"]
     problem = check_pattern(search) if search else None
-    if problem is not None and not is_default and is_active:
+    if problem is not None and not v["is_default"] and is_active:
         log.warning(
             "dispatcharr.profile_disabled",
             profile_id=profile_id,
@@ -227,12 +215,12 @@ def _profile(obj: _Object) -> Profile:
         is_active = False
     return Profile(
         id=profile_id,
-        name=obj.text("name", f"profile {profile_id}"),
-        max_streams=obj.integer("max_streams", default=0, minimum=0),
-        is_default=is_default,
+        name=_named(v["name"], f"profile {profile_id}"),
+        max_streams=v["max_streams"],
+        is_default=v["is_default"],
         is_active=is_active,
         search_pattern=search,
-        replace_pattern=obj.text("replace_pattern"),
+        replace_pattern=v["replace_pattern"],
     )
 
 
@@ -250,29 +238,31 @@ def parse_streams(data: object, accounts: Iterable[Account]) -> tuple[Stream, ..
             the wrong type.
     """
     by_id = {account.id: account for account in accounts}
+    problems = Problems(STREAMS_PATH)
     streams: list[Stream] = []
     seen: set[int] = set()
-    for index, item in enumerate(_items(STREAMS_PATH, data)):
-        obj = _Object(STREAMS_PATH, f"[{index}]", item)
-        stream_id = obj.integer("id")
-        account_id = obj.opt_integer("m3u_account")
+    for obj in _objects(STREAMS_PATH, data, problems):
+        before = len(problems)
+        v = obj.read(STREAM)
+        account_id = v["m3u_account"]
         account = by_id.get(account_id) if account_id is not None else None
-        if account is None or stream_id in seen:
+        if len(problems) > before or account is None or v["id"] in seen:
             continue
         stream = Stream(
-            id=stream_id,
-            name=obj.text("name"),
+            id=v["id"],
+            name=v["name"],
             account_id=account.id,
-            url=obj.text("url"),
-            stream_id=obj.opt_integer("stream_id"),
-            channel_group=obj.opt_integer("channel_group"),
+            url=v["url"],
+            stream_id=v["stream_id"],
+            channel_group=v["channel_group"],
         )
         playable_xc = account.account_type == "XC" and stream.stream_id is not None
         if not stream.url and not playable_xc:
-            log.info("dispatcharr.stream_skipped", stream_id=stream_id, reason="no_url")
+            log.info("dispatcharr.stream_skipped", stream_id=stream.id, reason="no_url")
             continue
-        seen.add(stream_id)
+        seen.add(stream.id)
         streams.append(stream)
+    problems.check(DispatcharrBadResponse.of)
     return tuple(streams)
 
 
@@ -286,35 +276,38 @@ def parse_channels(data: object) -> tuple[Channel, ...]:
         DispatcharrBadResponse: Not an array of channel objects, or a field has
             the wrong type.
     """
+    problems = Problems(CHANNELS_PATH)
     channels: list[Channel] = []
-    for index, item in enumerate(_items(CHANNELS_PATH, data)):
-        obj = _Object(CHANNELS_PATH, f"[{index}]", item)
-        channel_id = obj.integer("id")
-        uuid = obj.data.get("uuid")
-        if uuid is not None and not isinstance(uuid, str):
-            obj.fail("uuid", f"expected a string, got {json_kind(uuid)}")
+    for obj in _objects(CHANNELS_PATH, data, problems):
+        before = len(problems)
+        v = obj.read(CHANNEL)
+        stream_ids = _stream_ids(obj)
+        if len(problems) > before:
+            continue
         channels.append(
             Channel(
-                id=channel_id,
-                name=obj.text("name") or obj.text("effective_name"),
-                stream_ids=tuple(_stream_ids(obj)),
-                uuid=uuid,
-                channel_group=obj.opt_integer("channel_group_id"),
+                id=v["id"],
+                name=v["name"] or v["effective_name"],
+                stream_ids=tuple(stream_ids),
+                uuid=v["uuid"],
+                channel_group=v["channel_group_id"],
             )
         )
+    problems.check(DispatcharrBadResponse.of)
     return tuple(channels)
 
 
-def _stream_ids(obj: _Object) -> list[int]:
+def _stream_ids(obj: Reader) -> list[int]:
     ids: list[int] = []
-    for position, entry in enumerate(obj.array("streams")):
-        where = f"streams[{position}]"
+    for where, entry in obj.items("streams"):
         if isinstance(entry, dict):
-            ids.append(_Object(obj.endpoint, obj.path(where), entry).integer("id"))
+            ident = Reader(entry, where, obj.problems, API).get("id", ID)
+            if ident is not None:
+                ids.append(ident)
         elif isinstance(entry, int) and not isinstance(entry, bool):
             ids.append(entry)
         else:
-            obj.fail(where, f"expected a stream id or object, got {json_kind(entry)}")
+            obj.problems.add(where, f"expected a stream id or object, got {json_kind(entry)}")
     return ids
 
 
@@ -398,18 +391,26 @@ def viewers_from_status(
     known = {p.id for account in accounts for p in account.profiles}
     known_accounts = {account.id for account in accounts}
     counter = _ViewerCounter(known, known_accounts, stream_accounts or {})
+    endpoint = PROXY_STATS_PATH if "live" in status else PROXY_STATUS_PATH
+    problems = Problems(endpoint)
+    root = Reader(dict(status), "", problems, API)
     if "live" in status:
-        endpoint = PROXY_STATS_PATH
-        counter.live(_Object(endpoint, "live", status["live"]))
-        vod = _Object(endpoint, "", status).child("vod")
+        live = root.child("live")
+        if live is not None:
+            counter.live(live)
+        vod = root.child("vod")
         if vod is not None:
             counter.sessions(vod, "vod_connections")
-        catchup = _Object(endpoint, "", status).child("catchup")
+        catchup = root.child("catchup")
         if catchup is not None:
             counter.sessions(catchup, "timeshift_sessions")
     else:
-        counter.live(_Object(PROXY_STATUS_PATH, "", dict(status)))
+        counter.live(root)
+    problems.check(DispatcharrBadResponse.of)
     return ViewerSnapshot(profiles=dict(counter.profiles), accounts=dict(counter.accounts))
+
+
+_LIVE = {"state": TEXT, "m3u_profile_id": OPTIONAL_ID, "stream_id": OPTIONAL_ID}
 
 
 class _ViewerCounter:
@@ -422,29 +423,26 @@ class _ViewerCounter:
         self.profiles: Counter[int] = Counter()
         self.accounts: Counter[int] = Counter()
 
-    def live(self, live: _Object) -> None:
-        if "channels" not in live.data:
-            live.fail("channels", "missing")
-        for index, item in enumerate(live.array("channels")):
-            entry = _Object(live.endpoint, live.path(f"channels[{index}]"), item)
-            state = entry.text("state")
+    def live(self, live: Reader) -> None:
+        for entry in live.objects("channels", required=True):
+            v = entry.read(_LIVE)
+            state = v["state"]
             if state in IDLE_STATES:
                 continue
-            profile_id = entry.opt_integer("m3u_profile_id")
+            profile_id = v["m3u_profile_id"]
             if profile_id is not None:
                 self._count_profile(profile_id)
                 continue
-            stream_id = entry.opt_integer("stream_id")
+            stream_id = v["stream_id"]
             account_id = self.stream_accounts.get(stream_id) if stream_id is not None else None
             if account_id is not None and account_id in self.known_accounts:
                 self.accounts[account_id] += 1
             else:
                 log.info("dispatcharr.viewer_unmapped", stream_id=stream_id, state=state)
 
-    def sessions(self, section: _Object, name: str) -> None:
-        for index, item in enumerate(section.array(name)):
-            entry = _Object(section.endpoint, section.path(f"{name}[{index}]"), item)
-            profile_id = entry.opt_integer("m3u_profile_id")
+    def sessions(self, section: Reader, name: str) -> None:
+        for entry in section.objects(name):
+            profile_id = entry.get("m3u_profile_id", OPTIONAL_ID)
             if profile_id is None:
                 log.info("dispatcharr.viewer_unmapped", kind=name)
                 continue

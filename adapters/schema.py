@@ -358,11 +358,14 @@ class Reader:
         return Reader.of(value, self.path(key), self.problems, self.dialect)
 
     def items(self, key: str, *, required: bool = False) -> Iterator[tuple[str, object]]:
-        """Each item of the list under ``key`` with its place; absent or null is empty."""
+        """Each item of the list under ``key`` with its place.
+
+        Absent or null is empty, or a problem (``missing``) when ``required``.
+        """
         self.asked.add(key)
         value = self.data.get(key)
         if value is None:
-            if required and key not in self.data:
+            if required:
                 self.fail(key, "missing")
             return
         if not isinstance(value, list):

@@ -20,6 +20,7 @@ from adapters.dispatcharr_source import (
     stats_patch,
     viewers_from_status,
 )
+from adapters.schema import InputError
 from domain.models import Account, Channel, CheckResult, Profile, Stream, StreamInfo
 
 # Shapes copied from reference/dispatcharr-api.md (v0.29.0).
@@ -241,6 +242,20 @@ def test_parse_accounts_names_the_bad_field(data: object, field: str, detail: st
     assert caught.value.endpoint == "/api/m3u/accounts/"
     assert caught.value.field == field
     assert detail in caught.value.detail
+
+
+def test_every_bad_field_of_an_answer_is_named_at_once() -> None:
+    data = [account(max_streams=None), account(id=4, is_active="yes")]
+
+    with pytest.raises(DispatcharrBadResponse) as caught:
+        parse_accounts(data)
+
+    assert isinstance(caught.value, InputError)
+    assert [p.field for p in caught.value.problems] == ["[0].max_streams", "[1].is_active"]
+    assert str(caught.value) == (
+        "/api/m3u/accounts/: [0].max_streams: expected an integer, got null; "
+        "[1].is_active: expected true or false, got a string"
+    )
 
 
 def test_bad_profile_field_names_the_nested_path() -> None:
