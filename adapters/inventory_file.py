@@ -169,15 +169,15 @@ class _Inventory:
         items: list[_WithId] = []
         seen: dict[int, str] = {}
         for item in root.objects(key, required=key != "channels"):
+            before = len(self.problems)
             ident = item.get("id", ID)
-            if ident is None:
-                continue
-            if ident in seen:
+            if ident is not None and ident in seen:
                 item.fail("id", f"duplicate {noun} id {ident} (also {seen[ident]})")
                 continue
+            parsed = parse(item, ident or 0)  # without an id, still to name its other problems
+            if ident is None:
+                continue
             seen[ident] = item.where
-            before = len(self.problems)
-            parsed = parse(item, ident)
             if parsed is not None and len(self.problems) == before:
                 items.append(parsed)
         return items, seen

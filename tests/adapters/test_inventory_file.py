@@ -312,6 +312,20 @@ def test_an_account_with_a_bad_field_is_still_known_to_its_streams(tmp_path):
     assert message.endswith("accounts[0].name: must be a string, got 5")
 
 
+def test_an_item_with_a_bad_id_has_its_other_fields_named_too(tmp_path):
+    data = copy.deepcopy(DESIGN_EXAMPLE)
+    data["accounts"][1].update(id=0, max_streams=-1)
+    data["streams"] = data["streams"][:2]  # none refers to the broken account
+    data["channels"][0]["streams"] = [1]
+
+    message = error_of(tmp_path, data)
+
+    assert message.endswith(
+        "accounts[1].id: must be an integer id > 0, got 0; "
+        "accounts[1].max_streams: must be an integer >= 0, got -1"
+    )
+
+
 def test_url_with_credentials_is_not_echoed(tmp_path):
     data = mutated(_set(["streams", 0, "url"], "ftp://user:secret@host/x"))
     assert "secret" not in error_of(tmp_path, data)
