@@ -32,10 +32,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, get_args
 
 from actors.dispatch import CoordinatorSettings
 from actors.learning import LearningSettings
+from actors.slots import FAIL_CLOSED, WhenUnknown
 from adapters.dispatcharr import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_WRITE_CONCURRENCY,
@@ -69,7 +70,6 @@ __all__ = [
 SourceType = Literal["file", "dispatcharr"]
 LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-WhenViewersUnknown = Literal["wait", "last_known"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -269,10 +269,15 @@ class CheckSection:
 
 @dataclass(frozen=True)
 class ViewersSection:
-    """``[viewers]``: how often viewer counts are read, and what is assumed when they can't be."""
+    """``[viewers]``: how often viewer counts are read, and what is assumed when they can't be.
+
+    ``when_unknown``'s default is :data:`actors.slots.FAIL_CLOSED`'s.
+    """
 
     poll_interval: float = setting(5.0, POSITIVE)
-    when_unknown: WhenViewersUnknown = setting("wait", Field("str", choices=("wait", "last_known")))
+    when_unknown: WhenUnknown = setting(
+        FAIL_CLOSED.when_unknown, Field("str", choices=get_args(WhenUnknown))
+    )
     """``"wait"``: before the first read and while reads fail, no new check on an
     account unless its last known count leaves room for one more viewer;
     ``"last_known"``: trust the last known count (nobody before the first read)."""

@@ -500,3 +500,33 @@ def test_check_max_wait_reaches_the_coordinator(tmp_path):
 
     config = load_config(write(tmp_path, "[check]\nmax_wait = 90"))
     assert coordinator_settings(config).max_wait == 90.0
+
+
+def test_the_default_config_gives_the_actors_their_own_defaults():
+    from actors.dispatch import CoordinatorSettings
+    from actors.learning import LearningSettings
+    from actors.slots import FAIL_CLOSED
+    from app.daemon import coordinator_settings, learning_settings, viewer_policy
+
+    # Only what the config sets on purpose differs from the coordinator's defaults.
+    assert coordinator_settings(Config()) == CoordinatorSettings(
+        global_limit=10,
+        stagger_delay=1.0,
+        user_agent="VLC/3.0.20 LibVLC/3.0.20",
+        learn_providers=True,
+    )
+    assert learning_settings(Config()) == LearningSettings()
+    assert viewer_policy(Config()).when_unknown == FAIL_CLOSED.when_unknown
+
+
+def test_learning_section_sets_the_accounts_learning(tmp_path):
+    from app.daemon import learning_settings
+
+    config = load_config(
+        write(
+            tmp_path,
+            "[learning]\nprobe_up_after = 60\nrelease_grace = 2\nmax_release_grace = 8",
+        )
+    )
+    settings = learning_settings(config)
+    assert (settings.quiet_period_s, settings.first_grace_s, settings.max_grace_s) == (60, 2, 8)
