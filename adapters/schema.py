@@ -205,6 +205,7 @@ class Dialect:
     toml: bool = False
 
     def noun(self, kind: Kind) -> str:
+        """What a value of ``kind`` is called in a message (``"an integer"``)."""
         return self.nouns.get(kind, _NOUNS[kind])
 
 
@@ -313,11 +314,6 @@ class Reader:
     def fail(self, key: str | int | None, message: str) -> None:
         """Note a problem with ``key`` (``None``: with this whole object)."""
         self.problems.add(self.where if key is None else self.path(key), message)
-
-    def has(self, key: str) -> bool:
-        """Whether ``key`` is present (and not a null that counts as absent)."""
-        self.asked.add(key)
-        return key in self.data and self.data[key] is not None
 
     def get(self, key: str, spec: Field) -> Any:
         """The value of ``key`` as ``spec`` says, or its default after a problem."""
@@ -433,14 +429,9 @@ class Reader:
         if spec.kind == "number":
             return float(value)
         if spec.kind == "list" and spec.items is not None:
-            kept = []
-            for index, item in enumerate(value):
-                problem = self._problem(item, spec.items)
-                if problem is None:
-                    kept.append(item)
-                else:
-                    self.problems.add(self.path(key) + f"[{index}]", problem)
-            return kept
+            items = spec.items
+            checked = [self.value(f"{self.path(key)}[{i}]", v, items) for i, v in enumerate(value)]
+            return [v for v in checked if v is not None]
         if spec.choices and spec.fold:
             return value.lower()
         return value
