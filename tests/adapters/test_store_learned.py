@@ -54,7 +54,8 @@ def test_an_older_results_file_gets_the_table_by_migration(tmp_path):
         store.start_cycle("2026-01-01T00:00:00Z", 1)
     with sqlite3.connect(path) as raw:  # as a daemon before the table existed left it
         raw.execute("DROP TABLE learned_logins")
-        raw.execute("ALTER TABLE cycles DROP COLUMN aborted")  # a later step's
+        raw.execute("ALTER TABLE cycles DROP COLUMN owner")  # the later steps'
+        raw.execute("ALTER TABLE cycles DROP COLUMN aborted")
         raw.execute(f"PRAGMA user_version = {_MIGRATIONS.index(_schema_learned_logins)}")
     with ResultStore(path) as store:
         save_learned(store, 1, [LearnedLogin(11, limit=1)], T0)
