@@ -1,6 +1,6 @@
 """The ports of :mod:`domain.ports`, for an inventory file and for Dispatcharr.
 
-:func:`build_sources` picks the implementations from the config:
+:func:`app.sources.build_sources` picks the implementations from the config:
 
 - ``source.type = "file"``: :class:`FileInventorySource`,
   :class:`FileViewerSource` and :class:`NullWriter` (nothing to write back to).
@@ -27,20 +27,19 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 
 from adapters.dispatcharr import (
     ACCOUNTS_PATH,
     CHANNELS_PATH,
-    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_WRITE_CONCURRENCY,
     PROXY_STATS_PATH,
     STREAMS_PATH,
@@ -62,9 +61,8 @@ from adapters.dispatcharr_source import (
 from adapters.inventory_file import load_inventory, load_viewers
 from adapters.schema import InputError
 from adapters.write_queue import WriteQueue
-from app.config import AccountOverride, Config, DispatcharrSection
 from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
-from domain.ports import InventorySource, ResultWriter, SourceError, ViewerSource
+from domain.ports import SourceError
 from domain.urls import redact_url
 
 log = structlog.get_logger(__name__)
@@ -73,12 +71,31 @@ REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
 """Counts :meth:`DispatcharrWriter.reorder` always returns."""
 
 
+class AccountOverride(Protocol):
+    """What the config says about one account (``[accounts."<id>"]``)."""
+
+    def apply(self, account: Account) -> Account:
+        """``account`` as the config changes it."""
+        ...
+
+
+class StreamSelection(Protocol):
+    """Which of Dispatcharr's streams and channels to check (``[dispatcharr]``)."""
+
+    @property
+    def include_all_streams(self) -> bool: ...
+    @property
+    def exclude_groups(self) -> Collection[int]: ...
+    @property
+    def exclude_channels(self) -> Collection[int | str]: ...
+
+
 def apply_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> Inventory:
     """``inventory`` with each account passed through its ``[accounts."<id>"]`` override."""
     if not overrides:
         return inventory
     accounts = tuple(
-        overrides.get(account.id, AccountOverride()).apply(account)
+        override.apply(account) if (override := overrides.get(account.id)) else account
         for account in inventory.accounts
     )
     return replace(inventory, accounts=accounts)
@@ -184,14 +201,14 @@ class DispatcharrInventorySource:
 
     Args:
         client: The shared client.
-        section: ``[dispatcharr]``: which streams and channels to check.
+        section: Which streams and channels to check (``[dispatcharr]``).
         overrides: Per-account overrides by account id (``config.accounts``).
     """
 
     def __init__(
         self,
         client: DispatcharrClient,
-        section: DispatcharrSection,
+        section: StreamSelection,
         overrides: Mapping[int, AccountOverride] | None = None,
     ) -> None:
         self._client = client
@@ -591,79 +608,3 @@ def _stream_ids(channel: Mapping[str, Any], channel_id: int) -> list[int] | None
             return None
         ids.append(entry)
     return ids
-
-
-# --- wiring -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sources:
-    """The ports the daemon runs with, and the Dispatcharr client to close at the end."""
-
-    inventory: InventorySource
-    viewers: ViewerSource
-    writer: ResultWriter
-    client: DispatcharrClient | None = None
-
-
-def build_sources(config: Config, environ: Mapping[str, str] | None = None) -> Sources:
-    """The sources ``config.source.type`` asks for.
-
-    Args:
-        config: The validated config.
-        environ: Where the password and API key variables are looked up;
-            ``None`` is the process environment.
-
-    Raises:
-        SourceError: ``type = "dispatcharr"`` without credentials; the message
-            names the environment variables to set.
-    """
-    if config.source.type == "file":
-        return Sources(
-            inventory=FileInventorySource(config.source.path, config.accounts),
-            viewers=FileViewerSource(config.source.viewers_path),
-            writer=NullWriter(),
-        )
-    section = config.dispatcharr
-    password = section.password(environ)
-    api_key = section.api_key(environ)
-    if not api_key and not (section.username and password):
-        raise SourceError(_credentials_message(section))
-    try:
-        client = DispatcharrClient(
-            section.url,
-            username=section.username,
-            password=password or "",
-            api_key=api_key,
-            timeout=section.timeout,
-            user_agent=section.user_agent,
-            # The writer's threads, plus the scheduler and the viewer watcher.
-            max_connections=max(DEFAULT_MAX_CONNECTIONS, section.write_concurrency + 2),
-        )
-    except DispatcharrError as exc:  # pragma: no cover - credentials checked above
-        raise SourceError(str(exc)) from exc
-    inventory = DispatcharrInventorySource(client, section, config.accounts)
-    return Sources(
-        inventory=inventory,
-        viewers=DispatcharrViewerSource(client, inventory),
-        writer=DispatcharrWriter(
-            client,
-            reorder=config.results.reorder,
-            dry_run=config.results.dry_run,
-            concurrency=section.write_concurrency,
-        ),
-        client=client,
-    )
-
-
-def _credentials_message(section: DispatcharrSection) -> str:
-    ways: list[str] = []
-    if section.api_key_env:
-        ways.append(f"set {section.api_key_env} to an API key")
-    if section.password_env and section.username:
-        ways.append(f"set {section.password_env} to the password of user {section.username!r}")
-    elif section.password_env:
-        ways.append(f"set [dispatcharr] username and {section.password_env} to its password")
-    if not ways:
-        ways.append("set [dispatcharr] api_key_env or password_env to an environment variable")
-    return f"[dispatcharr] {redact_url(section.url)}: no credentials: " + ", or ".join(ways)

@@ -25,7 +25,6 @@ import structlog
 from actors.messages import AbortCycle, CycleFinished
 from adapters.dispatcharr import DispatcharrUnavailable
 from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmpeg
-from adapters.sources import Sources, build_sources
 from adapters.store import StoreError, check_database
 from app import logs
 from app.config import Config, InputError, load_config
@@ -33,6 +32,7 @@ from app.daemon import Daemon, unknown_overrides
 from app.effective import effective_config_toml
 from app.progress import progress_listeners
 from app.report import ReportError, build_report, check_report_path, write_report
+from app.sources import Sources, build_sources
 from app.status import listen_problem
 from domain.models import Inventory
 from domain.ports import SourceError

@@ -45,7 +45,6 @@ from actors.slots import ViewerPolicy
 from actors.supervisor import Supervisor
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
-from adapters.sources import Sources
 from adapters.store import ResultStore, StoreError, load_learned, read_recent_checks
 from app.alerts import WebhookSender
 from app.config import AccountOverride, Config
@@ -53,6 +52,7 @@ from app.dashboard import Controls, Dashboard
 from app.metrics import Metrics
 from app.monitor import Monitor, known_streams
 from app.observed import MeteredWriter, ObservedInventory
+from app.sources import Sources
 from app.status import InsecureListenError, StatusServer, listen_problem
 from domain.learned import LearnedLogin
 from domain.models import CheckResult, Inventory, Probe, StreamInfo

@@ -19,7 +19,6 @@ import pykka
 import structlog
 
 from actors.messages import CycleFinished
-from adapters.sources import build_sources
 from app.config import (
     CheckSection,
     ConcurrentStreamsSection,
@@ -31,6 +30,7 @@ from app.config import (
 )
 from app.daemon import Daemon
 from app.report import build_report, write_report
+from app.sources import build_sources
 from simulator.demo import demo_provider, demo_setup
 from simulator.server import ProviderSimulator
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import structlog
 
-from adapters.sources import build_sources
 from app.daemon import Daemon
 from app.demo import demo_config
+from app.sources import build_sources
 from domain.models import CheckResult
 from simulator.demo import demo_provider, demo_setup
 from simulator.server import ProviderSimulator

@@ -36,9 +36,9 @@ from typing import Any
 
 import structlog
 
-from adapters.sources import build_sources
 from app.config import load_config
 from app.daemon import Daemon
+from app.sources import build_sources
 from simulator.server import ProviderSimulator, SimAccount, SimStream
 from tests.fakes.dispatcharr import FakeDispatcharr
 

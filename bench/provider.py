@@ -51,9 +51,9 @@ from typing import Any
 import structlog
 
 from adapters.ffmpeg import FfmpegProbe, find_ffmpeg
-from adapters.sources import build_sources
 from app.config import load_config
 from app.daemon import Daemon
+from app.sources import build_sources
 from domain.cancel import CancelToken
 from domain.models import CheckResult, ProbeRequest
 from simulator.server import ProviderSimulator, RefuseStyle, SimAccount, SimStream

@@ -20,7 +20,6 @@ from adapters.sources import (
     FileInventorySource,
     FileViewerSource,
     NullWriter,
-    build_sources,
 )
 from app.config import (
     AccountOverride,
@@ -29,6 +28,7 @@ from app.config import (
     ResultsSection,
     SourceSection,
 )
+from app.sources import build_sources
 from domain.models import CheckResult, Inventory, Profile, StreamInfo, ViewerSnapshot
 from domain.ports import SourceError
 from tests.fakes.dispatcharr import FakeDispatcharr

@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapters.sources import build_sources
 from app.config import load_config
 from app.daemon import Daemon
+from app.sources import build_sources
 from simulator.server import ProviderSimulator, SimAccount, SimStream
 from tests.sim_fixtures import ProviderFactory
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from actors.messages import CycleFinished, CycleStarted, GetStatus
-from adapters.sources import build_sources
 from adapters.store import ResultStore
 from app.config import load_config
 from app.daemon import Daemon
+from app.sources import build_sources
 from tests.actors.fakes import FakeProbe, Inbox, Recorder
 from tests.app.test_cli import good_inventory
 from tests.app.test_config import write

@@ -14,9 +14,9 @@ from typing import Any
 
 import requests
 
-from adapters.sources import build_sources
 from app.config import load_config
 from app.daemon import Daemon
+from app.sources import build_sources
 from simulator.server import SimAccount, SimStream
 from tests.app.conftest import write_config, write_inventory
 from tests.sim_fixtures import ProviderFactory

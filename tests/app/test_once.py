@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 
 from adapters.ffmpeg import FfmpegProbe
-from adapters.sources import build_sources
 from app.cli import main
 from app.config import load_config
 from app.daemon import Daemon, check_times
+from app.sources import build_sources
 from simulator.server import SimAccount, SimStream
 from tests.app.conftest import write_config, write_inventory
 from tests.sim_fixtures import ProviderFactory

@@ -29,7 +29,6 @@ from actors.messages import (
 from actors.scheduler import Scheduler
 from actors.sink import ResultSink
 from actors.viewers import ViewerWatcher
-from adapters.sources import build_sources
 from adapters.store import ResultStore
 from app.cli import main
 from app.config import (
@@ -43,6 +42,7 @@ from app.config import (
     ViewersSection,
 )
 from app.daemon import Daemon
+from app.sources import build_sources
 from simulator.server import SimAccount, SimStream
 from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder
 from tests.app.conftest import write_config, write_inventory
