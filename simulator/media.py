@@ -13,9 +13,12 @@ name first, then renamed, so parallel test processes never read half a file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +143,26 @@ def ensure_sample(variant: str, cache_dir: Path | None = None, ffmpeg: str = "")
     if target.is_file() and target.stat().st_size > 0:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Processes sharing the cache (pytest workers) make each sample once: the
+    # first takes the lock and encodes, the others wait and find it made.
+    with _locked(target.with_name(f".{target.name}.lock")):
+        if target.is_file() and target.stat().st_size > 0:
+            return target
+        _generate(variant, spec, target, ffmpeg)
+    return target
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generate(variant: str, spec: Variant, target: Path, ffmpeg: str) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{variant}-", suffix=".ts.tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -158,7 +181,6 @@ def ensure_sample(variant: str, cache_dir: Path | None = None, ffmpeg: str = "")
     finally:
         tmp.unlink(missing_ok=True)
     log.info("sample_generated", variant=variant, path=str(target), bytes=target.stat().st_size)
-    return target
 
 
 def load_sample(variant: str, cache_dir: Path | None = None) -> bytes:

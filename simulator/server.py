@@ -472,12 +472,14 @@ class ProviderSimulator:
             return
         sample = self._samples[variant]
         byte_rate = len(sample) / sample_seconds(variant)
+        # Counted before the answer goes out: a client that has read the status
+        # line finds itself in ``served``.
+        with self._cond:
+            self._served[stream_id] = self._served.get(stream_id, 0) + 1
         handler.send_response(200)
         handler.send_header("Content-Type", "video/mp2t")
         handler.send_header("Connection", "close")
         handler.end_headers()
-        with self._cond:
-            self._served[stream_id] = self._served.get(stream_id, 0) + 1
         limit = None
         if behaviour == "stall":
             limit = int(byte_rate * stream.stall_after_s)
