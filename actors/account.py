@@ -11,9 +11,11 @@ from typing import Any
 import pykka
 import structlog
 
+from actors.inbox import QuickActor
 from actors.learning import LearningSettings, ProviderLearning
 from actors.messages import (
     AccountFailed,
+    Batch,
     GetUsage,
     Lease,
     LeaseDenied,
@@ -28,6 +30,7 @@ from actors.messages import (
     ViewersSeen,
     ViewersUnknown,
     WatchViewers,
+    bundle,
 )
 from actors.slots import (
     FAIL_CLOSED,
@@ -69,7 +72,7 @@ class LearningFeed:
     """Told ``LoginsLearned`` whenever an account's learned state changes (the sink)."""
 
 
-class AccountActor(pykka.ThreadingActor):
+class AccountActor(QuickActor):
     """Grants, denies and takes back leases for one account.
 
     It answers every request at once (no waiting inside the actor). After every
@@ -128,6 +131,8 @@ class AccountActor(pykka.ThreadingActor):
         self._short: str | None = None
         """Why there was no room, as last told to the coordinator."""
         self._log = logger.bind(account_id=account.id)
+        self._outbox: list[Any] | None = None
+        """While a :class:`Batch` is handled: what goes to the coordinator, sent as one."""
 
     @property
     def _account(self) -> Account:
@@ -163,6 +168,8 @@ class AccountActor(pykka.ThreadingActor):
                 self._on_request(message)
             case ReleaseLease():
                 self._on_release(message)
+            case Batch(messages=messages):
+                self._on_batch(messages)
             case ViewersSeen():
                 self._on_viewers_seen(message)
             case ViewersUnknown():
@@ -185,19 +192,46 @@ class AccountActor(pykka.ThreadingActor):
         self._answer(request)
         self._announce()
 
+    def _on_batch(self, messages: tuple[Any, ...]) -> None:
+        """Releases and requests in order, one announce after them all, the answers as one."""
+        outbox: list[Any] = []
+        self._outbox = outbox
+        try:
+            for message in messages:
+                match message:
+                    case RequestLease():
+                        self._answer(message)
+                    case ReleaseLease():
+                        self._release(message)
+                    case _:
+                        self.on_receive(message)
+            self._announce()
+        finally:
+            # A crash mid-batch sends nothing: the coordinator fails the
+            # batch's requests when it hears the actor failed (no connection
+            # was opened for a grant it never saw).
+            self._outbox = None
+        if outbox:
+            tell_quietly(self._coordinator, bundle(outbox))
+
+    def _to_coordinator(self, message: object) -> None:
+        if self._outbox is not None:
+            self._outbox.append(message)
+        else:
+            tell_quietly(self._coordinator, message)
+
     def _answer(self, request: RequestLease) -> None:
         lease_id = next(_lease_ids)
         answer = self._slots.request(lease_id, lambda profile: self._url(profile, request.stream))
         if isinstance(answer, Denial):
             if answer.reason == "viewer_count_unknown":
                 self._log_waiting()
-            tell_quietly(
-                self._coordinator,
+            self._to_coordinator(
                 LeaseDenied(
                     request_id=request.request_id,
                     account_id=self._account.id,
                     reason=answer.reason,
-                ),
+                )
             )
             return
         profile = answer.profile
@@ -208,14 +242,17 @@ class AccountActor(pykka.ThreadingActor):
             url=answer.url or request.stream.url,
             user_agent=self._account.user_agent,
         )
-        tell_quietly(self._coordinator, LeaseGranted(request_id=request.request_id, lease=lease))
+        self._to_coordinator(LeaseGranted(request_id=request.request_id, lease=lease))
 
     def _on_release(self, message: ReleaseLease) -> None:
+        self._release(message)
+        self._announce()
+
+    def _release(self, message: ReleaseLease) -> None:
         self._preempting.discard(message.lease_id)
         self._slots.release(
             message.lease_id, message.outcome, message.stream_id, repeated=message.repeated
         )
-        self._announce()
 
     def _on_viewers_seen(self, message: ViewersSeen) -> None:
         viewers = message.snapshot.for_account(self._account)
@@ -285,7 +322,7 @@ class AccountActor(pykka.ThreadingActor):
         if announce.change or announce.short != self._short:
             self._short = announce.short
             change = RoomChanged(self._account.id, announce.change, announce.short)
-            tell_quietly(self._coordinator, change)
+            self._to_coordinator(change)
         now = self._clock()
         wakes = [self._slots.next_learning_change()]
         if announce.wake_in is not None:
@@ -354,6 +391,4 @@ class AccountActor(pykka.ThreadingActor):
             return
         self._preempting.update(lease_ids)
         self._log.info("account_preempt", lease_ids=lease_ids, usage=self._slots.usage())
-        tell_quietly(
-            self._coordinator, Preempt(account_id=self._account.id, lease_ids=tuple(lease_ids))
-        )
+        self._to_coordinator(Preempt(account_id=self._account.id, lease_ids=tuple(lease_ids)))

@@ -37,9 +37,11 @@ from actors.dispatch import (
     StartCheck,
     WakeAt,
 )
+from actors.inbox import QuickActor
 from actors.messages import (
     AbortCycle,
     AccountFailed,
+    Batch,
     CheckCycle,
     CheckFinished,
     CycleFinished,
@@ -52,10 +54,12 @@ from actors.messages import (
     LimitsChanged,
     Preempt,
     ReleaseLease,
+    RequestLease,
     ResultReady,
     RoomChanged,
     SetAccounts,
     Subscribe,
+    bundle,
 )
 from actors.observer import CheckObserver, NullObserver
 from actors.slots import UNLIMITED, capacity
@@ -80,7 +84,7 @@ class _AccountActor:
     account: Account
 
 
-class Coordinator(pykka.ThreadingActor):
+class Coordinator(QuickActor):
     """Grants checks to accounts without blocking; owns the queue and the global limit.
 
     Args:
@@ -241,6 +245,9 @@ class Coordinator(pykka.ThreadingActor):
             case Subscribe(listener=listener):
                 if listener not in self._listeners:
                     self._listeners.append(listener)
+            case Batch(messages=messages):  # an account's answers to one batch
+                for each in messages:
+                    self.on_receive(each)
             case GetStatus():
                 return self._status()
             case _:
@@ -350,38 +357,45 @@ class Coordinator(pykka.ThreadingActor):
         """Carry out the dispatch's actions in order, then end the cycle if it is complete.
 
         Results go to the listeners last: a freed slot's next request is not
-        kept waiting behind them.
+        kept waiting behind them. What goes to one account goes as one
+        message (a :class:`Batch` if there are several), in order.
         """
         pending = deque(actions)
         finished: list[Finish] = []
+        mail: dict[int, list[Request | Release]] = {}
         while pending:
             action = pending.popleft()
             if isinstance(action, Finish):
                 finished.append(action)
+            elif isinstance(action, Request | Release):
+                mail.setdefault(action.account_id, []).append(action)
             else:
                 pending.extend(self._carry_out(action))
+            if not pending and mail:
+                pending.extend(self._post(mail))
+                mail = {}
         for finish in finished:
             self._record(finish)
         self._maybe_finish_cycle()
 
+    def _post(self, mail: dict[int, list[Request | Release]]) -> list[Action]:
+        """Tell each account its releases and requests; returns what the dispatch
+        decides for an account whose actor turns out gone."""
+        more: list[Action] = []
+        for account_id, actions in mail.items():
+            messages = [_lease_message(action) for action in actions]
+            asks = any(isinstance(action, Request) for action in actions)
+            entry = self._accounts.get(account_id)
+            if entry is None:
+                if asks:
+                    more.extend(self._dispatch.account_lost(account_id, "account_actor_dead"))
+            elif not tell_quietly(entry.ref, bundle(messages)) and asks:
+                more.extend(self._dispatch.account_lost(account_id, "account_actor_dead"))
+        return more
+
     def _carry_out(self, action: Action) -> list[Action]:
-        """One action; returns what the dispatch decides if an account actor turns out gone."""
+        """One action (not a lease message: see ``_post``)."""
         match action:
-            case Request(account_id=account_id, request=request):
-                entry = self._accounts.get(account_id)
-                if entry is None or not tell_quietly(entry.ref, request):
-                    return self._dispatch.account_lost(account_id, "account_actor_dead")
-            case Release(
-                account_id=account_id,
-                lease_id=lease_id,
-                outcome=outcome,
-                stream_id=stream_id,
-                repeated=repeated,
-            ):
-                entry = self._accounts.get(account_id)
-                if entry is not None:
-                    release = ReleaseLease(lease_id, outcome, stream_id, repeated)
-                    tell_quietly(entry.ref, release)
             case StartCheck(job=job, lease=lease, others_running=others):
                 self._checkers.start(job, lease, others)
             case CancelCheck(lease_id=lease_id, reason=reason):
@@ -471,6 +485,12 @@ class Coordinator(pykka.ThreadingActor):
                 for lease_id, job, lease in dispatch.running()
             ],
         }
+
+
+def _lease_message(action: Request | Release) -> RequestLease | ReleaseLease:
+    if isinstance(action, Request):
+        return action.request
+    return ReleaseLease(action.lease_id, action.outcome, action.stream_id, action.repeated)
 
 
 def _shown_limit(limit: int) -> int:

@@ -196,6 +196,9 @@ class _Account:
     waiting_for: str | None = None
     """Why its jobs wait: what the account last said of its room (``RoomChanged``), or
     the reason of its last denial; cleared by a grant."""
+    key: tuple[float, float, float, int] | None = None
+    """``urgency`` as last computed; ``Dispatch._mark`` drops it whenever the account
+    changes, so a pump compares the accounts without recomputing every one."""
 
     @property
     def ready(self) -> bool:
@@ -232,6 +235,13 @@ class _Account:
         per_usable_slot = work / max(1, usable)
         finish = max(work / (held + 1), per_usable_slot, longest)
         return (finish, per_usable_slot, longest, -self.account_id)
+
+    def cached_urgency(self, global_limit: int) -> tuple[float, float, float, int]:
+        """``urgency``, computed again only after the account changed."""
+        key = self.key
+        if key is None:
+            key = self.key = self.urgency(global_limit)
+        return key
 
 
 @dataclass
@@ -422,6 +432,7 @@ class Dispatch:
             account.in_flight_work -= job.expected_s
             self._finish(job, failed, out)
         account.lost = reason
+        self._mark(account)
         self._fail_waiting(account, failed, out)
         return self._done(out)
 
@@ -506,6 +517,7 @@ class Dispatch:
         self._running[lease.lease_id] = _Run(job, lease, now)
         account.running += 1
         account.running_work += job.expected_s
+        self._mark(account)
         self._timers.set(("deadline", lease.lease_id), now + self._settings.deadline)
         logger.debug(
             "check_started",
@@ -528,6 +540,7 @@ class Dispatch:
             account.in_flight -= 1
             account.in_flight_work -= job.expected_s
             account.waiting_for = reason
+            self._mark(account)
         if self._draining is not None:
             self._finish(job, self._draining, out)
         else:
@@ -598,6 +611,8 @@ class Dispatch:
         return job
 
     def _mark(self, account: _Account) -> None:
+        """The account changed: refresh whether it is ready, forget its urgency."""
+        account.key = None
         if account.ready:
             self._ready.add(account.account_id)
         else:
@@ -652,9 +667,13 @@ class Dispatch:
                     self._request(account, out)
             return out
         limit = self._settings.global_limit
+
+        def urgency(account: _Account) -> tuple[float, float, float, int]:
+            return account.cached_urgency(limit)
+
         while budget > 0 and self._ready:
             accounts = (self._accounts[account_id] for account_id in self._ready)
-            self._request(max(accounts, key=lambda a: a.urgency(limit)), out)
+            self._request(max(accounts, key=urgency), out)
             budget -= 1
         return out
 

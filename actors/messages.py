@@ -97,6 +97,28 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """Several messages for one actor in one envelope, handled in order as if told one by one.
+
+    The coordinator sends an account the ``ReleaseLease`` and ``RequestLease``
+    one event gave rise to (a check ending frees a slot and asks for it again;
+    a cycle's start asks for many) as one batch; the account answers a batch
+    with one batch of ``LeaseGranted``/``LeaseDenied`` and the ``RoomChanged``
+    after them, and announces its room once, after the whole batch (the room
+    both sides count comes out the same as after the messages one by one).
+    One envelope instead of several saves a mailbox hand-over, and a thread
+    wake-up, per message on the path from a freed slot to the next check.
+    """
+
+    messages: tuple[Any, ...]
+
+
+def bundle(messages: list[Any]) -> Any:
+    """One message as it is, several as a :class:`Batch`."""
+    return messages[0] if len(messages) == 1 else Batch(tuple(messages))
+
+
+@dataclass(frozen=True)
 class RequestLease:
     """Ask an account for a lease to check ``stream``."""
 
