@@ -5,6 +5,10 @@ Usage::
     python -m bench.scheduler bench/scenarios/seed.json
     python -m bench.scheduler --generate 10000 200   # 10,000 streams over 200 accounts
     python -m bench.scheduler --generate 2000 40 --global-limit 30
+    python -m bench.scheduler --suite --runs 3       # every bench/scenarios/*.json
+
+``large_2000.json`` and ``large_10000.json`` in ``bench/scenarios`` are the two
+generated cases above, as files (``{"generate": {...}}``).
 
 Prints one JSON object: ``makespan_s``, ``lower_bound_s`` (the longest of: each
 account's total duration over its free slots, the total over the global limit,
@@ -13,17 +17,25 @@ the longest single check), ``ratio``, ``max_concurrency`` per account id,
 check that could use it waits, to the next such check starting; a slot the
 global limit keeps idle is not counted, the global slot it frees is),
 ``overhead_ms_per_check`` (CPU time of the whole process per check: the probe
-only sleeps, so every CPU cycle is ours), ``threads_max`` (threads alive at
-once) and ``max_rss_mb``.
+only sleeps, so every CPU cycle is ours), ``first_check_ms`` (from the cycle's
+start to its first check starting), ``threads_max`` (threads alive at once)
+and ``max_rss_mb``.
+
+``--suite`` runs every scenario file of a folder ``--runs`` times, each in its
+own process (so that ``max_rss_mb`` is the scenario's), and prints one line
+per run: the machine's load average, the warm and cold ratio, the idle-slot
+latency p50/p99, CPU per check, memory, violations.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -66,7 +78,19 @@ class Scenario:
 
 
 def load_scenario(data: dict[str, Any]) -> Scenario:
-    """Build a scenario from the JSON shape documented in the README."""
+    """Build a scenario from the JSON shape documented in the README.
+
+    A file holding ``{"generate": {"streams": N, "accounts": M, "global_limit":
+    L, "seed": S}}`` stands for the scenario :func:`generate` makes of those.
+    """
+    if "generate" in data:
+        spec = data["generate"]
+        data = generate(
+            int(spec["streams"]),
+            int(spec["accounts"]),
+            seed=int(spec.get("seed", 7)),
+            global_limit=int(spec.get("global_limit", 0)),
+        )
     accounts = []
     for raw in data["accounts"]:
         profiles = tuple(
@@ -202,10 +226,20 @@ def idle_slot_latencies(events: list[tuple[float, str, int]], scenario: Scenario
         waiting[stream.account_id] += 1
     open_now: dict[int, int] = defaultdict(int)
     limit = scenario.global_limit or UNLIMITED
+    # Kept up to date event by event (only the event's account changes), so
+    # that 20,000 events over 200 accounts take milliseconds, not seconds.
+    share = {a: min(slots[a], n) for a, n in waiting.items()}
+    per_account = sum(share.values())
+    total_open = 0
 
     def usable() -> int:
-        per_account = sum(min(slots[a] - open_now[a], n) for a, n in waiting.items())
-        return min(limit - sum(open_now.values()), per_account)
+        return min(limit - total_open, per_account)
+
+    def update(account: int) -> None:
+        nonlocal per_account
+        new = min(slots[account] - open_now[account], waiting[account])
+        per_account += new - share[account]
+        share[account] = new
 
     ordered = sorted(events)
     idle_since: deque[float | None] = deque([None] * usable())  # None: the first wave's
@@ -214,10 +248,14 @@ def idle_slot_latencies(events: list[tuple[float, str, int]], scenario: Scenario
         before = usable()
         if kind == "end":
             open_now[account] -= 1
+            total_open -= 1
+            update(account)
             idle_since.extend([at] * (usable() - before))
             continue
         open_now[account] += 1
+        total_open += 1
         waiting[account] -= 1
+        update(account)
         if idle_since:
             since = idle_since.popleft()
             if since is not None:
@@ -284,6 +322,7 @@ def _one_cycle(
     makespan = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
     bound = lower_bound(scenario)
+    first = min((at for at, kind, _ in probe.events if kind == "start"), default=started)
     latencies = sorted(idle_slot_latencies(probe.events, scenario))
     return {
         "streams": len(scenario.streams),
@@ -300,6 +339,7 @@ def _one_cycle(
             "samples": len(latencies),
         },
         "overhead_ms_per_check": round(cpu * 1000 / max(len(jobs), 1), 4),
+        "first_check_ms": round((first - started) * 1000, 1),
         "threads_max": probe.threads_max,
     }
 
@@ -312,8 +352,46 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[min(98, int(q * 100) - 1)]
 
 
+_SUITE_HEADER = (
+    f"{'scenario':<16} {'run':>3} {'load':>5} {'bound_s':>7} {'ratio':>6} {'cold':>6} "
+    f"{'p50_ms':>7} {'p99_ms':>7} {'cpu_ms':>6} {'first_ms':>8} {'rss_mb':>6} "
+    f"{'viol':>4} {'results':>7}"
+)
+
+
+def suite(folder: Path, runs: int, cycles: int) -> int:
+    """Run every scenario file of ``folder`` ``runs`` times, one process each; print a line each.
+
+    Shipped scenarios first, generated ones after (the 10,000-stream one takes longest).
+    """
+    files = sorted(
+        folder.glob("*.json"), key=lambda p: ("generate" in json.loads(p.read_text()), p.name)
+    )
+    print(_SUITE_HEADER, flush=True)
+    for path in files:
+        for run_number in range(1, runs + 1):
+            load = os.getloadavg()[0]
+            command = [sys.executable, "-m", "bench.scheduler", str(path), "--cycles", str(cycles)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"{path.stem:<16} {run_number:>3} failed: {done.stderr.strip()[-300:]}")
+                continue
+            f = json.loads(done.stdout)
+            latency = f["idle_slot_latency_ms"]
+            cold = f.get("cold_cycle", {}).get("ratio")
+            print(
+                f"{path.stem:<16} {run_number:>3} {load:>5.2f} {f['lower_bound_s']:>7.3f} "
+                f"{f['ratio']:>6.3f} {cold if cold is not None else '-':>6} "
+                f"{latency['p50']:>7.3f} {latency['p99']:>7.2f} "
+                f"{f['overhead_ms_per_check']:>6.3f} {f['first_check_ms']:>8.1f} "
+                f"{f['max_rss_mb']:>6.1f} {f['violations']:>4} {f['results']:>7}",
+                flush=True,
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: a scenario file, or ``--generate STREAMS ACCOUNTS``."""
+    """Command line: a scenario file, ``--generate STREAMS ACCOUNTS`` or ``--suite``."""
     parser = argparse.ArgumentParser(prog="python -m bench.scheduler", description=__doc__)
     parser.add_argument("scenario", nargs="?", type=Path, help="scenario JSON file")
     parser.add_argument("--generate", nargs=2, type=int, metavar=("STREAMS", "ACCOUNTS"))
@@ -322,7 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of a generated scenario")
     parser.add_argument("--cycles", type=int, default=2, help="cycles to run (default 2)")
+    parser.add_argument(
+        "--suite",
+        nargs="?",
+        type=Path,
+        const=Path(__file__).parent / "scenarios",
+        metavar="FOLDER",
+        help="run every scenario file of FOLDER (default bench/scenarios), one line per run",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario with --suite")
     args = parser.parse_args(argv)
+    if args.suite:
+        return suite(args.suite, max(1, args.runs), max(1, args.cycles))
     if args.generate:
         streams, accounts = args.generate
         data = generate(streams, accounts, seed=args.seed, global_limit=args.global_limit)
