@@ -326,7 +326,7 @@ class Coordinator(QuickActor):
                 skipped += len(job.stream_ids)
                 continue
             key = memory.priority(job.stream_ids, marked=job.marked)
-            planned.append(replace(job, priority=key))
+            planned.append(job.evolve(priority=key))
         if skipped:
             logger.info(
                 "cycle_stable_skipped",

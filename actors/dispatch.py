@@ -464,7 +464,7 @@ class Dispatch:
         default = self._settings.check_duration
         self._open += len(jobs)
         for job in jobs:
-            expected = replace(job, expected_s=self._history.get(job.stream.id, default))
+            expected = job.evolve(expected_s=self._history.get(job.stream.id, default))
             account = self._accounts.get(job.account_id)
             if account is None or account.retired:
                 self._finish(expected, ProbeOutcome(kind="error", reason="unknown_account"), out)
