@@ -370,6 +370,9 @@ class Coordinator(QuickActor):
             elif isinstance(action, Request | Release):
                 mail.setdefault(action.account_id, []).append(action)
             else:
+                if isinstance(action, DropAccount) and mail:  # its last release goes first
+                    pending.extend(self._post(mail))
+                    mail = {}
                 pending.extend(self._carry_out(action))
             if not pending and mail:
                 pending.extend(self._post(mail))
