@@ -236,13 +236,6 @@ class _Account:
         finish = max(work / (held + 1), per_usable_slot, longest)
         return (finish, per_usable_slot, longest, -self.account_id)
 
-    def cached_urgency(self, global_limit: int) -> tuple[float, float, float, int]:
-        """``urgency``, computed again only after the account changed."""
-        key = self.key
-        if key is None:
-            key = self.key = self.urgency(global_limit)
-        return key
-
 
 @dataclass
 class _Run:
@@ -660,20 +653,27 @@ class Dispatch:
         budget = self._budget_left()
         if budget <= 0:
             return out
-        ready = [self._accounts[account_id] for account_id in self._ready]
-        if sum(min(a.room, len(a.waiting)) for a in ready) <= budget:
-            for account in ready:
-                while account.ready:
-                    self._request(account, out)
-            return out
+        accounts = self._accounts
+        # Each ready account can take one at least: more of them than the
+        # budget means the budget binds, without summing what they could take.
+        if len(self._ready) <= budget:
+            ready = [accounts[account_id] for account_id in self._ready]
+            if sum(min(a.room, len(a.waiting)) for a in ready) <= budget:
+                for account in ready:
+                    while account.ready:
+                        self._request(account, out)
+                return out
         limit = self._settings.global_limit
 
-        def urgency(account: _Account) -> tuple[float, float, float, int]:
-            return account.cached_urgency(limit)
+        def urgency(account_id: int) -> tuple[float, float, float, int]:
+            account = accounts[account_id]
+            key = account.key  # kept until the account changes (see _mark)
+            if key is None:
+                key = account.key = account.urgency(limit)
+            return key
 
         while budget > 0 and self._ready:
-            accounts = (self._accounts[account_id] for account_id in self._ready)
-            self._request(max(accounts, key=urgency), out)
+            self._request(accounts[max(self._ready, key=urgency)], out)
             budget -= 1
         return out
 
