@@ -1,42 +1,32 @@
-"""``Coordinator``: a thin actor over :class:`Dispatch` and :class:`Cycle`.
+"""``Coordinator``: a thin actor over :class:`Dispatch`, :class:`Cycles` and :class:`Roster`.
 
 Every message becomes one event of the dispatch (which decides: who gets a
 lease, what is retried, when a check has run out of time) and the coordinator
-carries out the actions it returns: telling account actors, starting and
-cancelling checks (on the pool threads of :class:`Checkers`), recording results
-in the cycle and telling listeners. It never waits, and it owns the account
-actors: it starts, updates and retires them from ``SetAccounts``.
+carries out the actions it returns (:mod:`actors.actions`): telling account
+actors, starting and cancelling checks (on the pool threads of
+:class:`Checkers`), recording results in the running cycle. It never waits.
+It owns the account actors: it starts, updates and retires them as the roster
+decides from ``SetAccounts``. The lease protocol is told in
+:mod:`actors.messages`.
 """
 
 from __future__ import annotations
 
-import queue
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from types import TracebackType
+from dataclasses import replace
 from typing import Any
 
 import pykka
 import structlog
 
+from actors import actions
 from actors.account import AccountActor, LearningFeed, ViewerFeed
 from actors.checker import Checkers, utc_now
-from actors.cycle import Cycle, Scorer, failed_unstarted, summary
-from actors.dispatch import (
-    AbandonCheck,
-    Action,
-    CancelCheck,
-    CoordinatorSettings,
-    Dispatch,
-    DropAccount,
-    Finish,
-    Release,
-    Request,
-    StartCheck,
-    WakeAt,
-)
+from actors.cycle import Scorer
+from actors.cycles import CycleBusyError, Cycles, resolve
+from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.inbox import QuickActor
 from actors.messages import (
     AbortCycle,
@@ -45,28 +35,25 @@ from actors.messages import (
     CheckCycle,
     CheckFinished,
     CycleFinished,
-    CycleRefused,
     CycleStarted,
     GetStatus,
-    Job,
     LeaseDenied,
     LeaseGranted,
     LimitsChanged,
     Preempt,
-    ReleaseLease,
-    RequestLease,
     ResultReady,
     RoomChanged,
     SetAccounts,
     Subscribe,
     bundle,
 )
-from actors.observer import CheckObserver, NullObserver
-from actors.slots import UNLIMITED, capacity
-from actors.supervisor import report_failure
+from actors.observer import CheckObserver
+from actors.roster import Roster
+from actors.slots import capacity
+from actors.supervisor import SupervisedActor
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
-from domain.models import Account, Probe, ProbeOutcome
+from domain.models import Account, Probe, ProbeOutcome, StreamInfo
 from domain.priority import CheckMemory
 
 __all__ = ["Coordinator", "CoordinatorSettings", "CycleBusyError", "Scorer"]
@@ -74,17 +61,11 @@ __all__ = ["Coordinator", "CoordinatorSettings", "CycleBusyError", "Scorer"]
 logger = structlog.get_logger(__name__)
 
 
-class CycleBusyError(RuntimeError):
-    """A cycle was started while another one is still running."""
+def _no_score(_info: StreamInfo) -> float:
+    return 0.0
 
 
-@dataclass
-class _AccountActor:
-    ref: pykka.ActorRef[Any]
-    account: Account
-
-
-class Coordinator(QuickActor):
+class Coordinator(SupervisedActor, QuickActor):
     """Grants checks to accounts without blocking; owns the queue and the global limit.
 
     Args:
@@ -107,7 +88,7 @@ class Coordinator(QuickActor):
             queue's priority and ``stable_every`` read them; empty if ``None``.
     """
 
-    use_daemon_thread = True
+    actor_name = "coordinator"
 
     def __init__(
         self,
@@ -123,92 +104,64 @@ class Coordinator(QuickActor):
         learning: LearningFeed | None = None,
         memory: CheckMemory | None = None,
     ) -> None:
-        super().__init__()
-        self._memory = memory or CheckMemory()
+        super().__init__(supervisor)
         self._viewers = viewers
         self._learning = learning
         if learning is None:
             settings = replace(settings, learn_providers=False)
-        self._supervisor = supervisor
-        self._observer: CheckObserver = observer or NullObserver()
+        self._observer = observer or CheckObserver()
         self._settings = settings
         self._listeners = list(listeners)
-        self._scorer: Scorer = scorer or (lambda _info: 0.0)
         self._own_timers = timers is None
         self._timers = timers or Timers()
         self._wake = PendingTick(self._timers)
         self._checkers = Checkers(self.actor_ref, probe, settings)
         self._dispatch = Dispatch(settings, time.monotonic, history, self._observer)
-        self._accounts: dict[int, _AccountActor] = {}
-        self._cycle: Cycle | None = None
-        self._cycle_done: pykka.Future[CycleFinished] | None = None
-        self._last_cycle: dict[str, Any] | None = None
-        self._abort_waiters: list[pykka.Future[CycleFinished | None]] = []
-        self._failing: ProbeOutcome | None = None
-        """Set by an error abort (an actor died): later cycles fail at once."""
+        self._roster: Roster[pykka.ActorRef[Any]] = Roster(settings.stagger_delay)
+        self._cycles = Cycles(
+            self._announce,
+            scorer or _no_score,
+            memory or CheckMemory(),
+            settings.stable_every,
+            time.monotonic,
+            utc_now,
+        )
 
     # --- life cycle ---------------------------------------------------------------
 
-    def on_stop(self) -> None:
-        """Kill running checks, stop account actors and timers; no cycle is left hanging."""
-        self._fail_open_work("coordinator_stopped")
-        self._shutdown()
+    def wind_down(self, error: BaseException | None) -> None:
+        """Kill running checks, stop account actors and timers; no cycle is left hanging.
 
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Crashed (a bug): every open job gets an error result, no probe outlives us,
-        and the supervisor hears of it."""
-        self._fail_open_work(f"coordinator_failed: {exception_value!r}")
-        self._shutdown()
-        report_failure(self._supervisor, "coordinator", exception_value)
+        After a crash (a bug) every open job gets an error result naming it.
+        """
+        reason = "coordinator_stopped" if error is None else f"coordinator_failed: {error!r}"
+        self._fail_open_work(ProbeOutcome(kind="error", reason=reason))
+        self._wake.cancel()
+        self._checkers.stop()
+        for ref in self._roster.actors():
+            ref.stop(block=False)
+        if self._own_timers:
+            self._timers.stop()
 
-    def _fail_open_work(self, reason: str) -> None:
+    def _fail_open_work(self, outcome: ProbeOutcome) -> None:
         """End the running cycle and any cycle still in the mailbox with ``error`` results.
 
         Without this a caller waiting on a cycle's ``done`` would wait for ever:
         pykka drops the told messages of a dead actor.
         """
-        outcome = ProbeOutcome(kind="error", reason=reason)
-        cycle = self._cycle
-        if cycle is not None:
-            try:
-                for job in cycle.open_jobs():
-                    self._record(Finish(job, outcome))
-                self._maybe_finish_cycle(aborted=True)
-            except Exception:  # the state may be what crashed; the future must still resolve
-                logger.exception("cycle_fail_failed", cycle_id=cycle.cycle_id)
-                _resolve(self._cycle_done, None, RuntimeError(reason))
+        self._cycles.fail_open(outcome)
         kept = []
         while not self.actor_inbox.empty():  # only this thread reads it (as pykka's teardown)
             envelope = self.actor_inbox.get()
             message = envelope.message
             if isinstance(message, CheckCycle):
-                self._fail_unstarted(message, outcome)
+                self._cycles.fail_unstarted(message, outcome)
             elif isinstance(message, AbortCycle):
-                _resolve(message.done, None)
+                resolve(message.done, None)
             else:
                 kept.append(envelope)
         for envelope in kept:  # pykka answers the asks among them with ActorDeadError
             self.actor_inbox.put(envelope)
-
-    def _fail_unstarted(self, message: CheckCycle, outcome: ProbeOutcome) -> None:
-        """A cycle that never started: its caller still gets a result for every job."""
-        finished = failed_unstarted(message.cycle_id, message.jobs, outcome, utc_now())
-        for listener in self._listeners:
-            tell_quietly(listener, finished)
-        _resolve(message.done, finished)
-
-    def _shutdown(self) -> None:
-        self._wake.cancel()
-        self._checkers.stop()
-        for entry in self._accounts.values():
-            entry.ref.stop(block=False)
-        if self._own_timers:
-            self._timers.stop()
 
     # --- messages -----------------------------------------------------------------
 
@@ -225,10 +178,10 @@ class Coordinator(QuickActor):
                 self._perform(dispatch.room_changed(account_id, change, short))
             case CheckFinished():
                 self._checkers.ended(message.lease_id)
-                actions = dispatch.check_finished(
+                ended = dispatch.check_finished(
                     message.lease_id, message.outcome, message.started_at, message.finished_at
                 )
-                self._perform(actions)
+                self._perform(ended)
             case Preempt(lease_ids=lease_ids):
                 self._perform(dispatch.preempt(lease_ids))
             case Tick():
@@ -255,122 +208,77 @@ class Coordinator(QuickActor):
         return None
 
     def _on_set_accounts(self, accounts: Iterable[Account]) -> None:
-        seen: set[int] = set()
-        for account in accounts:
-            seen.add(account.id)
-            entry = self._accounts.get(account.id)
-            stagger = self._stagger_for(account)
-            if entry is not None and not entry.ref.is_alive():
-                if not self._dispatch.can_restart(account.id):
-                    continue  # its checks still run; the next cycle's accounts restart it
-                logger.warning("account_actor_restarted", account_id=account.id)
-                entry = None
-            if entry is None:
+        roster, dispatch = self._roster, self._dispatch
+        plan = roster.plan(accounts, dispatch.can_restart)
+        for change in plan.changes:
+            account = change.account
+            if change.actor is None:
                 ref = AccountActor.start(
                     account,
                     self.actor_ref,
                     self._timers,
-                    stagger,
+                    change.stagger,
                     self._viewers,
                     learning=self._learning,
                 )
-                self._accounts[account.id] = _AccountActor(ref, account)
-                self._perform(self._dispatch.set_account(account.id, capacity(account), fresh=True))
-                continue
-            entry.account = account
-            tell_quietly(entry.ref, LimitsChanged(account, stagger))
-            self._perform(self._dispatch.set_account(account.id, capacity(account)))
-        for account_id in list(self._accounts):
-            if account_id not in seen:
-                self._perform(self._dispatch.retire_account(account_id))
-
-    def _stagger_for(self, account: Account) -> float:
-        if account.stagger_delay is not None:
-            return account.stagger_delay
-        return self._settings.stagger_delay
+                roster.add(account, ref)
+                self._perform(dispatch.set_account(account.id, capacity(account), fresh=True))
+            else:
+                tell_quietly(change.actor, LimitsChanged(account, change.stagger))
+                self._perform(dispatch.set_account(account.id, capacity(account)))
+        for account_id in plan.retired:
+            self._perform(dispatch.retire_account(account_id))
 
     def _on_cycle(self, message: CheckCycle) -> None:
-        if self._failing is not None:
-            self._fail_unstarted(message, self._failing)
-            return
-        if self._cycle is not None:
-            running = self._cycle.cycle_id
-            logger.warning(
-                "cycle_overlap_skipped", cycle_id=message.cycle_id, running_cycle=running
-            )
-            error = CycleBusyError("a cycle is already running")
-            if message.done is not None:
-                message.done.set_exception(exc_info=(CycleBusyError, error, None))
+        cycles = self._cycles
+        if cycles.failing is not None:
+            cycles.fail_unstarted(message, cycles.failing)
+        elif cycles.running is not None:
+            refused = cycles.refuse(message)
             if message.requester is not None:
-                tell_quietly(message.requester, CycleRefused(message.cycle_id, str(error)))
-            return
-        jobs = self._plan(message)
-        cycle = Cycle(message.cycle_id, jobs, self._scorer, time.monotonic, utc_now)
-        self._cycle = cycle
-        self._cycle_done = message.done
-        cycle.log_started({a: _shown_limit(capacity(e.account)) for a, e in self._accounts.items()})
-        started = CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at)
-        for listener in self._listeners:
-            tell_quietly(listener, started)
-        self._perform(self._dispatch.start(jobs))
-
-    def _plan(self, message: CheckCycle) -> list[Job]:
-        """The cycle's jobs with their priority, less the stable ones not due (``stable_every``)."""
-        memory = self._memory
-        memory.next_cycle()
-        every = self._settings.stable_every
-        planned: list[Job] = []
-        skipped = 0
-        for job in message.jobs:
-            if not memory.due(job.stream_ids, every, marked=job.marked):
-                skipped += len(job.stream_ids)
-                continue
-            key = memory.priority(job.stream_ids, marked=job.marked)
-            planned.append(job.evolve(priority=key))
-        if skipped:
-            logger.info(
-                "cycle_stable_skipped",
-                cycle_id=message.cycle_id,
-                streams=skipped,
-                stable_every=every,
-                hint="healthy and unchanged for a while: checked every stable_every cycles",
-            )
-        return planned
+                tell_quietly(message.requester, refused)
+        else:
+            self._perform(self._dispatch.start(cycles.begin(message, self._roster.limits())))
 
     def _on_abort(self, message: AbortCycle) -> None:
-        if message.error and self._failing is None:
-            self._failing = ProbeOutcome(kind="error", reason=message.reason)
-        cycle = self._cycle
+        cycle = self._cycles.abort(message)
         if cycle is None:
-            if message.done is not None:
-                message.done.set(None)
             return
-        if message.done is not None:
-            self._abort_waiters.append(message.done)
         log = logger.error if message.error else logger.warning
         log("cycle_aborting", cycle_id=cycle.cycle_id, reason=message.reason)
         self._perform(self._dispatch.abort(message.reason, error=message.error))
 
+    def _status(self) -> dict[str, Any]:
+        dispatch = self._dispatch
+        return {
+            "cycle": self._cycles.status(aborting=dispatch.draining is not None),
+            "last_cycle": self._cycles.last,
+            "global_limit": self._settings.global_limit,
+            **dispatch.counts(),
+            "accounts": self._roster.status(dispatch.account_status),
+            "checks": dispatch.checks(),
+        }
+
     # --- carrying out -------------------------------------------------------------
 
-    def _perform(self, actions: Iterable[Action]) -> None:
+    def _perform(self, todo: Iterable[actions.Action]) -> None:
         """Carry out the dispatch's actions in order, then end the cycle if it is complete.
 
         Results go to the listeners last: a freed slot's next request is not
         kept waiting behind them. What goes to one account goes as one
         message (a :class:`Batch` if there are several), in order.
         """
-        pending = deque(actions)
-        finished: list[Finish] = []
-        mail: dict[int, list[Request | Release]] = {}
+        pending = deque(todo)
+        finished: list[actions.Finish] = []
+        mail: dict[int, list[actions.Request | actions.Release]] = {}
         while pending:
             action = pending.popleft()
-            if isinstance(action, Finish):
+            if isinstance(action, actions.Finish):
                 finished.append(action)
-            elif isinstance(action, Request | Release):
+            elif isinstance(action, actions.Request | actions.Release):
                 mail.setdefault(action.account_id, []).append(action)
             else:
-                if isinstance(action, DropAccount) and mail:  # its last release goes first
+                if isinstance(action, actions.DropAccount) and mail:  # its last release first
                     pending.extend(self._post(mail))
                     mail = {}
                 pending.extend(self._carry_out(action))
@@ -378,139 +286,43 @@ class Coordinator(QuickActor):
                 pending.extend(self._post(mail))
                 mail = {}
         for finish in finished:
-            self._record(finish)
-        self._maybe_finish_cycle()
+            self._cycles.record(finish)
+        # A max_wait expiry is not an abort: every stream has its result (once exits 0).
+        dispatch = self._dispatch
+        self._cycles.end(aborted=dispatch.draining is not None and not dispatch.wait_expired)
 
-    def _post(self, mail: dict[int, list[Request | Release]]) -> list[Action]:
+    def _post(
+        self, mail: dict[int, list[actions.Request | actions.Release]]
+    ) -> list[actions.Action]:
         """Tell each account its releases and requests; returns what the dispatch
         decides for an account whose actor turns out gone."""
-        more: list[Action] = []
-        for account_id, actions in mail.items():
-            messages = [_lease_message(action) for action in actions]
-            asks = any(isinstance(action, Request) for action in actions)
-            entry = self._accounts.get(account_id)
-            if entry is None:
-                if asks:
-                    more.extend(self._dispatch.account_lost(account_id, "account_actor_dead"))
-            elif not tell_quietly(entry.ref, bundle(messages)) and asks:
+        more: list[actions.Action] = []
+        for account_id, letters in mail.items():
+            messages = [a.request if isinstance(a, actions.Request) else a.release for a in letters]
+            asks = any(isinstance(a, actions.Request) for a in letters)
+            ref = self._roster.get(account_id)
+            if (ref is None or not tell_quietly(ref, bundle(messages))) and asks:
                 more.extend(self._dispatch.account_lost(account_id, "account_actor_dead"))
         return more
 
-    def _carry_out(self, action: Action) -> list[Action]:
+    def _carry_out(self, action: actions.Action) -> list[actions.Action]:
         """One action (not a lease message: see ``_post``)."""
         match action:
-            case StartCheck(job=job, lease=lease, others_running=others):
+            case actions.StartCheck(job=job, lease=lease, others_running=others):
                 self._checkers.start(job, lease, others)
-            case CancelCheck(lease_id=lease_id, reason=reason):
+            case actions.CancelCheck(lease_id=lease_id, reason=reason):
                 self._checkers.cancel(lease_id, reason)
-            case AbandonCheck(lease_id=lease_id):
+            case actions.AbandonCheck(lease_id=lease_id):
                 self._checkers.cancel(lease_id, "unresponsive")
                 self._checkers.ended(lease_id)
-            case WakeAt(at=at):
+            case actions.WakeAt(at=at):
                 self._wake.set(at - time.monotonic(), self.actor_ref)
-            case DropAccount(account_id=account_id):
-                entry = self._accounts.pop(account_id, None)
-                if entry is not None:
-                    entry.ref.stop(block=False)
+            case actions.DropAccount(account_id=account_id):
+                ref = self._roster.drop(account_id)
+                if ref is not None:
+                    ref.stop(block=False)
         return []
 
-    def _record(self, finish: Finish) -> None:
-        cycle = self._cycle
-        if cycle is None:
-            return
-        results = cycle.record(
-            finish.job, finish.outcome, finish.profile_id, finish.started_at, finish.finished_at
-        )
-        for result in results:
-            self._memory.record(result)
-            ready = ResultReady(cycle.cycle_id, result)
-            for listener in self._listeners:
-                tell_quietly(listener, ready)
-
-    def _maybe_finish_cycle(self, *, aborted: bool = False) -> None:
-        cycle = self._cycle
-        if cycle is None or not cycle.complete:
-            return
-        self._cycle = None
-        # A max_wait expiry is not an abort: every stream has its result (once exits 0).
-        dispatch = self._dispatch
-        ending_early = dispatch.draining is not None and not dispatch.wait_expired
-        finished = cycle.finish(aborted=aborted or ending_early)
-        self._last_cycle = summary(finished, cycle.streams)
+    def _announce(self, message: CycleStarted | ResultReady | CycleFinished) -> None:
         for listener in self._listeners:
-            tell_quietly(listener, finished)
-        _resolve(self._cycle_done, finished)
-        for waiter in self._abort_waiters:
-            _resolve(waiter, finished)
-        self._abort_waiters.clear()
-
-    # --- status -------------------------------------------------------------------
-
-    def _status(self) -> dict[str, Any]:
-        cycle = self._cycle
-        dispatch = self._dispatch
-        accounts = {}
-        for account_id, entry in self._accounts.items():
-            account = entry.account
-            accounts[account_id] = {
-                "name": account.name,
-                "limit": _shown_limit(capacity(account)),
-                **dispatch.account_status(account_id),
-                # For the dashboard's per-login bars: the configured logins,
-                # and the account actor to ask for its usage (GetUsage).
-                "stagger_delay": self._stagger_for(account),
-                "reserve_for_viewers": account.reserve_for_viewers,
-                "profiles": [
-                    {
-                        "id": p.id,
-                        "name": p.name,
-                        "is_default": p.is_default,
-                        "max_streams": p.max_streams,
-                    }
-                    for p in account.usable_profiles()
-                ],
-                "actor": entry.ref,
-            }
-        aborting = dispatch.draining is not None
-        return {
-            "cycle": None if cycle is None else cycle.status(aborting=aborting),
-            "last_cycle": self._last_cycle,
-            "global_limit": self._settings.global_limit,
-            **dispatch.counts(),
-            "accounts": accounts,
-            "checks": [
-                {
-                    "lease_id": lease_id,
-                    "stream_id": job.stream.id,
-                    "account_id": lease.account_id,
-                    "profile_id": lease.profile_id,
-                }
-                for lease_id, job, lease in dispatch.running()
-            ],
-        }
-
-
-def _lease_message(action: Request | Release) -> RequestLease | ReleaseLease:
-    if isinstance(action, Request):
-        return action.request
-    return ReleaseLease(action.lease_id, action.outcome, action.stream_id, action.repeated)
-
-
-def _shown_limit(limit: int) -> int:
-    """Limits as users write them: 0 means unlimited."""
-    return 0 if limit >= UNLIMITED else limit
-
-
-def _resolve(
-    future: pykka.Future[Any] | None, value: Any, error: BaseException | None = None
-) -> None:
-    """Set a caller's future unless it is set already (pykka raises on a second set)."""
-    if future is None:
-        return
-    try:
-        if error is None:
-            future.set(value)
-        else:
-            future.set_exception(exc_info=(type(error), error, None))
-    except queue.Full:
-        pass
+            tell_quietly(listener, message)

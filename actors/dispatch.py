@@ -34,8 +34,19 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from actors.messages import Job, Lease, RequestLease
-from actors.observer import CheckObserver, NullObserver
+from actors.actions import (
+    AbandonCheck,
+    Action,
+    CancelCheck,
+    DropAccount,
+    Finish,
+    Release,
+    Request,
+    StartCheck,
+    WakeAt,
+)
+from actors.messages import Job, Lease, ReleaseLease, RequestLease
+from actors.observer import Attempt, CheckObserver
 from actors.slots import UNLIMITED
 from domain.models import OutcomeKind, ProbeOutcome
 
@@ -89,83 +100,6 @@ class CoordinatorSettings:
         running then, as a timeout.
         """
         return self.check_duration + self.check_timeout
-
-
-# --- actions ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    """Send ``request`` to the account's actor."""
-
-    account_id: int
-    request: RequestLease
-
-
-@dataclass(frozen=True)
-class Release:
-    """Send ``ReleaseLease(lease_id, outcome)`` to the account's actor."""
-
-    account_id: int
-    lease_id: int
-    outcome: OutcomeKind | None = None
-    """How the check ended (the account learns from it); ``None``: never started."""
-    stream_id: int | None = None
-    repeated: bool = False
-    """A refusal of a job refused before (see ``ReleaseLease``)."""
-
-
-@dataclass(frozen=True)
-class StartCheck:
-    """Start the check of ``job`` through ``lease``."""
-
-    job: Job
-    lease: Lease
-    others_running: int
-    """Other checks running on the same account as this one starts."""
-
-
-@dataclass(frozen=True)
-class CancelCheck:
-    """Cancel the running check (its probe is killed); it still reports how it ended."""
-
-    lease_id: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class AbandonCheck:
-    """The check never reported after its cancel: forget it; its run is over."""
-
-    lease_id: int
-
-
-@dataclass(frozen=True)
-class Finish:
-    """The job's final outcome (for every stream of the job)."""
-
-    job: Job
-    outcome: ProbeOutcome
-    profile_id: int | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-
-
-@dataclass(frozen=True)
-class WakeAt:
-    """Call :meth:`Dispatch.tick` at ``at`` (clock seconds); replaces an earlier wake-up."""
-
-    at: float
-
-
-@dataclass(frozen=True)
-class DropAccount:
-    """A retired account has nothing left running: stop its actor."""
-
-    account_id: int
-
-
-Action = Request | Release | StartCheck | CancelCheck | AbandonCheck | Finish | WakeAt | DropAccount
 
 
 # --- state ------------------------------------------------------------------------
@@ -300,7 +234,7 @@ class Dispatch:
         observer: CheckObserver | None = None,
     ) -> None:
         self._settings = settings
-        self._observer: CheckObserver = observer or NullObserver()
+        self._observer: CheckObserver = observer or CheckObserver()
         self._clock = clock
         self._history: dict[int, float] = dict(history or {})
         self._accounts: dict[int, _Account] = {}
@@ -341,9 +275,17 @@ class Dispatch:
         """Seconds each stream's last ok/dead check took."""
         return dict(self._history)
 
-    def running(self) -> list[tuple[int, Job, Lease]]:
-        """The running checks: (lease id, job, lease)."""
-        return [(lease_id, run.job, run.lease) for lease_id, run in self._running.items()]
+    def checks(self) -> list[dict[str, int]]:
+        """The running checks for the status page: lease, stream, account and login."""
+        return [
+            {
+                "lease_id": lease_id,
+                "stream_id": run.job.stream.id,
+                "account_id": run.lease.account_id,
+                "profile_id": run.lease.profile_id,
+            }
+            for lease_id, run in self._running.items()
+        ]
 
     def account_counts(self, account_id: int) -> tuple[int, int]:
         """(waiting, running) checks of one account."""
@@ -701,7 +643,8 @@ class Dispatch:
             self._mark(account)
         stream_id = job.stream.id if job is not None else None
         repeated = job is not None and outcome == "busy" and job.refusals > 0
-        out.append(Release(lease.account_id, lease.lease_id, outcome, stream_id, repeated))
+        release = ReleaseLease(lease.lease_id, outcome, stream_id, repeated)
+        out.append(Release(lease.account_id, release))
 
     # --- internals: ending ----------------------------------------------------------
 
@@ -721,9 +664,8 @@ class Dispatch:
         self._last_progress = self._clock()
         held = self._last_progress - run.started
         lease = run.lease
-        self._observer.attempt_ended(
-            lease.account_id, lease.profile_id, outcome.kind, outcome.reason, held
-        )
+        attempt = Attempt(lease.account_id, lease.profile_id, outcome.kind, outcome.reason, held)
+        self._observer.attempt_ended(attempt)
         if outcome.kind in ("ok", "dead"):
             self._history[run.job.stream.id] = held
         account = self._accounts.get(run.lease.account_id)

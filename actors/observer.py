@@ -9,51 +9,32 @@ preempted checks) are seen only here.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
 
 
-class CheckObserver(Protocol):
-    """Counts what happens to leases and checks."""
+@dataclass(frozen=True)
+class Attempt:
+    """One check attempt that released its lease."""
+
+    account_id: int
+    profile_id: int
+    kind: str
+    """The probe's outcome (``ok``, ``dead``, ``error``, ``busy`` for a provider
+    refusal, ``cancelled``), before any retry decision."""
+    reason: str | None
+    connection_s: float
+    """Seconds it held the connection (lease granted to released)."""
+
+
+class CheckObserver:
+    """Counts what happens to leases and checks; this base observes nothing (tests,
+    and a coordinator started without metrics)."""
 
     def lease_denied(self, account_id: int, reason: str) -> None:
         """An account denied a lease (``full``, ``stagger``...)."""
-        ...
 
     def check_preempted(self, account_id: int, profile_id: int) -> None:
         """A running check is cancelled because a viewer needs its slot."""
-        ...
 
-    def attempt_ended(
-        self,
-        account_id: int,
-        profile_id: int,
-        kind: str,
-        reason: str | None,
-        connection_s: float,
-    ) -> None:
-        """One check attempt released its lease after holding it ``connection_s`` seconds.
-
-        ``kind`` is the probe's outcome (``ok``, ``dead``, ``error``, ``busy``
-        for a provider refusal, ``cancelled``), before any retry decision.
-        """
-        ...
-
-
-class NullObserver:
-    """Observes nothing (tests, and a coordinator started without metrics)."""
-
-    def lease_denied(self, account_id: int, reason: str) -> None:
-        """Ignore."""
-
-    def check_preempted(self, account_id: int, profile_id: int) -> None:
-        """Ignore."""
-
-    def attempt_ended(
-        self,
-        account_id: int,
-        profile_id: int,
-        kind: str,
-        reason: str | None,
-        connection_s: float,
-    ) -> None:
-        """Ignore."""
+    def attempt_ended(self, attempt: Attempt) -> None:
+        """One check attempt released its lease."""

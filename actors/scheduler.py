@@ -12,11 +12,9 @@ inventory blocks this actor's own thread, which only gets ticks and ``RunNow``.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any, Protocol
 
 import pykka
@@ -36,7 +34,7 @@ from actors.messages import (
     SetAccounts,
     Subscribe,
 )
-from actors.supervisor import report_failure
+from actors.supervisor import SupervisedActor
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.ports import InventorySource
@@ -100,7 +98,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-class Scheduler(pykka.ThreadingActor):
+class Scheduler(SupervisedActor):
     """Starts check cycles on the schedule, or at once on ``RunNow``; never two at once.
 
     It subscribes itself to the coordinator when it starts, so it hears
@@ -127,7 +125,7 @@ class Scheduler(pykka.ThreadingActor):
         ValueError: the cron expression or the interval is not usable.
     """
 
-    use_daemon_thread = True
+    actor_name = "scheduler"
 
     def __init__(
         self,
@@ -142,9 +140,8 @@ class Scheduler(pykka.ThreadingActor):
         supervisor: pykka.ActorRef[Any] | None = None,
         priority_channels: Collection[int | str] = (),
     ) -> None:
-        super().__init__()
+        super().__init__(supervisor)
         self._priority_channels = tuple(priority_channels)
-        self._supervisor = supervisor
         self._cron = schedule.cron.strip()
         self._interval = 0.0
         if self._cron:
@@ -174,35 +171,18 @@ class Scheduler(pykka.ThreadingActor):
 
     # --- life cycle ---------------------------------------------------------------
 
-    def on_start(self) -> None:
-        """Listen to the coordinator, then start a cycle or plan the first one.
+    def start_up(self) -> None:
+        """Listen to the coordinator, then start a cycle or plan the first one."""
+        tell_quietly(self._coordinator, Subscribe(self.actor_ref))
+        if self._run_at_start:
+            self._start_cycle("start")
+        else:
+            self._last_start = time.monotonic()
+            self._plan_next()
 
-        A crash here is reported as in ``on_failure`` (pykka does not call it).
-        """
-        try:
-            tell_quietly(self._coordinator, Subscribe(self.actor_ref))
-            if self._run_at_start:
-                self._start_cycle("start")
-            else:
-                self._last_start = time.monotonic()
-                self._plan_next()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
-
-    def on_stop(self) -> None:
+    def wind_down(self, error: BaseException | None) -> None:
         """Drop the planned start (a running cycle is the coordinator's to abort)."""
         self._tick.cancel()
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Drop the planned start when crashing too, and tell the supervisor."""
-        self._tick.cancel()
-        report_failure(self._supervisor, "scheduler", exception_value)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; only starting a cycle blocks (reading the inventory)."""

@@ -9,9 +9,7 @@ that one write: it is logged and the sink goes on.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, TypeVar
 
 import pykka
@@ -25,7 +23,7 @@ from actors.messages import (
     LoginsLearned,
     ResultReady,
 )
-from actors.supervisor import report_failure
+from actors.supervisor import SupervisedActor
 from adapters.store import ResultStore, StoreError, save_learned
 from domain.models import CheckResult, Inventory
 from domain.ports import ResultWriter, SourceError
@@ -35,7 +33,7 @@ T = TypeVar("T")
 logger = structlog.get_logger(__name__)
 
 
-class ResultSink(pykka.ThreadingActor):
+class ResultSink(SupervisedActor):
     """Stores and writes back results; orders channels after each cycle.
 
     Args:
@@ -47,7 +45,7 @@ class ResultSink(pykka.ThreadingActor):
             the store), since results then go nowhere.
     """
 
-    use_daemon_thread = True
+    actor_name = "result_sink"
 
     def __init__(
         self,
@@ -56,8 +54,7 @@ class ResultSink(pykka.ThreadingActor):
         history_days: int = 0,
         supervisor: pykka.ActorRef[Any] | None = None,
     ) -> None:
-        super().__init__()
-        self._supervisor = supervisor
+        super().__init__(supervisor)
         self._store_factory = store_factory
         self._writer = writer
         self._history_days = history_days
@@ -66,31 +63,14 @@ class ResultSink(pykka.ThreadingActor):
         self._inventories: dict[int, Inventory] = {}
         self.written = 0
 
-    def on_start(self) -> None:
-        """Open the store in this actor's own thread.
+    def start_up(self) -> None:
+        """Open the store in this actor's own thread (a sink that died here silently
+        would store and write back nothing: the supervisor hears of it)."""
+        self._store = self._store_factory()
 
-        pykka does not call ``on_failure`` for an ``on_start`` that raises, and a
-        sink that silently died here would store and write back nothing.
-        """
-        try:
-            self._store = self._store_factory()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
-
-    def on_stop(self) -> None:
+    def wind_down(self, error: BaseException | None) -> None:
         """Close the store; everything received was already committed."""
         self._close()
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the store when crashing too, and tell the supervisor."""
-        self._close()
-        report_failure(self._supervisor, "result_sink", exception_value)
 
     def _close(self) -> None:
         if self._store is not None:

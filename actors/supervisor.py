@@ -19,8 +19,10 @@ started afresh at the next cycle).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, ClassVar
 
 import pykka
 import structlog
@@ -37,6 +39,55 @@ def report_failure(
     """Tell the supervisor (if any) that ``actor`` died of ``error``; never raises."""
     if supervisor is not None:
         tell_quietly(supervisor, ActorFailed(actor=actor, error=repr(error)))
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """A long-lived actor whose crash the supervisor hears of, in ``on_start`` too.
+
+    pykka calls ``on_failure`` only for a crash in ``on_receive``; this base
+    reports one in ``on_start`` the same way. A subclass names itself in
+    ``actor_name`` (as ``ActorFailed`` says it), starts in :meth:`start_up`
+    and lets go of what it holds in :meth:`wind_down`, which runs on a stop
+    and on a crash alike.
+
+    Args:
+        supervisor: told ``ActorFailed`` when the actor crashes; ``None``: nobody.
+    """
+
+    use_daemon_thread = True
+    actor_name: ClassVar[str]
+
+    def __init__(self, supervisor: pykka.ActorRef[Any] | None = None) -> None:
+        super().__init__()
+        self._supervisor = supervisor
+
+    def on_start(self) -> None:
+        """Run :meth:`start_up`; a crash there is reported as in ``on_failure``."""
+        try:
+            self.start_up()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
+
+    def on_stop(self) -> None:
+        """Let go of what the actor holds."""
+        self.wind_down(None)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Let go of what the actor holds when crashing too, and tell the supervisor."""
+        self.wind_down(exception_value)
+        report_failure(self._supervisor, self.actor_name, exception_value)
+
+    def start_up(self) -> None:
+        """What the actor does when it starts (on its own thread); nothing by default."""
+
+    def wind_down(self, error: BaseException | None) -> None:
+        """Let go of timers, threads and files; ``error``: what it crashed of, if it did."""
 
 
 class Supervisor(pykka.ThreadingActor):

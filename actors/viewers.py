@@ -11,17 +11,15 @@ let a check take his connection; the accounts then fail closed.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import deque
-from types import TracebackType
 from typing import Any
 
 import pykka
 import structlog
 
 from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
-from actors.supervisor import report_failure
+from actors.supervisor import SupervisedActor
 from actors.tell import tell_quietly
 from actors.timers import PendingTick, Tick, Timers
 from domain.models import ViewerSnapshot
@@ -55,7 +53,7 @@ def _total(counts: dict[int, int]) -> int:
     return sum(counts.values())
 
 
-class ViewerWatcher(pykka.ThreadingActor):
+class ViewerWatcher(SupervisedActor):
     """Polls a :class:`ViewerSource` and sends every read to its subscribers (the accounts).
 
     Every good read is sent as ``ViewersSeen`` (accounts take it idempotently).
@@ -79,7 +77,7 @@ class ViewerWatcher(pykka.ThreadingActor):
         ValueError: ``poll_interval`` is not positive or ``worst_window`` is negative.
     """
 
-    use_daemon_thread = True
+    actor_name = "viewer_watcher"
 
     def __init__(
         self,
@@ -89,8 +87,7 @@ class ViewerWatcher(pykka.ThreadingActor):
         worst_window: float | None = None,
         supervisor: pykka.ActorRef[Any] | None = None,
     ) -> None:
-        super().__init__()
-        self._supervisor = supervisor
+        super().__init__(supervisor)
         if poll_interval <= 0:
             message = f"viewers poll_interval must be positive, got {poll_interval!r}"
             raise ValueError(message)
@@ -112,31 +109,14 @@ class ViewerWatcher(pykka.ThreadingActor):
 
     # --- life cycle ---------------------------------------------------------------
 
-    def on_start(self) -> None:
-        """Read at once; the read schedules the next one (a crash is reported as in
-        ``on_failure``, which pykka does not call for ``on_start``)."""
-        try:
-            self._poll()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
+    def start_up(self) -> None:
+        """Read at once; the read schedules the next one."""
+        self._poll()
 
-    def on_stop(self) -> None:
-        """Drop the pending tick."""
+    def wind_down(self, error: BaseException | None) -> None:
+        """Drop the pending tick (after a crash the accounts' counts go stale: they fail
+        closed)."""
         self._tick.cancel()
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Drop the pending tick when crashing too, and tell the supervisor.
-
-        The accounts stop hearing counts; theirs go stale and they fail closed.
-        """
-        self._tick.cancel()
-        report_failure(self._supervisor, "viewer_watcher", exception_value)
 
     def on_receive(self, message: Any) -> Any:
         """Poll on a current tick or ``RunNow``; anything else goes to pykka."""

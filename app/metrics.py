@@ -37,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from actors.messages import CycleFinished
+from actors.observer import Attempt, CheckObserver
 from domain.models import CheckResult
 
 logger = structlog.get_logger(__name__)
@@ -77,7 +78,7 @@ def _seconds_between(started: str | None, finished: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-class Metrics:
+class Metrics(CheckObserver):
     """Every metric of one daemon, in its own registry.
 
     It is also the coordinator's :class:`~actors.observer.CheckObserver`: its
@@ -87,79 +88,77 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.checks = Counter(
-            "iptv_checkd_checks",
+        counter, histogram = self._counter, self._histogram
+        self.checks = counter(
+            "checks",
             "Final check results per stream, by status and reason.",
             ("account", "status", "reason"),
-            registry=registry,
         )
-        self.check_duration = Histogram(
-            "iptv_checkd_check_duration_seconds",
+        self.check_duration = histogram(
+            "check_duration_seconds",
             "Wall time of the check that gave a stream its final result.",
             ("account", "status"),
-            buckets=_CHECK_BUCKETS,
-            registry=registry,
+            _CHECK_BUCKETS,
         )
-        self.attempts = Counter(
-            "iptv_checkd_check_attempts",
+        self.attempts = counter(
+            "check_attempts",
             "Every probe run, retries and preempted ones included, by outcome.",
             ("account", "kind"),
-            registry=registry,
         )
-        self.connection_seconds = Histogram(
-            "iptv_checkd_connection_seconds",
+        self.connection_seconds = histogram(
+            "connection_seconds",
             "Seconds one check held a provider connection (lease granted to released).",
             ("account", "login"),
-            buckets=_CHECK_BUCKETS,
-            registry=registry,
+            _CHECK_BUCKETS,
         )
-        self.preemptions = Counter(
-            "iptv_checkd_preemptions",
+        self.preemptions = counter(
+            "preemptions",
             "Checks cancelled because a viewer needed their slot.",
             ("account", "login"),
-            registry=registry,
         )
-        self.denied = Counter(
-            "iptv_checkd_leases_denied",
+        self.denied = counter(
+            "leases_denied",
             "Lease requests an account denied (full, stagger...).",
             ("account", "reason"),
-            registry=registry,
         )
-        self.refusals = Counter(
-            "iptv_checkd_provider_refusals",
+        self.refusals = counter(
+            "provider_refusals",
             "Connections the provider refused because the login was full.",
             ("account", "login"),
-            registry=registry,
         )
-        self.cycle_duration = Histogram(
-            "iptv_checkd_cycle_duration_seconds",
-            "Duration of finished check cycles.",
-            buckets=_CYCLE_BUCKETS,
-            registry=registry,
+        self.cycle_duration = histogram(
+            "cycle_duration_seconds", "Duration of finished check cycles.", (), _CYCLE_BUCKETS
         )
-        self.cycles = Counter(
-            "iptv_checkd_cycles",
+        self.cycles = counter(
+            "cycles",
             "Cycles by result: finished, aborted, or failed before they started.",
             ("result",),
-            registry=registry,
         )
-        self.writeback = Counter(
-            "iptv_checkd_writeback_requests",
+        self.writeback = counter(
+            "writeback_requests",
             "Write-back requests to the source: stream stats and channel reorders, by result.",
             ("kind", "result"),
-            registry=registry,
         )
-        self.alerts = Counter(
-            "iptv_checkd_alerts",
+        self.alerts = counter(
+            "alerts",
             "Webhook alerts by event and result (sent, failed, dropped).",
             ("event", "result"),
-            registry=registry,
         )
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
         self._state: _StateCollector | None = None
         self._lock = threading.Lock()
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(f"iptv_checkd_{name}", doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(
+            f"iptv_checkd_{name}", doc, labels, buckets=buckets, registry=self.registry
+        )
 
     # --- the coordinator's observer ---------------------------------------------------
 
@@ -171,20 +170,13 @@ class Metrics:
         """Count one preemption."""
         self.preemptions.labels(str(account_id), str(profile_id)).inc()
 
-    def attempt_ended(
-        self,
-        account_id: int,
-        profile_id: int,
-        kind: str,
-        reason: str | None,
-        connection_s: float,
-    ) -> None:
+    def attempt_ended(self, attempt: Attempt) -> None:
         """Count one attempt and the time it held its connection."""
-        account = str(account_id)
-        login = str(profile_id)
-        self.attempts.labels(account, kind).inc()
-        self.connection_seconds.labels(account, login).observe(max(0.0, connection_s))
-        if kind == "busy":
+        account = str(attempt.account_id)
+        login = str(attempt.profile_id)
+        self.attempts.labels(account, attempt.kind).inc()
+        self.connection_seconds.labels(account, login).observe(max(0.0, attempt.connection_s))
+        if attempt.kind == "busy":
             self.refusals.labels(account, login).inc()
 
     # --- listener events ----------------------------------------------------------------

@@ -10,19 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from actors.dispatch import (
-    AbandonCheck,
-    Action,
-    CancelCheck,
-    CoordinatorSettings,
-    Dispatch,
-    DropAccount,
-    Finish,
-    Release,
-    Request,
-    StartCheck,
-    WakeAt,
-)
+from actors import actions
+from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.jobs import jobs_for
 from actors.messages import Job, Lease
 from domain.models import OutcomeKind, ProbeOutcome
@@ -123,27 +112,27 @@ class Desk:
 
     # --- actions ------------------------------------------------------------------
 
-    def rows(self, actions: Iterable[Action]) -> list[Row]:
-        rows = [self._row(action) for action in actions]
+    def rows(self, todo: Iterable[actions.Action]) -> list[Row]:
+        rows = [self._row(action) for action in todo]
         return [row for row in rows if self._wakes or row[0] != "wake"]
 
-    def _row(self, action: Action) -> Row:  # noqa: PLR0911 - one row per kind of action
+    def _row(self, action: actions.Action) -> Row:  # noqa: PLR0911 - one row per kind of action
         match action:
-            case Request(account_id=account_id, request=request):
+            case actions.Request(account_id=account_id, request=request):
                 self.requests[request.stream.id] = request.request_id
                 return ("request", account_id, request.stream.id)
-            case Release(account_id=account_id, lease_id=lease_id):
+            case actions.Release(account_id=account_id, lease_id=lease_id):
                 return ("release", account_id, self._streams[lease_id])
-            case StartCheck(job=job):
+            case actions.StartCheck(job=job):
                 return ("start", job.stream.id)
-            case CancelCheck(lease_id=lease_id, reason=reason):
+            case actions.CancelCheck(lease_id=lease_id, reason=reason):
                 return ("cancel", self._streams[lease_id], reason)
-            case AbandonCheck(lease_id=lease_id):
+            case actions.AbandonCheck(lease_id=lease_id):
                 return ("abandon", self._streams[lease_id])
-            case Finish(job=job, outcome=outcome):
+            case actions.Finish(job=job, outcome=outcome):
                 return ("finish", job.stream.id, outcome.kind, outcome.reason)
-            case WakeAt(at=at):
+            case actions.WakeAt(at=at):
                 return ("wake", round(at, 6))
-            case DropAccount(account_id=account_id):
+            case actions.DropAccount(account_id=account_id):
                 return ("drop", account_id)
         raise AssertionError(action)

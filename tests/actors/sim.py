@@ -23,19 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from actors.dispatch import (
-    AbandonCheck,
-    Action,
-    CancelCheck,
-    CoordinatorSettings,
-    Dispatch,
-    DropAccount,
-    Finish,
-    Release,
-    Request,
-    StartCheck,
-    WakeAt,
-)
+from actors import actions
+from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.jobs import jobs_for
 from actors.messages import Lease, RequestLease
 from actors.slots import UNLIMITED, AccountSlots, Denial, capacity
@@ -220,35 +209,35 @@ class Simulation:
 
     # --- the coordinator's side ---------------------------------------------------
 
-    def _feed(self, actions: list[Action]) -> None:
-        for action in actions:
+    def _feed(self, todo: list[actions.Action]) -> None:
+        for action in todo:
             match action:
-                case Request(account_id=account_id, request=request):
+                case actions.Request(account_id=account_id, request=request):
                     self._send(account_id, partial(self._on_request, account_id, request))
-                case Release(account_id=account_id, lease_id=lease_id):
+                case actions.Release(account_id=account_id, lease_id=lease_id):
                     self._send(account_id, partial(self._on_release, account_id, lease_id))
-                case StartCheck(job=job, lease=lease):
+                case actions.StartCheck(job=job, lease=lease):
                     self._start_check(job.stream.id, lease)
-                case CancelCheck(lease_id=lease_id):
+                case actions.CancelCheck(lease_id=lease_id):
                     self._cancel_check(lease_id)
-                case AbandonCheck(lease_id=lease_id):
+                case actions.AbandonCheck(lease_id=lease_id):
                     self._close(lease_id)
-                case Finish(job=job, outcome=outcome):
+                case actions.Finish(job=job, outcome=outcome):
                     assert job.job_id not in self._finished, f"job {job.job_id} finished twice"
                     self._finished[job.job_id] = outcome
                     self._last_finish = self.clock.now
-                case WakeAt(at=at):
+                case actions.WakeAt(at=at):
                     self._wake_token += 1
                     token = self._wake_token
                     self._later(max(0.0, at - self.clock.now), partial(self._tick, token))
-                case DropAccount():
+                case actions.DropAccount():
                     pass
 
     def _tick(self, token: int) -> None:
         if token == self._wake_token:
             self._feed(self.dispatch.tick())
 
-    def _to_coordinator(self, sender: object, event: Callable[[], list[Action]]) -> None:
+    def _to_coordinator(self, sender: object, event: Callable[[], list[actions.Action]]) -> None:
         self._message(("up", sender), lambda: self._feed(event()))
 
     # --- the accounts' side -------------------------------------------------------

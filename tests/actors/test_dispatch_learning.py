@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from actors.dispatch import CoordinatorSettings, Release
+from actors.actions import Release
+from actors.dispatch import CoordinatorSettings
 from domain.models import ProbeOutcome
 from tests.actors.desk import Desk
 
@@ -26,7 +27,7 @@ def test_the_release_tells_the_account_how_the_check_ended() -> None:
     refused = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
     played = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("ok"))
     releases = [a for a in [*refused, *played] if isinstance(a, Release)]
-    assert [r.outcome for r in releases] == ["busy", "ok"]
+    assert [r.release.outcome for r in releases] == ["busy", "ok"]
 
 
 def test_refused_again_it_is_the_stream_it_backs_off_and_the_account_is_told() -> None:
@@ -34,12 +35,12 @@ def test_refused_again_it_is_the_stream_it_backs_off_and_the_account_is_told() -
     desk.start({1: 1})
     desk.grant(1)
     first = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
-    (release,) = [a for a in first if isinstance(a, Release)]
+    (release,) = [a.release for a in first if isinstance(a, Release)]
     assert (release.stream_id, release.repeated) == (1, False)
     assert desk.rows(first) == [("release", 1, 1), ("request", 1, 1)]  # at once, no backoff
     desk.grant(1)  # its account had room again
     again = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
-    (release,) = [a for a in again if isinstance(a, Release)]
+    (release,) = [a.release for a in again if isinstance(a, Release)]
     assert (release.stream_id, release.repeated) == (1, True)  # the stream, not the login
     assert desk.rows(again) == [("release", 1, 1), ("wake", 10.0)]  # backs off, as before
     assert desk.at(10.0) == [("request", 1, 1), ("wake", LEARNING.max_wait)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.dispatch import Action, CoordinatorSettings, Dispatch, Request
+from actors.actions import Action, Request
+from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.jobs import jobs_for
 from actors.messages import Lease
 from domain.models import ProbeOutcome

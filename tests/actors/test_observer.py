@@ -10,12 +10,13 @@ from actors.account import AccountActor
 from actors.coordinator import Coordinator, CoordinatorSettings
 from actors.jobs import jobs_for
 from actors.messages import CheckCycle, CycleFinished, GetStatus, SetAccounts, ViewersSeen
+from actors.observer import Attempt, CheckObserver
 from actors.timers import Timers
 from domain.models import ViewerSnapshot
 from tests.actors.fakes import Behaviour, FakeProbe, profile_account, simple_account, stream
 
 
-class RecordingObserver:
+class RecordingObserver(CheckObserver):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.denied: list[tuple[int, str]] = []
@@ -30,9 +31,17 @@ class RecordingObserver:
         with self.lock:
             self.preempted.append((account_id, profile_id))
 
-    def attempt_ended(self, account_id, profile_id, kind, reason, connection_s) -> None:
+    def attempt_ended(self, attempt: Attempt) -> None:
         with self.lock:
-            self.attempts.append((account_id, profile_id, kind, reason, connection_s))
+            self.attempts.append(
+                (
+                    attempt.account_id,
+                    attempt.profile_id,
+                    attempt.kind,
+                    attempt.reason,
+                    attempt.connection_s,
+                )
+            )
 
 
 def start(observer: RecordingObserver, probe: FakeProbe, accounts, timers: Timers, **settings):

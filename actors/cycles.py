@@ -1,0 +1,222 @@
+"""``Cycles``: the coordinator's cycles over time, as a plain class (no threads).
+
+One :class:`~actors.cycle.Cycle` runs at a time. This keeps it, plans its jobs
+(their queue priority, and the stable streams not due this cycle), turns each
+job's final outcome into results, remembers them (:class:`CheckMemory`, read
+by the next cycle's plan), ends the cycle when its last job is done and
+answers whoever waits for that: the ``CheckCycle``'s ``done`` and every
+``AbortCycle``'s. It also keeps the last cycle's summary and whether cycles
+fail at once (an actor the daemon needs has died). Listeners are told through
+the injected ``announce``.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.actions import Finish
+from actors.cycle import Cycle, Scorer, failed_unstarted, summary
+from actors.messages import (
+    AbortCycle,
+    CheckCycle,
+    CycleFinished,
+    CycleRefused,
+    CycleStarted,
+    Job,
+    ResultReady,
+)
+from domain.models import ProbeOutcome
+from domain.priority import CheckMemory
+
+logger = structlog.get_logger(__name__)
+
+Announce = Callable[[CycleStarted | ResultReady | CycleFinished], None]
+"""Tells every listener one message."""
+
+
+class CycleBusyError(RuntimeError):
+    """A cycle was started while another one is still running."""
+
+
+def resolve(
+    future: pykka.Future[Any] | None, value: Any, error: BaseException | None = None
+) -> None:
+    """Set a caller's future unless it is set already (pykka raises on a second set)."""
+    if future is None:
+        return
+    try:
+        if error is None:
+            future.set(value)
+        else:
+            future.set_exception(exc_info=(type(error), error, None))
+    except queue.Full:
+        pass
+
+
+def plan(cycle_id: int, jobs: Iterable[Job], memory: CheckMemory, stable_every: int) -> list[Job]:
+    """The cycle's jobs with their priority, less the stable ones not due (``stable_every``).
+
+    It counts the cycle in ``memory`` (a stream's cycles unchecked grow by one).
+    """
+    memory.next_cycle()
+    planned: list[Job] = []
+    skipped = 0
+    for job in jobs:
+        if not memory.due(job.stream_ids, stable_every, marked=job.marked):
+            skipped += len(job.stream_ids)
+            continue
+        key = memory.priority(job.stream_ids, marked=job.marked)
+        planned.append(job.evolve(priority=key))
+    if skipped:
+        logger.info(
+            "cycle_stable_skipped",
+            cycle_id=cycle_id,
+            streams=skipped,
+            stable_every=stable_every,
+            hint="healthy and unchanged for a while: checked every stable_every cycles",
+        )
+    return planned
+
+
+class Cycles:
+    """The running cycle, who waits for its end, and what the last one was.
+
+    Args:
+        announce: tells the listeners ``CycleStarted``, ``ResultReady`` and ``CycleFinished``.
+        scorer: quality score of a stream that played.
+        memory: each stream's recent checks; the plan reads them, results add to them.
+        stable_every: ``check.stable_every``.
+        clock: monotonic seconds, for a cycle's duration.
+        wall: the current time as ISO 8601 UTC, for the timestamps.
+    """
+
+    def __init__(
+        self,
+        announce: Announce,
+        scorer: Scorer,
+        memory: CheckMemory,
+        stable_every: int,
+        clock: Callable[[], float],
+        wall: Callable[[], str],
+    ) -> None:
+        self._announce = announce
+        self._scorer = scorer
+        self._memory = memory
+        self._stable_every = stable_every
+        self._clock = clock
+        self._wall = wall
+        self._running: Cycle | None = None
+        self._done: pykka.Future[CycleFinished] | None = None
+        self._abort_waiters: list[pykka.Future[CycleFinished | None]] = []
+        self._last: dict[str, Any] | None = None
+        self.failing: ProbeOutcome | None = None
+        """Set by an error abort (an actor died): later cycles fail at once."""
+
+    @property
+    def running(self) -> Cycle | None:
+        """The cycle that runs now, if one does."""
+        return self._running
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        """The last finished cycle, as the status page shows it."""
+        return self._last
+
+    def status(self, *, aborting: bool) -> dict[str, Any] | None:
+        """The running cycle for the status page, or ``None``."""
+        cycle = self._running
+        return None if cycle is None else cycle.status(aborting=aborting)
+
+    def begin(self, message: CheckCycle, limits: Mapping[int, int]) -> list[Job]:
+        """Start the cycle (none may be running); the jobs to hand to the dispatch.
+
+        Args:
+            message: the cycle asked for.
+            limits: each account's limit (0 = unlimited), for the log.
+        """
+        assert self._running is None, "a cycle is running"
+        jobs = plan(message.cycle_id, message.jobs, self._memory, self._stable_every)
+        cycle = Cycle(message.cycle_id, jobs, self._scorer, self._clock, self._wall)
+        self._running = cycle
+        self._done = message.done
+        cycle.log_started(limits)
+        self._announce(CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at))
+        return jobs
+
+    def refuse(self, message: CheckCycle) -> CycleRefused:
+        """A cycle asked for while one runs: its ``done`` fails with :class:`CycleBusyError`;
+        what to tell its requester."""
+        running = None if self._running is None else self._running.cycle_id
+        logger.warning("cycle_overlap_skipped", cycle_id=message.cycle_id, running_cycle=running)
+        error = CycleBusyError("a cycle is already running")
+        resolve(message.done, None, error)
+        return CycleRefused(message.cycle_id, str(error))
+
+    def fail_unstarted(self, message: CheckCycle, outcome: ProbeOutcome) -> None:
+        """A cycle that will never start: its caller still gets a result for every job."""
+        finished = failed_unstarted(message.cycle_id, message.jobs, outcome, self._wall())
+        self._announce(finished)
+        resolve(message.done, finished)
+
+    def record(self, finish: Finish) -> None:
+        """A job's final outcome: its results are remembered and announced."""
+        cycle = self._running
+        if cycle is None:
+            return
+        results = cycle.record(
+            finish.job, finish.outcome, finish.profile_id, finish.started_at, finish.finished_at
+        )
+        for result in results:
+            self._memory.record(result)
+            self._announce(ResultReady(cycle.cycle_id, result))
+
+    def end(self, *, aborted: bool) -> None:
+        """End the running cycle if its every job has its result, and answer who waits."""
+        cycle = self._running
+        if cycle is None or not cycle.complete:
+            return
+        self._running = None
+        finished = cycle.finish(aborted=aborted)
+        self._last = summary(finished, cycle.streams)
+        self._announce(finished)
+        resolve(self._done, finished)
+        for waiter in self._abort_waiters:
+            resolve(waiter, finished)
+        self._abort_waiters.clear()
+
+    def abort(self, message: AbortCycle) -> Cycle | None:
+        """An abort asked for: the cycle that runs, if one does (its caller is answered
+        when it ends; else at once).
+
+        With ``error`` every later cycle fails at once (:attr:`failing`).
+        """
+        if message.error and self.failing is None:
+            self.failing = ProbeOutcome(kind="error", reason=message.reason)
+        if self._running is None:
+            resolve(message.done, None)
+            return None
+        if message.done is not None:
+            self._abort_waiters.append(message.done)
+        return self._running
+
+    def fail_open(self, outcome: ProbeOutcome) -> None:
+        """End the running cycle now, every open job with ``outcome`` (the coordinator goes).
+
+        If that fails (the state may be what crashed), the cycle's caller still
+        gets an error instead of waiting for ever.
+        """
+        cycle = self._running
+        if cycle is None:
+            return
+        try:
+            for job in cycle.open_jobs():
+                self.record(Finish(job, outcome))
+            self.end(aborted=True)
+        except Exception:
+            logger.exception("cycle_fail_failed", cycle_id=cycle.cycle_id)
+            resolve(self._done, None, RuntimeError(outcome.reason))
