@@ -36,7 +36,7 @@ from actors.messages import (
 )
 from actors.supervisor import SupervisedActor
 from actors.tell import tell_quietly
-from actors.timers import PendingTick, Tick, Timers
+from actors.timers import CallLater, PendingTick, Tick
 from domain.ports import InventorySource
 from domain.priority import marked_streams
 
@@ -120,6 +120,8 @@ class Scheduler(SupervisedActor):
         supervisor: told ``ActorFailed`` if the scheduler crashes.
         priority_channels: channels (ids, names, UUIDs) whose jobs are marked to
             go first (``check.priority_channels``).
+        monotonic: monotonic seconds, which ``interval`` counts in (a test's fake
+            clock, with ``timers`` on the same clock).
 
     Raises:
         ValueError: the cron expression or the interval is not usable.
@@ -131,7 +133,7 @@ class Scheduler(SupervisedActor):
         self,
         coordinator: pykka.ActorRef[Any],
         source: InventorySource,
-        timers: Timers,
+        timers: CallLater,
         schedule: Schedule,
         listeners: tuple[pykka.ActorRef[Any], ...] = (),
         clock: Callable[[], datetime] | None = None,
@@ -139,6 +141,7 @@ class Scheduler(SupervisedActor):
         failure_retry: float = 60.0,
         supervisor: pykka.ActorRef[Any] | None = None,
         priority_channels: Collection[int | str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(supervisor)
         self._priority_channels = tuple(priority_channels)
@@ -153,13 +156,13 @@ class Scheduler(SupervisedActor):
                 raise ValueError(message)
         self._coordinator = coordinator
         self._source = source
-        self._timers = timers
         self._run_at_start = schedule.run_at_start
         self._listeners = listeners
         self._clock = clock or _local_now
         self._cycle_ids = itertools.count(first_cycle_id)
         self._running: int | None = None
-        self._last_start = time.monotonic()
+        self._monotonic = monotonic
+        self._last_start = monotonic()
         """Monotonic time of the last start attempt: the interval counts from it."""
         self._tick = PendingTick(timers)
         self._next_at: str | None = None
@@ -177,7 +180,7 @@ class Scheduler(SupervisedActor):
         if self._run_at_start:
             self._start_cycle("start")
         else:
-            self._last_start = time.monotonic()
+            self._last_start = self._monotonic()
             self._plan_next()
 
     def wind_down(self, error: BaseException | None) -> None:
@@ -212,7 +215,7 @@ class Scheduler(SupervisedActor):
             return
         self._tick.cancel()
         self._next_at = None
-        self._last_start = time.monotonic()
+        self._last_start = self._monotonic()
         try:
             inventory = self._source.load()
         except Exception as exc:  # noqa: BLE001 - the daemon never dies of a source failure
@@ -265,7 +268,7 @@ class Scheduler(SupervisedActor):
         if self._cron:
             delay = next_delay(self._cron, now)
         else:
-            delay = max(0.0, self._last_start + self._interval - time.monotonic())
+            delay = max(0.0, self._last_start + self._interval - self._monotonic())
         if self._failures:
             # The source failed (Dispatcharr down?): try again sooner than the
             # schedule would, backing off, never later than the schedule.

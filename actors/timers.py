@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 import structlog
@@ -36,6 +36,14 @@ class TimerHandle:
     def cancel(self) -> None:
         """Do not run the callback (harmless if it already ran)."""
         self.cancelled = True
+
+
+class CallLater(Protocol):
+    """What an actor needs of the timer service: :class:`Timers`, or a test's fake clock."""
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback`` after ``delay`` seconds."""
+        ...
 
 
 class Timers:
@@ -103,7 +111,7 @@ class PendingTick:
     tick that was in the mailbox when plans changed is ignored (``fired``).
     """
 
-    def __init__(self, timers: Timers) -> None:
+    def __init__(self, timers: CallLater) -> None:
         self._timers = timers
         self._handle: TimerHandle | None = None
         self._token = 0

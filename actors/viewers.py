@@ -21,7 +21,7 @@ import structlog
 from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
 from actors.supervisor import SupervisedActor
 from actors.tell import tell_quietly
-from actors.timers import PendingTick, Tick, Timers
+from actors.timers import CallLater, PendingTick, Tick
 from domain.models import ViewerSnapshot
 from domain.ports import ViewerSource
 
@@ -82,7 +82,7 @@ class ViewerWatcher(SupervisedActor):
     def __init__(
         self,
         source: ViewerSource,
-        timers: Timers,
+        timers: CallLater,
         poll_interval: float,
         worst_window: float | None = None,
         supervisor: pykka.ActorRef[Any] | None = None,
@@ -98,7 +98,6 @@ class ViewerWatcher(SupervisedActor):
             raise ValueError(message)
         self._subscribers: list[pykka.ActorRef[Any]] = []
         self._source = source
-        self._timers = timers
         self._poll_interval = poll_interval
         self._worst_window = worst_window
         self._history: deque[tuple[float, ViewerSnapshot]] = deque()

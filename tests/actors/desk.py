@@ -14,20 +14,11 @@ from actors import actions
 from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.jobs import jobs_for
 from actors.messages import Job, Lease
+from actors.observer import CheckObserver
 from domain.models import OutcomeKind, ProbeOutcome
-from tests.actors.fakes import stream
+from tests.actors.fakes import FakeClock, stream
 
 Row = tuple[object, ...]
-
-
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Desk:
@@ -39,6 +30,7 @@ class Desk:
         capacity: account id -> capacity, where it differs from the room.
         history: seconds each stream's last check took.
         wakes: show ``WakeAt`` in the rows (only the timer tests care).
+        observer: told of every attempt's end and of preemptions.
     """
 
     def __init__(
@@ -49,10 +41,11 @@ class Desk:
         history: dict[int, float] | None = None,
         *,
         wakes: bool = False,
+        observer: CheckObserver | None = None,
     ) -> None:
         self.clock = FakeClock()
         self._wakes = wakes
-        self.dispatch = Dispatch(settings or CoordinatorSettings(), self.clock, history)
+        self.dispatch = Dispatch(settings or CoordinatorSettings(), self.clock, history, observer)
         self.requests: dict[int, int] = {}
         """stream id -> request id of its latest request."""
         self.leases: dict[int, int] = {}

@@ -1,4 +1,5 @@
-"""Fake probes for actor tests: they record who holds which connection, and when."""
+"""Fakes for actor tests: probes that record who holds which connection, and when; a
+fake clock and timers on it."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
+from actors.timers import TimerHandle
 from domain.cancel import CancelToken
 from domain.models import (
     Account,
@@ -23,6 +26,52 @@ from domain.models import (
 )
 
 _LOGIN = re.compile(r"/live/(?P<login>[^/]+)/")
+
+
+class FakeClock:
+    """Seconds that move only when the test says so."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeTimers:
+    """The timer service on a :class:`FakeClock`: callbacks run on the test's thread
+    when it moves the clock (:meth:`advance_to`), never by themselves."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.planned: list[TimerHandle] = []
+        """Every callback asked for, in order (cancelled ones too)."""
+        self._cond = threading.Condition()
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
+        handle = TimerHandle(self.clock.now + max(0.0, delay), callback)
+        with self._cond:
+            self.planned.append(handle)
+            self._cond.notify_all()
+        return handle
+
+    def wait_planned(self, count: int, timeout: float = 5.0) -> TimerHandle:
+        """Wait until ``count`` callbacks were asked for; the last one."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.planned) >= count, timeout), self.planned
+            return self.planned[count - 1]
+
+    def advance_to(self, at: float) -> None:
+        """Move the clock to ``at`` and run the callbacks due by then (soonest first)."""
+        self.clock.now = max(self.clock.now, at)
+        with self._cond:
+            due = [h for h in self.planned if not h.cancelled and h.due <= self.clock.now]
+        for handle in sorted(due, key=lambda h: h.due):
+            handle.cancel()  # runs once
+            handle.callback()
 
 
 def profile_account(account_id: int, limits: list[int], stagger: float | None = None) -> Account:

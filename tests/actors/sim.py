@@ -29,7 +29,7 @@ from actors.jobs import jobs_for
 from actors.messages import Lease, RequestLease
 from actors.slots import UNLIMITED, AccountSlots, Denial, capacity
 from domain.models import Account, ProbeOutcome, Stream
-from tests.actors.desk import FakeClock
+from tests.actors.fakes import FakeClock
 
 
 @dataclass(frozen=True)

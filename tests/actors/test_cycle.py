@@ -7,8 +7,7 @@ from dataclasses import replace
 from actors.cycle import Cycle, summary
 from actors.jobs import jobs_for
 from domain.models import ProbeOutcome, StreamInfo
-from tests.actors.desk import FakeClock
-from tests.actors.fakes import stream
+from tests.actors.fakes import FakeClock, stream
 
 HD = StreamInfo(resolution="1920x1080", height=1080, fps=25.0, video_codec="h264")
 

@@ -20,8 +20,7 @@ from actors.messages import (
 )
 from domain.models import ProbeOutcome, StreamInfo
 from domain.priority import CheckMemory
-from tests.actors.desk import FakeClock
-from tests.actors.fakes import stream
+from tests.actors.fakes import FakeClock, stream
 
 OK = ProbeOutcome(kind="ok", info=StreamInfo(resolution="1920x1080"))
 

@@ -10,8 +10,7 @@ from actors.jobs import jobs_for
 from actors.messages import Lease
 from domain.models import ProbeOutcome
 from domain.priority import LastCheck, priority
-from tests.actors.desk import FakeClock
-from tests.actors.fakes import stream
+from tests.actors.fakes import FakeClock, stream
 
 OLD = "2026-01-01T00:00:00Z"
 NEW = "2026-01-02T00:00:00Z"

@@ -5,25 +5,15 @@ from __future__ import annotations
 import pytest
 
 from actors.learning import LearnedLogin, LearningSettings, ProviderLearning
+from tests.actors.fakes import FakeClock
 
 P = 11
 """The login (profile id) most tests use."""
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 def learner(clock: FakeClock, **settings: float) -> ProviderLearning:

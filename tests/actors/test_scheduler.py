@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +20,21 @@ from actors.messages import (
     Subscribe,
 )
 from actors.scheduler import Scheduler, next_delay
+from actors.timers import CallLater
 from app.config import ScheduleSection
 from domain.models import Account, Inventory, Stream
 from domain.ports import SourceError
 from tests.actors.conftest import Harness, status_of
-from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder, simple_account, stream
+from tests.actors.fakes import (
+    Behaviour,
+    FakeClock,
+    FakeProbe,
+    FakeTimers,
+    Inbox,
+    Recorder,
+    simple_account,
+    stream,
+)
 
 HOUR = 3600.0
 
@@ -38,9 +49,15 @@ class ScriptedInventory:
     With ``gate`` set, each load waits for it (a slow Dispatcharr).
     """
 
-    def __init__(self, *script: Inventory | Exception, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        *script: Inventory | Exception,
+        gate: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.script = list(script)
         self.gate = gate
+        self.clock = clock
         self.loads = 0
         self.load_times: list[float] = []
         self.loading = threading.Event()
@@ -49,7 +66,7 @@ class ScriptedInventory:
     def load(self) -> Inventory:
         with self._cond:
             step = self.script[min(self.loads, len(self.script) - 1)]
-            self.load_times.append(time.monotonic())
+            self.load_times.append(self.clock())
         self.loading.set()
         if self.gate is not None:
             assert self.gate.wait(5)
@@ -69,6 +86,7 @@ def start_scheduler(
     harness: Harness,
     source: ScriptedInventory,
     schedule: ScheduleSection,
+    timers: CallLater | None = None,
     **kwargs: Any,
 ) -> tuple[pykka.ActorRef[Any], Inbox]:
     """Start a scheduler with a recorder as listener of both it and the coordinator.
@@ -81,7 +99,7 @@ def start_scheduler(
     inbox = Inbox()
     recorder = Recorder.start(inbox)
     scheduler = Scheduler.start(
-        harness.coordinator, source, harness.timers, schedule, (recorder,), **kwargs
+        harness.coordinator, source, timers or harness.timers, schedule, (recorder,), **kwargs
     )
     if source.gate is None or not schedule.run_at_start:
         scheduler.ask(GetStatus(), timeout=5)  # on_start is over: it has subscribed
@@ -120,69 +138,103 @@ def test_bad_cron_fails_fast(harness: Harness):
         )
 
 
+def on_fake_clock() -> tuple[FakeClock, FakeTimers]:
+    """A fake monotonic clock and the scheduler's timers on it: ticks fire when the test says."""
+    clock = FakeClock()
+    return clock, FakeTimers(clock)
+
+
 def test_cron_schedule_starts_at_the_fire_time(harness: Harness):
     accounts = [simple_account(1, 1)]
     harness.start(accounts, FakeProbe())
-    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]))
+    clock, timers = on_fake_clock()
+    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]), clock=clock)
     before_three = datetime(2024, 1, 1, 2, 59, 59, 800_000, tzinfo=UTC)
     schedule = ScheduleSection(cron="0 3 * * *", run_at_start=False)
     with capture_logs() as logs:
-        began = time.monotonic()
-        start_scheduler(harness, source, schedule, clock=lambda: before_three)
+        start_scheduler(
+            harness, source, schedule, timers, clock=lambda: before_three, monotonic=clock
+        )
+        planned = timers.wait_planned(1)
+        assert planned.due == pytest.approx(0.2)  # 03:00:00 is 0.2 s away
+        assert source.loads == 0
+        timers.advance_to(planned.due)
         assert source.wait_loads(1)
-    assert source.load_times[0] - began >= 0.15
-    planned = next(e for e in logs if e["event"] == "cycle_scheduled")
-    assert planned["next_start"] == "2024-01-01T03:00:00+00:00"
+    assert source.load_times == [pytest.approx(0.2)]
+    planned_log = next(e for e in logs if e["event"] == "cycle_scheduled")
+    assert planned_log["next_start"] == "2024-01-01T03:00:00+00:00"
 
 
 # --- interval ------------------------------------------------------------------------
 
 
 def test_interval_runs_the_next_cycle_after_the_interval(harness: Harness):
+    """The interval counts from the previous start, not from its end."""
     accounts = [simple_account(1, 1)]
-    harness.start(accounts, FakeProbe())
-    source = ScriptedInventory(inventory(accounts, [stream(1, 1), stream(2, 1)]))
+    probe = FakeProbe({1: Behaviour(gated=True)}, default=Behaviour(duration=0.0))
+    harness.start(accounts, probe)
+    clock, timers = on_fake_clock()
+    source = ScriptedInventory(inventory(accounts, [stream(1, 1), stream(2, 1)]), clock=clock)
     with capture_logs() as logs:
-        began = time.monotonic()
         _scheduler, inbox = start_scheduler(
-            harness, source, ScheduleSection(interval=0.3), first_cycle_id=7
+            harness,
+            source,
+            ScheduleSection(interval=0.3),
+            timers,
+            first_cycle_id=7,
+            monotonic=clock,
         )
+        assert source.wait_loads(1)  # run_at_start: at once
+        assert probe.started(1)
+        clock.advance(0.1)  # the first cycle takes 0.1 s
+        probe.open_gate(1)
+        planned = timers.wait_planned(1)
+        assert planned.due == pytest.approx(0.3)
+        timers.advance_to(planned.due)
         assert source.wait_loads(2)
         cycles = inbox.wait_for(CycleInventory, 2)
-    assert source.load_times[0] - began < 0.25  # run_at_start: at once
-    assert source.load_times[1] - source.load_times[0] >= 0.29
+    assert source.load_times == [0.0, pytest.approx(0.3)]
     assert [c.cycle_id for c in cycles[:2]] == [7, 8]
-    planned = [e for e in logs if e["event"] == "cycle_scheduled"]
-    assert planned
-    assert datetime.fromisoformat(planned[0]["next_start"]).tzinfo is not None
+    scheduled = [e for e in logs if e["event"] == "cycle_scheduled"]
+    assert scheduled[0]["delay_s"] == pytest.approx(0.2)
+    assert datetime.fromisoformat(scheduled[0]["next_start"]).tzinfo is not None
 
 
 def test_run_at_start_false_waits_for_the_interval(harness: Harness):
     accounts = [simple_account(1, 1)]
     harness.start(accounts, FakeProbe())
-    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]))
-    began = time.monotonic()
-    scheduler, _inbox = start_scheduler(
-        harness, source, ScheduleSection(interval=0.3, run_at_start=False)
-    )
+    clock, timers = on_fake_clock()
+    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]), clock=clock)
+    schedule = ScheduleSection(interval=0.3, run_at_start=False)
+    scheduler, _inbox = start_scheduler(harness, source, schedule, timers, monotonic=clock)
+    planned = timers.wait_planned(1)
+    assert planned.due == pytest.approx(0.3)
     assert source.loads == 0
     assert status_of(scheduler)["next_start"] is not None
+    timers.advance_to(planned.due)
     assert source.wait_loads(1)
-    assert source.load_times[0] - began >= 0.29
+    assert source.load_times == [pytest.approx(0.3)]
 
 
 def test_cycle_longer_than_the_interval_is_followed_at_once_never_overlapped(harness: Harness):
     accounts = [simple_account(1, 1)]
     probe = FakeProbe(default=Behaviour(gated=True))
     harness.start(accounts, probe)
-    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]))
-    start_scheduler(harness, source, ScheduleSection(interval=0.2))
+    clock, timers = on_fake_clock()
+    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]), clock=clock)
+    scheduler, _inbox = start_scheduler(
+        harness, source, ScheduleSection(interval=0.2), timers, monotonic=clock
+    )
     assert probe.started(1)
-    assert not source.wait_loads(2, timeout=0.4)  # the interval passed, the cycle still runs
-    released = time.monotonic()
+    clock.advance(0.5)  # the interval passes while the cycle runs
+    assert status_of(scheduler)["running_cycle_id"] == 1
+    assert timers.planned == []  # no start is planned while the cycle runs
     probe.open_gate(1)
+    planned = timers.wait_planned(1)
+    assert planned.due == pytest.approx(0.5)  # the due start comes right away
+    timers.advance_to(planned.due)
     assert source.wait_loads(2)
-    assert source.load_times[1] - released < 0.15  # the due start came right away
+    assert source.load_times == [0.0, pytest.approx(0.5)]
 
 
 # --- one cycle at a time -------------------------------------------------------------

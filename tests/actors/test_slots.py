@@ -13,23 +13,12 @@ import pytest
 
 from actors.slots import UNLIMITED, AccountSlots, Announce, Denial, Grant, ViewerPolicy
 from domain.models import Account, Profile
-from tests.actors.fakes import profile_account, simple_account
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.actors.fakes import FakeClock, profile_account, simple_account
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 def granted(answer: Grant | Denial) -> Grant:

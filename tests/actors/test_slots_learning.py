@@ -6,13 +6,12 @@ import pytest
 
 from actors.learning import LearnedLogin, LearningSettings, ProviderLearning
 from actors.slots import AccountSlots, Announce, Denial, Grant
-from tests.actors.fakes import profile_account, simple_account
-from tests.actors.test_slots import FakeClock
+from tests.actors.fakes import FakeClock, profile_account, simple_account
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 def learning_slots(clock: FakeClock, limits: list[int], **settings: float) -> AccountSlots:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pykka
@@ -12,12 +11,21 @@ from structlog.testing import capture_logs
 
 from actors.account import ViewerFeed
 from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
-from actors.timers import Timers
+from actors.timers import CallLater, Timers
 from actors.viewers import ViewerWatcher, worst_of
 from domain.models import ViewerSnapshot
 from domain.ports import SourceError
 from tests.actors.conftest import Harness
-from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder, simple_account, stream
+from tests.actors.fakes import (
+    Behaviour,
+    FakeClock,
+    FakeProbe,
+    FakeTimers,
+    Inbox,
+    Recorder,
+    simple_account,
+    stream,
+)
 
 NOBODY = ViewerSnapshot()
 
@@ -25,9 +33,16 @@ NOBODY = ViewerSnapshot()
 class ScriptedViewers:
     """A viewer source that plays a script (snapshots or exceptions); the last step repeats."""
 
-    def __init__(self, *script: ViewerSnapshot | Exception, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *script: ViewerSnapshot | Exception,
+        clock: FakeClock | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.script = list(script)
+        self.clock = clock or FakeClock()
         self.delay = delay
+        """Seconds of ``clock`` each read takes (a slow source)."""
         self.reads = 0
         self.started: list[float] = []
         self.ended: list[float] = []
@@ -36,12 +51,10 @@ class ScriptedViewers:
     def read(self) -> ViewerSnapshot:
         with self._cond:
             step = self.script[min(self.reads, len(self.script) - 1)]
-            self.started.append(time.monotonic())
-        if self.delay:
-            threading.Event().wait(self.delay)  # a slow source
-        with self._cond:
+            self.started.append(self.clock.now)
+            self.clock.advance(self.delay)
             self.reads += 1
-            self.ended.append(time.monotonic())
+            self.ended.append(self.clock.now)
             self._cond.notify_all()
         if isinstance(step, Exception):
             raise step
@@ -54,7 +67,7 @@ class ScriptedViewers:
 
 def start_watcher(
     source: ScriptedViewers,
-    timers: Timers,
+    timers: CallLater,
     poll_interval: float = 3600.0,
     worst_window: float | None = None,
 ) -> tuple[pykka.ActorRef[Any], Inbox]:
@@ -107,12 +120,23 @@ def test_reads_at_start_and_then_every_interval(timers: Timers):
     assert changed[1]["log_level"] == "info"
 
 
-def test_next_read_is_planned_only_after_the_slow_one_ended(timers: Timers):
-    source = ScriptedViewers(NOBODY, delay=0.1)
+def test_next_read_is_planned_only_after_the_slow_one_ended():
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    source = ScriptedViewers(NOBODY, clock=clock, delay=0.1)
     start_watcher(source, timers, poll_interval=0.05)
+    for reads in range(1, 4):
+        assert source.wait_reads(reads)
+        planned = timers.wait_planned(reads)
+        assert planned.due == pytest.approx(source.ended[-1] + 0.05)
+        timers.advance_to(planned.due)
     assert source.wait_reads(4)
-    for ended, started in zip(source.ended, source.started[1:], strict=False):
-        assert started - ended >= 0.045  # a full interval after the previous read ended
+    # Each read starts a full interval after the previous one ended, not after it started.
+    gaps = [
+        started - ended
+        for ended, started in zip(source.ended[:3], source.started[1:4], strict=True)
+    ]
+    assert gaps == pytest.approx([0.05, 0.05, 0.05])
 
 
 def test_run_now_reads_at_once(timers: Timers):
