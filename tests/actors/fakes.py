@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pykka
 
@@ -26,6 +26,38 @@ from domain.models import (
 )
 
 _LOGIN = re.compile(r"/live/(?P<login>[^/]+)/")
+
+T = TypeVar("T")
+
+
+class Script(Generic[T]):
+    """Plays its steps (values, or exceptions to raise) one a call; the last step repeats.
+
+    A test waits for the calls to be over with :meth:`wait_calls`.
+    """
+
+    def __init__(self, *steps: T | Exception) -> None:
+        self.steps = list(steps)
+        self.calls = 0
+        """Calls that are over."""
+        self._cond = threading.Condition()
+
+    def play(self, work: Callable[[], object] = lambda: None) -> T:
+        """The next step, after ``work`` (what the call does meanwhile: wait, move a clock)."""
+        with self._cond:
+            step = self.steps[min(self.calls, len(self.steps) - 1)]
+        work()
+        with self._cond:
+            self.calls += 1
+            self._cond.notify_all()
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def wait_calls(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until ``count`` calls are over; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.calls >= count, timeout)
 
 
 class FakeClock:

@@ -32,6 +32,7 @@ from tests.actors.fakes import (
     FakeTimers,
     Inbox,
     Recorder,
+    Script,
     simple_account,
     stream,
 )
@@ -55,31 +56,27 @@ class ScriptedInventory:
         gate: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.script = list(script)
+        self.script = Script(*script)
         self.gate = gate
         self.clock = clock
-        self.loads = 0
         self.load_times: list[float] = []
         self.loading = threading.Event()
-        self._cond = threading.Condition()
+
+    @property
+    def loads(self) -> int:
+        return self.script.calls
 
     def load(self) -> Inventory:
-        with self._cond:
-            step = self.script[min(self.loads, len(self.script) - 1)]
-            self.load_times.append(self.clock())
+        return self.script.play(self._loading)
+
+    def _loading(self) -> None:
+        self.load_times.append(self.clock())
         self.loading.set()
         if self.gate is not None:
             assert self.gate.wait(5)
-        with self._cond:
-            self.loads += 1
-            self._cond.notify_all()
-        if isinstance(step, Exception):
-            raise step
-        return step
 
     def wait_loads(self, count: int, timeout: float = 5.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.loads >= count, timeout)
+        return self.script.wait_calls(count, timeout)
 
 
 def start_scheduler(

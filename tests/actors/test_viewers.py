@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pykka
@@ -23,6 +22,7 @@ from tests.actors.fakes import (
     FakeTimers,
     Inbox,
     Recorder,
+    Script,
     simple_account,
     stream,
 )
@@ -39,30 +39,27 @@ class ScriptedViewers:
         clock: FakeClock | None = None,
         delay: float = 0.0,
     ) -> None:
-        self.script = list(script)
+        self.script = Script(*script)
         self.clock = clock or FakeClock()
         self.delay = delay
         """Seconds of ``clock`` each read takes (a slow source)."""
-        self.reads = 0
         self.started: list[float] = []
         self.ended: list[float] = []
-        self._cond = threading.Condition()
+
+    @property
+    def reads(self) -> int:
+        return self.script.calls
 
     def read(self) -> ViewerSnapshot:
-        with self._cond:
-            step = self.script[min(self.reads, len(self.script) - 1)]
-            self.started.append(self.clock.now)
-            self.clock.advance(self.delay)
-            self.reads += 1
-            self.ended.append(self.clock.now)
-            self._cond.notify_all()
-        if isinstance(step, Exception):
-            raise step
-        return step
+        return self.script.play(self._reading)
+
+    def _reading(self) -> None:
+        self.started.append(self.clock.now)
+        self.clock.advance(self.delay)
+        self.ended.append(self.clock.now)
 
     def wait_reads(self, count: int, timeout: float = 5.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.reads >= count, timeout)
+        return self.script.wait_calls(count, timeout)
 
 
 def start_watcher(
