@@ -30,6 +30,12 @@ _LOGIN = re.compile(r"/live/(?P<login>[^/]+)/")
 T = TypeVar("T")
 
 
+def on_fake_clock() -> tuple[FakeClock, FakeTimers]:
+    """A fake monotonic clock at 0 and timers on it: ticks fire when the test says."""
+    clock = FakeClock()
+    return clock, FakeTimers(clock)
+
+
 class Script(Generic[T]):
     """Plays its steps (values, or exceptions to raise) one a call; the last step repeats.
 

@@ -27,12 +27,11 @@ from domain.ports import SourceError
 from tests.actors.conftest import Harness, status_of
 from tests.actors.fakes import (
     Behaviour,
-    FakeClock,
     FakeProbe,
-    FakeTimers,
     Inbox,
     Recorder,
     Script,
+    on_fake_clock,
     simple_account,
     stream,
 )
@@ -44,7 +43,7 @@ def inventory(accounts: list[Account], streams: list[Stream]) -> Inventory:
     return Inventory(accounts=tuple(accounts), streams=tuple(streams))
 
 
-class ScriptedInventory:
+class ScriptedInventory(Script[Inventory]):
     """An inventory source playing a script (inventories or exceptions); the last step repeats.
 
     With ``gate`` set, each load waits for it (a slow Dispatcharr).
@@ -56,27 +55,20 @@ class ScriptedInventory:
         gate: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.script = Script(*script)
+        super().__init__(*script)
         self.gate = gate
         self.clock = clock
         self.load_times: list[float] = []
         self.loading = threading.Event()
 
-    @property
-    def loads(self) -> int:
-        return self.script.calls
-
     def load(self) -> Inventory:
-        return self.script.play(self._loading)
+        return self.play(self._loading)
 
     def _loading(self) -> None:
         self.load_times.append(self.clock())
         self.loading.set()
         if self.gate is not None:
             assert self.gate.wait(5)
-
-    def wait_loads(self, count: int, timeout: float = 5.0) -> bool:
-        return self.script.wait_calls(count, timeout)
 
 
 def start_scheduler(
@@ -135,12 +127,6 @@ def test_bad_cron_fails_fast(harness: Harness):
         )
 
 
-def on_fake_clock() -> tuple[FakeClock, FakeTimers]:
-    """A fake monotonic clock and the scheduler's timers on it: ticks fire when the test says."""
-    clock = FakeClock()
-    return clock, FakeTimers(clock)
-
-
 def test_cron_schedule_starts_at_the_fire_time(harness: Harness):
     accounts = [simple_account(1, 1)]
     harness.start(accounts, FakeProbe())
@@ -154,9 +140,9 @@ def test_cron_schedule_starts_at_the_fire_time(harness: Harness):
         )
         planned = timers.wait_planned(1)
         assert planned.due == pytest.approx(0.2)  # 03:00:00 is 0.2 s away
-        assert source.loads == 0
+        assert source.calls == 0
         timers.advance_to(planned.due)
-        assert source.wait_loads(1)
+        assert source.wait_calls(1)
     assert source.load_times == [pytest.approx(0.2)]
     planned_log = next(e for e in logs if e["event"] == "cycle_scheduled")
     assert planned_log["next_start"] == "2024-01-01T03:00:00+00:00"
@@ -181,14 +167,14 @@ def test_interval_runs_the_next_cycle_after_the_interval(harness: Harness):
             first_cycle_id=7,
             monotonic=clock,
         )
-        assert source.wait_loads(1)  # run_at_start: at once
+        assert source.wait_calls(1)  # run_at_start: at once
         assert probe.started(1)
         clock.advance(0.1)  # the first cycle takes 0.1 s
         probe.open_gate(1)
         planned = timers.wait_planned(1)
         assert planned.due == pytest.approx(0.3)
         timers.advance_to(planned.due)
-        assert source.wait_loads(2)
+        assert source.wait_calls(2)
         cycles = inbox.wait_for(CycleInventory, 2)
     assert source.load_times == [0.0, pytest.approx(0.3)]
     assert [c.cycle_id for c in cycles[:2]] == [7, 8]
@@ -206,10 +192,10 @@ def test_run_at_start_false_waits_for_the_interval(harness: Harness):
     scheduler, _inbox = start_scheduler(harness, source, schedule, timers, monotonic=clock)
     planned = timers.wait_planned(1)
     assert planned.due == pytest.approx(0.3)
-    assert source.loads == 0
+    assert source.calls == 0
     assert status_of(scheduler)["next_start"] is not None
     timers.advance_to(planned.due)
-    assert source.wait_loads(1)
+    assert source.wait_calls(1)
     assert source.load_times == [pytest.approx(0.3)]
 
 
@@ -230,7 +216,7 @@ def test_cycle_longer_than_the_interval_is_followed_at_once_never_overlapped(har
     planned = timers.wait_planned(1)
     assert planned.due == pytest.approx(0.5)  # the due start comes right away
     timers.advance_to(planned.due)
-    assert source.wait_loads(2)
+    assert source.wait_calls(2)
     assert source.load_times == [0.0, pytest.approx(0.5)]
 
 
@@ -249,12 +235,12 @@ def test_run_now_while_a_cycle_runs_is_skipped_and_logged(harness: Harness):
     skipped = [e for e in logs if e["event"] == "cycle_skipped_overlap"]
     assert len(skipped) == 1
     assert skipped[0]["running_cycle_id"] == 1
-    assert source.loads == 1
+    assert source.calls == 1
 
     probe.open_gate(1)
     inbox.wait_for(CycleFinished)
     scheduler.tell(RunNow())  # idle again: this one runs
-    assert source.wait_loads(2)
+    assert source.wait_calls(2)
     assert [c.cycle_id for c in inbox.wait_for(CycleInventory, 2)] == [1, 2]
 
 
@@ -274,7 +260,7 @@ def test_run_now_during_a_slow_inventory_read_starts_one_cycle(harness: Harness)
         gate.set()
         status = status_of(scheduler)
     assert status["running_cycle_id"] == 1
-    assert source.loads == 1
+    assert source.calls == 1
     assert [e["event"] for e in logs].count("cycle_skipped_overlap") == 2
     assert probe.started(1)
     probe.open_gate(1)
@@ -291,7 +277,7 @@ def test_a_cycle_refused_by_the_coordinator_does_not_stall_the_schedule(harness:
         _scheduler, inbox = start_scheduler(
             harness, source, ScheduleSection(interval=0.2), first_cycle_id=100
         )
-        assert source.wait_loads(2)  # refused, yet the next start came on time
+        assert source.wait_calls(2)  # refused, yet the next start came on time
         probe.open_gate(99)
         foreign.get(timeout=5)
         finished = inbox.wait_for(CycleFinished, 2)
@@ -358,7 +344,7 @@ def test_stop_drops_the_planned_start(harness: Harness):
         harness, source, ScheduleSection(interval=0.2, run_at_start=False)
     )
     scheduler.stop(timeout=5)
-    assert not source.wait_loads(1, timeout=0.4)
+    assert not source.wait_calls(1, timeout=0.4)
 
 
 def test_a_failed_source_is_retried_sooner_than_the_schedule(harness: Harness):

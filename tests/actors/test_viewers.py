@@ -14,23 +14,14 @@ from actors.timers import CallLater, Timers
 from actors.viewers import ViewerWatcher, worst_of
 from domain.models import ViewerSnapshot
 from domain.ports import SourceError
+from tests.actors import fakes
 from tests.actors.conftest import Harness
-from tests.actors.fakes import (
-    Behaviour,
-    FakeClock,
-    FakeProbe,
-    FakeTimers,
-    Inbox,
-    Recorder,
-    Script,
-    simple_account,
-    stream,
-)
+from tests.actors.fakes import FakeClock, Inbox, Recorder, Script, on_fake_clock
 
 NOBODY = ViewerSnapshot()
 
 
-class ScriptedViewers:
+class ScriptedViewers(Script[ViewerSnapshot]):
     """A viewer source that plays a script (snapshots or exceptions); the last step repeats."""
 
     def __init__(
@@ -39,27 +30,20 @@ class ScriptedViewers:
         clock: FakeClock | None = None,
         delay: float = 0.0,
     ) -> None:
-        self.script = Script(*script)
+        super().__init__(*script)
         self.clock = clock or FakeClock()
         self.delay = delay
         """Seconds of ``clock`` each read takes (a slow source)."""
         self.started: list[float] = []
         self.ended: list[float] = []
 
-    @property
-    def reads(self) -> int:
-        return self.script.calls
-
     def read(self) -> ViewerSnapshot:
-        return self.script.play(self._reading)
+        return self.play(self._reading)
 
     def _reading(self) -> None:
         self.started.append(self.clock.now)
         self.clock.advance(self.delay)
         self.ended.append(self.clock.now)
-
-    def wait_reads(self, count: int, timeout: float = 5.0) -> bool:
-        return self.script.wait_calls(count, timeout)
 
 
 def start_watcher(
@@ -118,16 +102,15 @@ def test_reads_at_start_and_then_every_interval(timers: Timers):
 
 
 def test_next_read_is_planned_only_after_the_slow_one_ended():
-    clock = FakeClock()
-    timers = FakeTimers(clock)
+    clock, timers = on_fake_clock()
     source = ScriptedViewers(NOBODY, clock=clock, delay=0.1)
     start_watcher(source, timers, poll_interval=0.05)
     for reads in range(1, 4):
-        assert source.wait_reads(reads)
+        assert source.wait_calls(reads)
         planned = timers.wait_planned(reads)
         assert planned.due == pytest.approx(source.ended[-1] + 0.05)
         timers.advance_to(planned.due)
-    assert source.wait_reads(4)
+    assert source.wait_calls(4)
     # Each read starts a full interval after the previous one ended, not after it started.
     gaps = [
         started - ended
@@ -176,7 +159,7 @@ def test_failed_read_before_any_good_one_says_unknown_without_counts(timers: Tim
     with capture_logs() as logs:
         watcher, inbox = start_watcher(source, timers)
         watcher.tell(RunNow())
-        assert source.wait_reads(2)
+        assert source.wait_calls(2)
         watcher.tell(RunNow())
         messages = inbox.wait_count(3)
     assert [type(m) for m in messages] == [ViewersUnknown, ViewersUnknown, ViewersSeen]
@@ -219,20 +202,20 @@ def test_a_subscriber_gets_the_current_state_at_once_and_every_read_after(timers
 def test_stop_cancels_the_pending_read(timers: Timers):
     source = ScriptedViewers(NOBODY)
     watcher, _inbox = start_watcher(source, timers, poll_interval=0.1)
-    assert source.wait_reads(1)
+    assert source.wait_calls(1)
     watcher.stop(timeout=5)
-    assert not source.wait_reads(2, timeout=0.3)
+    assert not source.wait_calls(2, timeout=0.3)
 
 
 def test_viewer_arriving_preempts_and_a_failed_read_keeps_his_slot(harness: Harness):
     """Watcher -> account actor (subscribed) -> preemption of the gated check."""
-    probe = FakeProbe(default=Behaviour(gated=True))
+    probe = fakes.FakeProbe(default=fakes.Behaviour(gated=True))
     source = ScriptedViewers(
         NOBODY, ViewerSnapshot(accounts={1: 1}), SourceError("viewers: timeout"), NOBODY
     )
     watcher = ViewerWatcher.start(source, harness.timers, 3600.0)
-    harness.start([simple_account(1, 1)], probe, viewers=ViewerFeed(watcher))
-    done = harness.begin([stream(1, 1)])
+    harness.start([fakes.simple_account(1, 1)], probe, viewers=ViewerFeed(watcher))
+    done = harness.begin([fakes.stream(1, 1)])
     assert probe.started(1)
     assert probe.calls[1] == 1
 
@@ -241,7 +224,7 @@ def test_viewer_arriving_preempts_and_a_failed_read_keeps_his_slot(harness: Harn
     assert not probe.wait_open(1, timeout=0.2)  # the re-queued check waits for the slot
 
     watcher.tell(RunNow())  # the source fails: the viewer is still assumed there
-    assert source.wait_reads(3)
+    assert source.wait_calls(3)
     assert not probe.wait_open(1, timeout=0.3)
     assert probe.calls[1] == 1
 
