@@ -170,6 +170,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_error(405)
 
 
+@dataclass
+class _Slot:
+    """One counted connection of a login: its socket, so a hang-up is seen at once."""
+
+    stream_id: int
+    opened: float
+    client: socket.socket
+    released: bool = False
+
+
+def _hung_up(client: socket.socket) -> bool:
+    """Whether the peer of ``client`` closed it (without blocking, whoever serves it)."""
+    try:
+        readable, _, _ = select.select([client], [], [], 0)
+        return bool(readable) and not client.recv(1, socket.MSG_PEEK)
+    except (OSError, ValueError):
+        return True  # reset, or already closed on our side
+
+
 class ProviderSimulator:
     """A fake IPTV provider on 127.0.0.1 with per-login connection caps.
 
@@ -218,6 +237,8 @@ class ProviderSimulator:
         }
         self._cond = threading.Condition()
         self._open: dict[str, int] = {}
+        self._slots: dict[str, list[_Slot]] = {}
+        """Per login, the connections counted in ``_open``."""
         self._lingering: dict[str, list[float]] = {}
         """Per login, when each closed connection stops counting (close lag)."""
         self._connections: list[Connection] = []
@@ -391,33 +412,54 @@ class ProviderSimulator:
         with self._cond:
             self._clients.discard(client)
 
-    def _acquire(self, username: str, stream_id: int) -> float | None:
-        """Take a slot of ``username``; when it was taken, or ``None`` if refused."""
+    def _acquire(self, username: str, stream_id: int, client: socket.socket) -> _Slot | None:
+        """Take a slot of ``username``, or ``None`` if refused.
+
+        A full login first frees the slots of clients that already hung up: a
+        provider counts the TCP close, not when its serving thread notices it.
+        """
         account = self.accounts[username]
         with self._cond:
+            if account.max_connections and self._counted(username) >= account.max_connections:
+                for slot in list(self._slots.get(username, ())):
+                    if _hung_up(slot.client):
+                        self._release_locked(username, slot)
             now = time.monotonic()
-            lingering = [t for t in self._lingering.get(username, ()) if t > now]
-            self._lingering[username] = lingering
             current = self._open.get(username, 0)
-            counted = current + len(lingering)
-            if account.max_connections and counted >= account.max_connections:
+            if account.max_connections and self._counted(username) >= account.max_connections:
                 self._refused.append(Refusal(username, stream_id, now))
                 self._cond.notify_all()
                 return None
+            slot = _Slot(stream_id, now, client)
+            self._slots.setdefault(username, []).append(slot)
             self._open[username] = current + 1
             self._max[username] = max(self._max.get(username, 0), current + 1)
             self._cond.notify_all()
-            return now
+            return slot
 
-    def _release(self, username: str, stream_id: int, opened: float) -> None:
-        account = self.accounts[username]
+    def _counted(self, username: str) -> int:
+        """Open connections plus those the close lag still counts; holds ``_cond``."""
+        now = time.monotonic()
+        lingering = [t for t in self._lingering.get(username, ()) if t > now]
+        self._lingering[username] = lingering
+        return self._open.get(username, 0) + len(lingering)
+
+    def _release(self, username: str, slot: _Slot) -> None:
         with self._cond:
-            now = time.monotonic()
-            self._open[username] = self._open.get(username, 0) - 1
-            self._connections.append(Connection(username, stream_id, opened, now))
-            if account.close_lag_s > 0:
-                self._lingering.setdefault(username, []).append(now + account.close_lag_s)
-            self._cond.notify_all()
+            self._release_locked(username, slot)
+
+    def _release_locked(self, username: str, slot: _Slot) -> None:
+        if slot.released:
+            return
+        slot.released = True
+        account = self.accounts[username]
+        now = time.monotonic()
+        self._slots[username].remove(slot)
+        self._open[username] = self._open.get(username, 0) - 1
+        self._connections.append(Connection(username, slot.stream_id, slot.opened, now))
+        if account.close_lag_s > 0:
+            self._lingering.setdefault(username, []).append(now + account.close_lag_s)
+        self._cond.notify_all()
 
     def _handle(self, handler: _Handler) -> None:
         with self._cond:
@@ -438,15 +480,15 @@ class ProviderSimulator:
         if stream.behaviour == "refused":
             self._send_refusal(handler)
             return
-        opened = self._acquire(username, stream_id)
-        if opened is None:
+        slot = self._acquire(username, stream_id, handler.connection)
+        if slot is None:
             log.info("simulator_refused", username=username, stream_id=stream_id)
             self._send_refusal(handler)
             return
         try:
             self._serve(handler, stream, stream_id)
         finally:
-            self._release(username, stream_id, opened)
+            self._release(username, slot)
 
     def _send_refusal(self, handler: _Handler) -> None:
         if self.refuse_style == "close":

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -250,3 +251,33 @@ def test_demo_inventory_matches_the_simulated_provider():
     behaviours = {s.resolved() for s in streams.values()}
     assert {b for b, _ in behaviours} >= {"ok", "dead", "stall"}
     assert {v for _, v in behaviours} >= {"lowres", "hevc", "noaudio"}
+
+
+def test_a_hang_up_frees_the_slot_even_before_the_serving_thread_notices(provider):
+    # Under load the thread serving a connection may not run for a while after
+    # its client hung up; the provider it stands for counts the TCP close, not
+    # that thread. Here the serving thread is held in its wait between chunks.
+    sim = provider([SimAccount("u", "p", 1)], {1: SimStream("ok", "lowres")})
+    held = threading.Event()
+    release = threading.Event()
+
+    def stuck(client: socket.socket, seconds: float | None) -> bool:
+        held.set()
+        release.wait(IO_TIMEOUT_S)
+        return False
+
+    sim._idle = stuck
+    try:
+        status, _, first = _open(sim, "/live/u/p/1.ts")
+        assert status == 200
+        assert held.wait(IO_TIMEOUT_S)
+        first.close()
+        status, _, second = _open(sim, "/live/u/p/1.ts")
+        second.close()
+        assert status == 200
+        assert sim.refused == []
+        assert sim.max_concurrency == {"u": 1}
+    finally:
+        release.set()
+    assert sim.wait_for_idle("u", timeout=IO_TIMEOUT_S)
+    assert len(sim.stats().connections) == 2
