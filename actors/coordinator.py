@@ -238,7 +238,8 @@ class Coordinator(SupervisedActor, QuickActor):
             if message.requester is not None:
                 tell_quietly(message.requester, refused)
         else:
-            self._perform(self._dispatch.start(cycles.begin(message, self._roster.limits())))
+            self._perform(self._dispatch.start(cycles.begin(message)))
+            cycles.started(self._roster.limits())  # after the first leases are asked for
 
     def _on_abort(self, message: AbortCycle) -> None:
         cycle = self._cycles.abort(message)

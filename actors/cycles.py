@@ -132,21 +132,28 @@ class Cycles:
         cycle = self._running
         return None if cycle is None else cycle.status(aborting=aborting)
 
-    def begin(self, message: CheckCycle, limits: Mapping[int, int]) -> list[Job]:
+    def begin(self, message: CheckCycle) -> list[Job]:
         """Start the cycle (none may be running); the jobs to hand to the dispatch.
 
-        Args:
-            message: the cycle asked for.
-            limits: each account's limit (0 = unlimited), for the log.
+        Call :meth:`started` once the dispatch has asked for the first leases:
+        the log lines and the announcement are not on the way to the first check.
         """
         assert self._running is None, "a cycle is running"
         jobs = plan(message.cycle_id, message.jobs, self._memory, self._stable_every)
-        cycle = Cycle(message.cycle_id, jobs, self._scorer, self._clock, self._wall)
-        self._running = cycle
+        self._running = Cycle(message.cycle_id, jobs, self._scorer, self._clock, self._wall)
         self._done = message.done
+        return jobs
+
+    def started(self, limits: Mapping[int, int]) -> None:
+        """Log and announce the cycle :meth:`begin` started.
+
+        Args:
+            limits: each account's limit (0 = unlimited), for the log.
+        """
+        cycle = self._running
+        assert cycle is not None, "no cycle was begun"
         cycle.log_started(limits)
         self._announce(CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at))
-        return jobs
 
     def refuse(self, message: CheckCycle) -> CycleRefused:
         """A cycle asked for while one runs: its ``done`` fails with :class:`CycleBusyError`;

@@ -32,6 +32,7 @@ from app.daemon import Daemon, unknown_overrides
 from app.effective import effective_config_toml
 from app.progress import progress_listeners
 from app.report import ReportError, build_report, check_report_path, write_report
+from app.runtime import tune_gc
 from app.sources import Sources, build_sources
 from app.status import listen_problem
 from domain.models import Inventory
@@ -87,6 +88,7 @@ def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
 
 def console_main() -> int:
     """The ``iptv-checkd`` command installed by ``pip install .``."""
+    tune_gc()
     return main(prog="iptv-checkd")
 
 

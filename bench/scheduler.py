@@ -54,6 +54,7 @@ from actors.messages import CheckCycle, CycleFinished, SetAccounts
 from actors.slots import UNLIMITED, capacity
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
+from app.runtime import tune_gc
 from domain.cancel import CancelToken
 from domain.models import (
     Account,
@@ -423,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         wrapper_class=structlog.make_filtering_bound_logger(40),  # errors only
         cache_logger_on_first_use=True,
     )
+    tune_gc()  # the daemon's own runtime settings
     print(json.dumps(run(load_scenario(data), max(1, args.cycles)), indent=2))
     return 0
 
