@@ -82,7 +82,8 @@ def load_scenario(data: dict[str, Any]) -> Scenario:
     """Build a scenario from the JSON shape documented in the README.
 
     A file holding ``{"generate": {"streams": N, "accounts": M, "global_limit":
-    L, "seed": S}}`` stands for the scenario :func:`generate` makes of those.
+    L, "seed": S, "scale": X}}`` stands for the scenario :func:`generate` makes
+    of those.
     """
     if "generate" in data:
         spec = data["generate"]
@@ -91,6 +92,7 @@ def load_scenario(data: dict[str, Any]) -> Scenario:
             int(spec["accounts"]),
             seed=int(spec.get("seed", 7)),
             global_limit=int(spec.get("global_limit", 0)),
+            scale=float(spec.get("scale", 1.0)),
         )
     accounts = []
     for raw in data["accounts"]:
@@ -126,8 +128,15 @@ def load_scenario(data: dict[str, Any]) -> Scenario:
     return Scenario(int(data.get("global_limit", 0)), tuple(accounts), streams, durations, viewers)
 
 
-def generate(streams: int, accounts: int, seed: int = 7, global_limit: int = 0) -> dict[str, Any]:
-    """A large random scenario: limits 0/1/2/3/5, durations 10-50 ms."""
+def generate(
+    streams: int, accounts: int, seed: int = 7, global_limit: int = 0, scale: float = 1.0
+) -> dict[str, Any]:
+    """A large random scenario: limits 0/1/2/3/5, durations 10-50 ms times ``scale``.
+
+    At ``scale`` 1 a check is far shorter than any real one (1.5-30 s), so the
+    ratio mostly measures the fixed cost of a hand-over between threads; a
+    larger ``scale`` shows how the same schedule fares with longer checks.
+    """
     rng = random.Random(seed)
     return {
         "global_limit": global_limit,
@@ -140,7 +149,7 @@ def generate(streams: int, accounts: int, seed: int = 7, global_limit: int = 0) 
                 "id": i,
                 "name": f"s{i}",
                 "m3u_account": 1 + i % accounts,
-                "duration_s": round(rng.uniform(0.01, 0.05), 3),
+                "duration_s": round(rng.uniform(0.01, 0.05) * scale, 4),
             }
             for i in range(1, streams + 1)
         ],
