@@ -134,6 +134,10 @@ def _host(url: str) -> str:
 _Counter = Callable[[str, str], None]
 
 
+_ABORT_GRACE_S = 0.2
+"""Seconds a stopping sender waits for its thread once told to give up."""
+
+
 class WebhookSender:
     """POSTs alerts as JSON from its own thread, retried, never blocking the caller.
 
@@ -187,13 +191,20 @@ class WebhookSender:
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Send what is queued for up to ``timeout`` seconds, then give up on the rest."""
+        """Send what is queued for up to ``timeout`` seconds, then give up on the rest.
+
+        A POST still in flight then cannot be interrupted: its thread is a
+        daemon thread, left to end with its own timeout or with the process.
+        """
         self._closing.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():
             self._abort.set()
-            self._thread.join(self._timeout + 1.0)
+            self._thread.join(_ABORT_GRACE_S)  # a retry wait ends at once on the abort
+        if self._thread.is_alive():
+            self._log.warning("alerts_unsent", queued=self._queue.qsize(), reason="post_in_flight")
+            return  # its session is still in use
         self._session.close()
 
     def _run(self) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,34 @@ def test_a_running_daemon_posts_channel_and_cycle_alerts(
         assert "inventory.json" in failed["error"]
         metrics = daemon.metrics.render().decode()
         assert 'iptv_checkd_cycles_total{result="failed"} 1.0' in metrics
+
+
+def test_stop_keeps_to_its_timeout_while_a_post_hangs():
+    # A webhook that takes the connection and never answers: the POST in flight
+    # cannot be interrupted, but the daemon's stop must not wait for its timeout.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    got_one = threading.Event()
+
+    def accept() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        accepted.append(conn)
+        got_one.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    sender = WebhookSender(f"http://127.0.0.1:{port}/hook", timeout=30, retries=0)
+    sender.start()
+    try:
+        assert sender.send({"event": "cycle_failed"})
+        assert got_one.wait(5)
+        started = time.monotonic()
+        sender.stop(timeout=0.2)
+        assert time.monotonic() - started < 2.0  # not the POST's 30 s
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
