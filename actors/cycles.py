@@ -135,8 +135,8 @@ class Cycles:
     def begin(self, message: CheckCycle) -> list[Job]:
         """Start the cycle (none may be running); the jobs to hand to the dispatch.
 
-        Call :meth:`started` once the dispatch has asked for the first leases:
-        the log lines and the announcement are not on the way to the first check.
+        Call :meth:`started` before carrying out what the dispatch decided for
+        these jobs: results may come at once, and a cycle without jobs ends.
         """
         assert self._running is None, "a cycle is running"
         jobs = plan(message.cycle_id, message.jobs, self._memory, self._stable_every)

@@ -79,9 +79,15 @@ class SupervisedActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Let go of what the actor holds when crashing too, and tell the supervisor."""
-        self.wind_down(exception_value)
-        report_failure(self._supervisor, self.actor_name, exception_value)
+        """Let go of what the actor holds when crashing too, and tell the supervisor.
+
+        The supervisor is told even when letting go fails as well: a dead actor
+        nobody hears of would leave a daemon that runs and checks nothing.
+        """
+        try:
+            self.wind_down(exception_value)
+        finally:
+            report_failure(self._supervisor, self.actor_name, exception_value)
 
     def start_up(self) -> None:
         """What the actor does when it starts (on its own thread); nothing by default."""

@@ -412,7 +412,7 @@ class Reader:
         return spec.check(value) if spec.check is not None else None
 
     def _bounds_problem(self, value: Any, spec: Field, noun: str | None) -> str | None:
-        number = float(int(value) if isinstance(value, str) else value)
+        number = float(int(value.strip()) if isinstance(value, str) else value)
         low = spec.minimum is not None and number < spec.minimum
         high = spec.maximum is not None and number > spec.maximum
         if not (low or high or (spec.above is not None and number <= spec.above)):
@@ -425,7 +425,7 @@ class Reader:
 
     def _convert(self, key: str, value: Any, spec: Field) -> Any:
         if spec.kind == "int" and isinstance(value, str):
-            return int(value)
+            return int(value.strip())
         if spec.kind == "number":
             return float(value)
         if spec.kind == "list" and spec.items is not None:
@@ -437,12 +437,17 @@ class Reader:
         return value
 
 
+def _digits(value: object) -> bool:
+    """A string of ASCII digits, spaces around allowed (``" 12"``; not ``"²"``)."""
+    return isinstance(value, str) and value.isascii() and value.strip().isdigit()
+
+
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _KIND_OK: Final[Mapping[Kind, Callable[[Field, object], bool]]] = {
-    "int": lambda spec, v: _is_int(v) or (spec.digits and isinstance(v, str) and v.isdigit()),
+    "int": lambda spec, v: _is_int(v) or (spec.digits and _digits(v)),
     "number": lambda _, v: _number(v),
     "bool": lambda _, v: isinstance(v, bool),
     "str": lambda _, v: isinstance(v, str),

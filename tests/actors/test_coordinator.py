@@ -10,9 +10,25 @@ from structlog.testing import capture_logs
 
 from actors.account import AccountActor
 from actors.coordinator import CoordinatorSettings
-from actors.messages import AbortCycle, LimitsChanged, Preempt, SetAccounts
+from actors.messages import (
+    AbortCycle,
+    CycleFinished,
+    CycleStarted,
+    LimitsChanged,
+    Preempt,
+    ResultReady,
+    SetAccounts,
+)
 from tests.actors.conftest import Harness, usage
-from tests.actors.fakes import Behaviour, FakeProbe, profile_account, simple_account, stream
+from tests.actors.fakes import (
+    Behaviour,
+    FakeProbe,
+    Inbox,
+    Recorder,
+    profile_account,
+    simple_account,
+    stream,
+)
 
 A1, A2, B1, B2, B3 = 1, 2, 3, 4, 5
 
@@ -429,3 +445,26 @@ def test_denied_requests_keep_their_order_in_the_queue(harness: Harness):
     with probe.lock:
         order = [e.stream_id for e in probe.events if e.what == "start"]
     assert order == [1, 2, 3, 4]
+
+
+def test_a_cycle_with_nothing_to_check_ends_and_the_coordinator_lives_on(harness: Harness):
+    # An empty inventory (or every stream skipped by stable_every) is a cycle too.
+    inbox = Inbox()
+    listener = Recorder.start(inbox)
+    harness.start([simple_account(1, 1)], FakeProbe(), listeners=(listener,))
+    finished = harness.run([])
+    assert (finished.results, finished.aborted) == ((), False)
+    assert [type(m) for m in inbox.wait_count(2)] == [CycleStarted, CycleFinished]
+    assert harness.status()["cycle"] is None  # still answering: not crashed
+    assert len(harness.run([stream(1, 1)]).results) == 1
+
+
+def test_a_result_that_comes_at_once_follows_its_cycle_started(harness: Harness):
+    # A stream of an account nobody knows ends before any lease is asked for.
+    inbox = Inbox()
+    listener = Recorder.start(inbox)
+    harness.start([simple_account(1, 1)], FakeProbe(), listeners=(listener,))
+    finished = harness.run([stream(1, 9)])
+    assert [r.error for r in finished.results] == ["unknown_account"]
+    kinds = [type(m) for m in inbox.wait_count(3)]
+    assert kinds == [CycleStarted, ResultReady, CycleFinished]

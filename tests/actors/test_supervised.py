@@ -71,3 +71,25 @@ def test_a_stop_winds_down_without_an_error_and_tells_nobody() -> None:
     assert wound_down == [None]
     supervisor.stop(timeout=5)  # the recorder's mailbox is empty once it stops
     assert inbox.messages == []
+
+
+class CrashingTwice(Crashing):
+    """Its letting go fails as well."""
+
+    actor_name = "crashing_twice"
+
+    def wind_down(self, error: BaseException | None) -> None:
+        super().wind_down(error)
+        if error is not None:
+            raise OSError("cannot close the file")
+
+
+def test_the_supervisor_hears_of_a_crash_even_when_winding_down_fails_too() -> None:
+    inbox = Inbox()
+    supervisor = Recorder.start(inbox)
+    wound_down: list[BaseException | None] = []
+    ref = CrashingTwice.start(supervisor, wound_down, threading.Event())
+    ref.tell("boom")
+    (failed,) = inbox.wait_for(ActorFailed)
+    assert failed.actor == "crashing_twice"
+    assert "bad message 'boom'" in failed.error

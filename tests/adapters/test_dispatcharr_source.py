@@ -676,3 +676,12 @@ def test_plan_reorder_properties(case: tuple[list[int], dict[int, tuple[str, flo
 def test_plan_reorder_refuses_duplicates(current: list[int]) -> None:
     scores = {sid: ("ok", float(sid)) for sid in current}
     assert plan_reorder(current, scores) is None
+
+
+def test_digit_string_ids_are_read_and_odd_digits_are_a_shape_error() -> None:
+    # Some Dispatcharr versions send ids as strings, at times padded.
+    (parsed,) = parse_streams([stream(m3u_account=" 3", stream_id="12345 ")], ACCOUNTS)
+    assert (parsed.account_id, parsed.stream_id) == (3, 12345)
+    with pytest.raises(DispatcharrBadResponse) as caught:  # "²" is a digit to str.isdigit
+        parse_streams([stream(stream_id="²")], ACCOUNTS)
+    assert caught.value.field == "[0].stream_id"
