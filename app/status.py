@@ -224,12 +224,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _refusal(self) -> tuple[int, str] | None:
         """Why this state-changing request is refused, or ``None`` to let it through."""
         origin = self.headers.get("Origin")
-        if origin is not None and origin != "null":
+        if origin is not None:
+            # "null" is an opaque origin (a sandboxed frame, a file): not this page.
             try:
                 origin_host = urlsplit(origin).netloc
             except ValueError:
                 origin_host = ""
-            if origin_host != self.headers.get("Host", ""):
+            if origin == "null" or origin_host != self.headers.get("Host", ""):
                 return 403, "cross-site request refused"
         token = self.status_server.token
         if token is None:

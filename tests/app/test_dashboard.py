@@ -166,6 +166,10 @@ def test_buttons_on_loopback_without_a_token(
         rebound = {"Host": "attacker.example:8787", "Origin": "http://attacker.example:8787"}
         refused = requests.post(f"{address}/api/cycle", headers=rebound, timeout=5)
         assert refused.status_code == 403  # a name rebound to 127.0.0.1 gets nothing done
+        sandboxed = {"Origin": "null"}  # what a sandboxed iframe of any page sends
+        assert (
+            requests.post(f"{address}/api/cycle", headers=sandboxed, timeout=5).status_code == 403
+        )
         busy = requests.post(f"{address}/api/channels/8/check", timeout=5)
         assert busy.status_code == 409  # the first cycle is running
         assert requests.post(f"{address}/api/cycle", timeout=5).status_code == 409
