@@ -31,6 +31,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
 
@@ -126,9 +127,15 @@ def _cron_problem(value: str) -> str | None:
     cron = value.strip()
     if not cron:
         return None
-    from croniter import croniter
+    from croniter import CroniterError, croniter
 
-    return None if croniter.is_valid(cron) else f"not a valid cron expression: {show_toml(cron)}"
+    if not croniter.is_valid(cron):
+        return f"not a valid cron expression: {show_toml(cron)}"
+    try:  # valid, yet maybe no date matches it (February 31st)
+        croniter(cron, datetime.now(UTC)).get_next(datetime)
+    except CroniterError:
+        return f"{show_toml(cron)} never fires"
+    return None
 
 
 def _listen_problem(value: str) -> str | None:

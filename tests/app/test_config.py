@@ -354,6 +354,9 @@ def test_cron_is_validated_and_kept(tmp_path):
     assert config.schedule.cron == "0 3 * * *"
     message = error_of(tmp_path, '[schedule]\ncron = "every day"')
     assert '[schedule] cron: not a valid cron expression: "every day"' in message
+    # Well-formed, but no such day: it would never fire (and croniter raises at the first run).
+    message = error_of(tmp_path, '[schedule]\ncron = "0 0 31 2 *"')
+    assert '[schedule] cron: "0 0 31 2 *" never fires' in message
 
 
 # --- status, accounts, dispatcharr ------------------------------------------------
