@@ -43,12 +43,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
+from urllib3 import BaseHTTPResponse
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from adapters.schema import InputError, Problem, json_kind
@@ -159,7 +163,30 @@ class DispatcharrBadResponse(DispatcharrError, InputError):
 
 
 class _CappedRetry(Retry):
-    """urllib3's retry; ``Retry-After`` never stalls a call for long, no PATCH on a status."""
+    """urllib3's retry; ``Retry-After`` never stalls a call for long, no PATCH on a status.
+
+    A channel PATCH is not sent again after a read error either (the request may
+    have arrived): its ``streams`` list is a whole membership read just before,
+    and sent again seconds later it could drop a stream added meanwhile.
+    """
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if (
+            error is not None
+            and (method or "").upper() == "PATCH"
+            and CHANNELS_PATH in (url or "")
+            and self._is_read_error(error)
+        ):
+            raise MaxRetryError(_pool, url or "", error) from error  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() in _NO_STATUS_RETRY:

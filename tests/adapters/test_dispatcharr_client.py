@@ -487,3 +487,16 @@ def test_inventory_and_viewers_from_the_fake(
     assert [s.id for s in inventory.streams] == [812, 977, 1033, 2001]
     assert inventory.channels[0].stream_ids == (812, 977, 1033)
     assert viewers.profiles == {9: 1, 5: 1}
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["dropped-before", "dropped-after"])
+def test_a_channel_patch_is_not_sent_again_after_a_dropped_connection(
+    seeded: FakeDispatcharr, make_client: MakeClient, applied: bool
+) -> None:
+    # Its list is a whole membership read before it: sent again later, it would
+    # drop a stream the user added meanwhile. The writer reads afresh next time.
+    seeded.drop_next("channel", method="PATCH", applied=applied)
+
+    with pytest.raises(DispatcharrUnavailable):
+        make_client().patch_channel(42, {"streams": [977, 812, 1033]})
+    assert seeded.count("channel", "PATCH") == 1
