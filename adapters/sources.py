@@ -28,7 +28,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +59,7 @@ from adapters.dispatcharr_source import (
 )
 from adapters.inventory_file import load_inventory, load_viewers
 from adapters.schema import InputError
-from adapters.write_queue import WriteQueue
+from adapters.write_queue import WriteQueue, map_on_daemon_threads
 from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
 from domain.ports import SourceError
 from domain.urls import redact_url
@@ -502,9 +501,8 @@ class DispatcharrWriter:
         if self._concurrency == 1 or len(channels) < 2:
             outcomes = [one(channel) for channel in channels]
         else:
-            workers = min(self._concurrency, len(channels))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reorder") as pool:
-                outcomes = list(pool.map(one, channels))
+            # Daemon threads: a daemon stopped mid-reorder is not held up by them.
+            outcomes = map_on_daemon_threads(one, channels, self._concurrency, "reorder")
         aborted = outcomes.count("aborted")
         for outcome in outcomes:
             if outcome != "aborted":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar, cast
 
 import structlog
 
@@ -135,3 +135,39 @@ class WriteQueue(Generic[T]):
             batch.append(item)
         self._pending.extendleft(reversed(held))
         return batch
+
+
+R = TypeVar("R")
+
+
+def map_on_daemon_threads(
+    work: Callable[[T], R], items: Sequence[T], workers: int, name: str
+) -> list[R]:
+    """``[work(item) for item in items]`` on at most ``workers`` daemon threads, in order.
+
+    Unlike a ``ThreadPoolExecutor`` (whose threads a stopping process waits
+    for, and which go on through everything queued), the threads never hold up
+    the process's exit. ``work`` must not raise.
+    """
+    results: list[R | None] = [None] * len(items)
+    pending = iter(enumerate(items))
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                taken = next(pending, None)
+            if taken is None:
+                return
+            index, item = taken
+            results[index] = work(item)
+
+    threads = [
+        threading.Thread(target=run, name=f"{name}-{n}", daemon=True)
+        for n in range(max(1, min(workers, len(items))))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return cast("list[R]", results)

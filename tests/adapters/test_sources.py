@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -594,6 +595,25 @@ def test_channels_are_reordered_concurrently_never_above_the_limit(
     assert counts == {"changed": 20, "unchanged": 0, "skipped": 0, "failed": 0}
     assert fake.max_in_flight == 3
     assert sorted(cid for cid, _ in fake.channel_patches) == list(range(700, 740, 2))
+
+
+def test_reorder_threads_never_hold_up_a_stopping_process(
+    fake: FakeDispatcharr, client: DispatcharrClient, source: DispatcharrInventorySource
+):
+    # A daemon stopped mid-reorder must exit within its budget: Python waits at
+    # exit for every non-daemon thread, and a pool's threads would go on through
+    # every queued channel (1,000 channels: about a minute after SIGTERM).
+    inventory, cycle = pairs_of_channels(fake, source, range(6001, 6011))
+    writer = DispatcharrWriter(client, concurrency=3)
+    fake.hold("channel", "GET")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(writer.reorder, inventory, cycle)
+        assert fake.wait_in_flight(3, timeout=10)
+        workers = [t for t in threading.enumerate() if t.name.startswith("reorder")]
+        fake.release()
+        running.result(timeout=30)
+    assert len(workers) == 3
+    assert all(t.daemon for t in workers)
 
 
 # --- Dispatcharr: reorder -----------------------------------------------------------------
