@@ -836,6 +836,12 @@ def _open_failure(stderr: list[str], request: ProbeRequest) -> ProbeOutcome | No
     for marker, kind, reason in _OPEN_FAILURES:
         if marker in text:
             return ProbeOutcome(kind, reason=reason)
+    # ffmpeg before 6 names the input and its error on one line ("<url>: Invalid
+    # data found when processing input"), where newer builds say "Error opening
+    # input": the same stream, so the same verdict.
+    named = f"{request.url}: "
+    if any(line.startswith(named) for line in stderr):
+        return ProbeOutcome("dead", reason="open_failed")
     return None
 
 

@@ -438,3 +438,22 @@ def test_a_child_outlives_the_thread_that_started_it():
         for pipe in (child.stdout, child.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (bytes(range(256)) * 64, "video/mp2t"),  # not a stream at all
+        (b"<html><body>Service suspended</body></html>", "text/html"),  # a panel's page
+        (b"", "video/mp2t"),  # an empty answer
+    ],
+    ids=["garbage", "html", "empty"],
+)
+def test_a_200_that_is_no_stream_is_dead_with_every_ffmpeg(
+    ffmpeg_path: str, httpserver, body: bytes, content_type: str
+):
+    # ffmpeg 5.1 says "<url>: Invalid data found when processing input", newer
+    # builds "Error opening input": the same dead stream either way.
+    httpserver.expect_request("/live/u/p/9.ts").respond_with_data(body, content_type=content_type)
+    outcome = _probe(ffmpeg_path, httpserver.url_for("/live/u/p/9.ts"))
+    assert (outcome.kind, outcome.reason) == ("dead", "open_failed")
