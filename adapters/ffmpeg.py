@@ -840,9 +840,8 @@ def _open_failure(stderr: list[str], request: ProbeRequest) -> ProbeOutcome | No
     # data found when processing input"), where newer builds say "Error opening
     # input": the same stream, so the same verdict.
     named = f"{request.url}: "
-    if any(line.startswith(named) for line in stderr):
-        return ProbeOutcome("dead", reason="open_failed")
-    return None
+    opened_not = any(line.startswith(named) for line in stderr)
+    return ProbeOutcome("dead", reason="open_failed") if opened_not else None
 
 
 def _classify(run: _Run, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
