@@ -88,6 +88,12 @@ class _Login:
     taught_by: int | None = None
     """The stream whose refusal taught the last lesson, and the state before it."""
     before: _Before | None = None
+    evidence: dict[int | None, int] = field(default_factory=dict)
+    """Per stream whose first refusal lowered the limit, the cap it showed: the
+    limit is the lowest of these (and of ``base_limit``). A stream found to be
+    refused on its own takes back its evidence, and only its own."""
+    base_limit: int | None = None
+    """The limit before the evidence above: restored, stepped up, or as configured."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,8 @@ class ProviderLearning:
         login.changed_at = now
         if configured and login.limit >= configured:
             login.limit = None  # back at the configured limit: nothing learned any more
+        login.evidence.clear()  # a quiet period outweighs what the refusals showed
+        login.base_limit = login.limit
         return True
 
     def closed(self, profile_id: int) -> float | None:
@@ -263,16 +271,32 @@ class ProviderLearning:
         login = self._login(profile_id)
         now = self._clock()
         if repeated:
-            if stream_id is None or stream_id != login.taught_by or login.before is None:
-                return Refused("none", login.limit, login.grace)
-            self._undo(login, login.before, now)
-            return Refused("forgiven", login.limit, login.grace)
+            return self._forgive(login, stream_id, now)
         before = _Before(login.limit, login.grace, login.grace_at, login.hold_until, login.holds)
         counted = held + self.cooling(profile_id)
         lesson = self._learn(login, counted, self.limit(profile_id, configured), granted_at, now)
+        if lesson.lesson == "lowered" and login.limit is not None:
+            if not login.evidence:
+                login.base_limit = before.limit
+            login.evidence[stream_id] = login.limit
         if lesson.lesson != "none":
             login.taught_by, login.before = stream_id, before
         return lesson
+
+    def _forgive(self, login: _Login, stream_id: int | None, now: float) -> Refused:
+        """A stream refused again on its own: take back what its first refusal taught."""
+        forgiven = False
+        if stream_id is not None and stream_id in login.evidence:
+            del login.evidence[stream_id]
+            caps = list(login.evidence.values())
+            if login.base_limit is not None:
+                caps.append(login.base_limit)
+            login.limit = min(caps, default=None)
+            forgiven = True
+        if stream_id is not None and stream_id == login.taught_by and login.before is not None:
+            self._undo(login, login.before, now)  # its hold or grace (the limit: above)
+            forgiven = True
+        return Refused("forgiven" if forgiven else "none", login.limit, login.grace)
 
     def _learn(
         self, login: _Login, counted: int, current: int, granted_at: float | None, now: float
@@ -303,8 +327,7 @@ class ProviderLearning:
         return Refused("lowered", login.limit, login.grace)
 
     def _undo(self, login: _Login, before: _Before, now: float) -> None:
-        """Put the login back as it was before the wrong lesson."""
-        login.limit = before.limit
+        """Put the login's hold and grace back as they were before the wrong lesson."""
         login.hold_until = before.hold_until
         login.holds = before.holds
         login.grace = before.grace

@@ -317,14 +317,32 @@ def test_undoing_a_hold_and_a_grace(clock):
     assert (learning.release_lag(P), learning.cooling(P)) == (0.0, 0)
 
 
-def test_only_the_stream_that_taught_the_last_lesson_can_undo_it(clock):
+def test_each_stream_takes_back_only_its_own_evidence(clock):
     learning = learner(clock)
     learning.refused(P, held=2, configured=3, stream_id=5)  # lowered to 2
     learning.refused(P, held=1, configured=3, stream_id=6)  # lowered to 1
-    assert learning.refused(P, held=0, configured=3, stream_id=5, repeated=True).lesson == "none"
+    # Stream 5 is refused on its own: its evidence (cap <= 2) goes, stream 6's stands.
+    assert learning.refused(P, held=0, configured=3, stream_id=5, repeated=True).lesson == (
+        "forgiven"
+    )
     assert learning.limit(P, 3) == 1
     learning.refused(P, held=1, configured=3, stream_id=7)  # nothing new: not a lesson
     assert learning.refused(P, held=0, configured=3, stream_id=6, repeated=True).lesson == (
         "forgiven"
     )
-    assert learning.limit(P, 3) == 2  # back to what it was before stream 6
+    assert learning.limit(P, 3) == 3  # no evidence left: as configured
+    assert learning.refused(P, held=0, configured=3, stream_id=8, repeated=True).lesson == "none"
+
+
+def test_streams_refused_on_their_own_leave_no_lower_limit_behind(clock):
+    # Two channels outside the subscription each answer 403 while others run:
+    # each first refusal lowers the limit; retried, each is forgiven, in any order.
+    learning = learner(clock)
+    assert learning.refused(P, held=4, configured=5, stream_id=21).lesson == "lowered"
+    assert learning.refused(P, held=3, configured=5, stream_id=22).lesson == "lowered"
+    assert learning.limit(P, 5) == 3
+    for stream_id in (21, 22):
+        again = learning.refused(P, held=0, configured=5, stream_id=stream_id, repeated=True)
+        assert again.lesson == "forgiven"
+    assert learning.limit(P, 5) == 5
+    assert learning.snapshot() == []
