@@ -171,6 +171,8 @@ class Scheduler(SupervisedActor):
         self._failure_retry = failure_retry
         self._failures = 0
         """Source failures in a row: the retry delay doubles with each one."""
+        self._refused = False
+        """The last start was refused (another cycle ran): start when that one ends."""
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -215,6 +217,7 @@ class Scheduler(SupervisedActor):
             return
         self._tick.cancel()
         self._next_at = None
+        self._refused = False
         self._last_start = self._monotonic()
         try:
             inventory = self._source.load()
@@ -247,6 +250,11 @@ class Scheduler(SupervisedActor):
 
     def _on_finished(self, message: CycleFinished) -> None:
         if message.cycle_id != self._running:
+            if self._refused and self._running is None:
+                # The cycle that kept ours out (a channel check) is over: ours
+                # runs now, not a whole interval (or a cron day) later.
+                self._refused = False
+                self._start_cycle("after_refused")
             return  # not ours (or heard twice)
         self._running = None
         self._plan_next()
@@ -255,6 +263,7 @@ class Scheduler(SupervisedActor):
         if message.cycle_id != self._running:
             return
         self._running = None
+        self._refused = True
         logger.warning("cycle_refused", cycle_id=message.cycle_id, error=message.reason)
         self._plan_next()
 

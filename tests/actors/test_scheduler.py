@@ -287,6 +287,28 @@ def test_a_cycle_refused_by_the_coordinator_does_not_stall_the_schedule(harness:
     assert refused["cycle_id"] == 100
 
 
+def test_a_refused_start_runs_once_the_other_cycle_ends_not_a_whole_interval_later(
+    harness: Harness,
+):
+    # A channel check from the dashboard at 02:59 must not cost the 03:00 cycle a day.
+    accounts = [simple_account(1, 1)]
+    probe = FakeProbe(behaviours={99: Behaviour(gated=True)})
+    harness.start(accounts, probe)
+    foreign = harness.begin([stream(99, 1)])
+    assert probe.started(99)
+    source = ScriptedInventory(inventory(accounts, [stream(1, 1)]))
+    scheduler, inbox = start_scheduler(
+        harness, source, ScheduleSection(interval=3600.0), first_cycle_id=100
+    )
+    assert source.wait_calls(1)  # the start at start-up, refused: a cycle runs
+    probe.open_gate(99)
+    foreign.get(timeout=5)
+    finished = inbox.wait_for(CycleFinished, 2)
+    assert finished[1].cycle_id > 100  # ours, right after the other one
+    assert source.calls == 2
+    assert status_of(scheduler)["next_start"] is not None  # and the schedule goes on
+
+
 # --- the source ----------------------------------------------------------------------
 
 
