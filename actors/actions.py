@@ -40,7 +40,7 @@ class StartCheck:
     job: Job
     lease: Lease
     others_running: int
-    """Other checks running on the same account as this one starts."""
+    """Other connections on this check's login when it was granted (ours and viewers')."""
 
 
 @dataclass(frozen=True)

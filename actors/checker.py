@@ -60,7 +60,7 @@ class Checkers:
         self._tokens: dict[int, CancelToken] = {}
 
     def start(self, job: Job, lease: Lease, others_running: int) -> None:
-        """Run the check now on a pool thread (``others_running`` on the same account)."""
+        """Run the check now on a pool thread (``others_running``: on the same login)."""
         settings = self._settings
         request = ProbeRequest(
             url=lease.url,

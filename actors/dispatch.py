@@ -448,7 +448,7 @@ class Dispatch:
             return self._done(out)
         now = self._clock()
         self._last_progress = now
-        out.append(StartCheck(job, lease, account.running))
+        out.append(StartCheck(job, lease, lease.held))
         self._running[lease.lease_id] = _Run(job, lease, now)
         account.running += 1
         account.running_work += job.expected_s

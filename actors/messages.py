@@ -109,6 +109,9 @@ class Lease:
     url: str
     """The stream URL rewritten for this profile."""
     user_agent: str | None = None
+    held: int = 0
+    """Connections the profile held besides this one when it was granted: our
+    other leases and its known viewers (what tells "full" from a dead stream)."""
 
 
 # --- coordinator -> account -----------------------------------------------------

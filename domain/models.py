@@ -142,8 +142,9 @@ class ProbeRequest:
     stream_id: int = 0
     account_id: int = 0
     other_checks_running: int = 0
-    """Other checks on the same account while this one starts: a close right
-    after connecting then means the account is full, not that the stream is dead."""
+    """Other connections on this check's login when it was granted (our checks
+    and known viewers): a close right after connecting then means the login is
+    full, not that the stream is dead."""
 
 
 @dataclass(frozen=True)

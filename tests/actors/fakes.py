@@ -196,6 +196,8 @@ class FakeProbe:
         self.max_open: dict[str, int] = defaultdict(int)
         self.max_total = 0
         self.calls: dict[int, int] = defaultdict(int)
+        self.requests: dict[int, ProbeRequest] = {}
+        """The last request per stream id."""
         self.violations: list[str] = []
         self.limit_check: object = None
         self._started: dict[int, threading.Event] = defaultdict(threading.Event)
@@ -243,6 +245,7 @@ class FakeProbe:
             self.max_open[login] = max(self.max_open[login], self.open[login])
             self.max_total = max(self.max_total, self.open_total)
             self.calls[request.stream_id] += 1
+            self.requests[request.stream_id] = request
             self.events.append(
                 Event(time.monotonic(), "start", request.stream_id, request.account_id, login)
             )

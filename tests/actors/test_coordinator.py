@@ -468,3 +468,21 @@ def test_a_result_that_comes_at_once_follows_its_cycle_started(harness: Harness)
     assert [r.error for r in finished.results] == ["unknown_account"]
     kinds = [type(m) for m in inbox.wait_count(3)]
     assert kinds == [CycleStarted, ResultReady, CycleFinished]
+
+
+def test_a_check_knows_what_else_holds_its_login_viewers_included(harness: Harness):
+    # The probe tells "full" (a hang-up on connect while the login holds other
+    # connections) from a dead stream by this count: it is per login, and a
+    # viewer counts as much as a check of ours.
+    probe = FakeProbe(behaviours={1: Behaviour(gated=True)})
+    harness.start([profile_account(1, [3, 1])], probe)
+    harness.viewers(profiles={100: 2})  # two viewers on the default login
+    done = harness.begin([stream(1, 1), stream(2, 1)])
+    assert probe.started(1)
+    assert probe.ended(2)
+    by_login = {req.url.split("/")[4]: req.other_checks_running for req in probe.requests.values()}
+    # The last login (1 slot, no viewer) holds nothing else; the default one its viewers
+    # (and not our check on the other login).
+    assert by_login == {"p101": 0, "p100": 2}
+    probe.open_gate(1)
+    assert len(done.get(timeout=10).results) == 2
