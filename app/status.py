@@ -173,6 +173,19 @@ class _Handler(BaseHTTPRequestHandler):
     status_server: StatusServer
     server_version = "iptv-checkd"
     sys_version = ""
+    timeout = 10.0
+    """Seconds a client may stay silent mid-request before its connection is dropped."""
+
+    def parse_request(self) -> bool:
+        """Also refuse, with a 400, a request line whose target is no URL."""
+        if not super().parse_request():
+            return False
+        try:
+            urlsplit(self.path)
+        except ValueError:
+            self.send_error(400, "Bad request target")
+            return False
+        return True
 
     # --- GET --------------------------------------------------------------------
 

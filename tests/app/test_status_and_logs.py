@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 
 import pykka
 import requests
@@ -82,3 +83,19 @@ def test_json_logs_redact_provider_credentials():
     assert "pass1" not in line["url"]
     assert "abc" not in line["url"]
     assert line["level"] == "info"
+
+
+def test_a_request_line_that_is_no_url_gets_a_400_and_the_server_goes_on():
+    coordinator = Coordinator.start(FakeProbe(), CoordinatorSettings())
+    server = StatusServer("127.0.0.1", 0, Dashboard(coordinator), Metrics())
+    server.start()
+    try:
+        host, port = server.address.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            raw.sendall(b"GET http://[ HTTP/1.0\r\n\r\n")
+            answer = raw.recv(1024)
+        assert answer.startswith(b"HTTP/1.0 400")
+        assert requests.get(f"{server.address}/api/status", timeout=5).status_code == 200
+    finally:
+        server.stop()
+        coordinator.stop()
