@@ -712,7 +712,9 @@ class FfmpegProbe:
         fds = () if frames_write is None else (frames_write,)
         try:
             proc = _SPAWNER.popen(self.command(request, frames_write), pass_fds=fds)
-        except (OSError, RuntimeError) as exc:  # RuntimeError: the interpreter is exiting
+        except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+            # RuntimeError: the interpreter is exiting; SubprocessError: the
+            # child's set-up (death signal) failed before exec.
             bound.error("probe_start_failed", error=str(exc), ffmpeg=self.ffmpeg_path)
             if frames_read is not None:
                 os.close(frames_read)
@@ -736,10 +738,12 @@ class FfmpegProbe:
                 no_data_s=request.timeout, analyse_s=_analyse_s(request), wall_s=_wall_s(request)
             )
         finally:
-            if run is None:
+            if run is None:  # its threads could not start: nothing else closes these
                 _killpg(proc.pid)
                 proc.kill()
                 proc.wait()
+                if frames is not None:
+                    frames.close()
             else:
                 run.finish()
         outcome = _classify(run, request, token)
