@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import subprocess
 import tempfile
@@ -232,11 +233,14 @@ def chunk_times(sample: bytes, chunk_bytes: int, seconds: float, *, vbr: bool) -
     marks = [(offset, pcr - first) for offset, pcr in marks]
     times: list[float] = []
     index = 0
+    # The bytes after the last clock mark are extrapolated; they stay due
+    # within this loop (not at its very end, the next loop's start).
+    last_due = math.nextafter(seconds, 0.0)
     for offset in offsets:
         while index + 2 < len(marks) and marks[index + 1][0] <= offset:
             index += 1
         (a_off, a_t), (b_off, b_t) = marks[index], marks[index + 1]
         at = a_t + (b_t - a_t) * (offset - a_off) / (b_off - a_off)
-        at = min(max(at, times[-1] if times else 0.0, 0.0), seconds)
+        at = min(max(at, times[-1] if times else 0.0, 0.0), last_due)
         times.append(at)
     return times
