@@ -102,9 +102,10 @@ def test_vbr_sample_bitrate_moves_and_is_paced_by_its_clock(sample_cache):
     # Two seconds with noise, two without: the noisy windows carry far more bytes.
     windows = _bytes_per_window(sample, times, 2.0)[:4]
     assert min(windows[0], windows[2]) > 1.5 * max(windows[1], windows[3])
-    # Paced at a constant rate, every window would carry the same bytes.
+    # Paced at a constant rate, the windows carry about the same bytes (within
+    # 1.00-1.07 of each other over fresh encodes, which differ from run to run).
     flat = _bytes_per_window(sample, chunk_times(sample, CHUNK_BYTES, seconds, vbr=False), 2.0)
-    assert max(flat[:4]) < 1.1 * min(flat[:4])
+    assert max(flat[:4]) < 1.25 * min(flat[:4])
 
 
 def test_vbr_stream_is_served_at_about_real_time(provider, sample_cache):
