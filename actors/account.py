@@ -235,14 +235,13 @@ class AccountActor(QuickActor):
             )
             return
         profile = answer.profile
-        viewers, leases, _limit = self._slots.usage()[profile.id]
         lease = Lease(
             lease_id=lease_id,
             account_id=self._account.id,
             profile_id=profile.id,
             url=answer.url or request.stream.url,
             user_agent=self._account.user_agent,
-            held=viewers + leases - 1,  # this lease is among the profile's leases
+            held=answer.held,
         )
         self._to_coordinator(LeaseGranted(request_id=request.request_id, lease=lease))
 

@@ -238,11 +238,7 @@ class Coordinator(SupervisedActor, QuickActor):
             if message.requester is not None:
                 tell_quietly(message.requester, refused)
         else:
-            todo = self._dispatch.start(cycles.begin(message))
-            # Announced before anything is carried out: a job may end at once
-            # (an unknown account), and a cycle with no job ends in _perform.
-            cycles.started(self._roster.limits())
-            self._perform(todo)
+            self._perform(self._dispatch.start(cycles.begin(message, self._roster.limits())))
 
     def _on_abort(self, message: AbortCycle) -> None:
         cycle = self._cycles.abort(message)

@@ -132,28 +132,24 @@ class Cycles:
         cycle = self._running
         return None if cycle is None else cycle.status(aborting=aborting)
 
-    def begin(self, message: CheckCycle) -> list[Job]:
-        """Start the cycle (none may be running); the jobs to hand to the dispatch.
+    def begin(self, message: CheckCycle, limits: Mapping[int, int]) -> list[Job]:
+        """Start and announce the cycle (none may be running); the jobs for the dispatch.
 
-        Call :meth:`started` before carrying out what the dispatch decided for
-        these jobs: results may come at once, and a cycle without jobs ends.
+        Announced here, before anything the dispatch decides is carried out: a
+        job may end at once (an unknown account), and a cycle without jobs ends.
+
+        Args:
+            message: the cycle asked for.
+            limits: each account's limit (0 = unlimited), for the log.
         """
         assert self._running is None, "a cycle is running"
         jobs = plan(message.cycle_id, message.jobs, self._memory, self._stable_every)
-        self._running = Cycle(message.cycle_id, jobs, self._scorer, self._clock, self._wall)
+        cycle = Cycle(message.cycle_id, jobs, self._scorer, self._clock, self._wall)
+        self._running = cycle
         self._done = message.done
-        return jobs
-
-    def started(self, limits: Mapping[int, int]) -> None:
-        """Log and announce the cycle :meth:`begin` started.
-
-        Args:
-            limits: each account's limit (0 = unlimited), for the log.
-        """
-        cycle = self._running
-        assert cycle is not None, "no cycle was begun"
         cycle.log_started(limits)
         self._announce(CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at))
+        return jobs
 
     def refuse(self, message: CheckCycle) -> CycleRefused:
         """A cycle asked for while one runs: its ``done`` fails with :class:`CycleBusyError`;

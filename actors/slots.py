@@ -110,6 +110,8 @@ class Grant:
     profile: Profile
     url: str | None = None
     """What ``url_for`` gave for the profile (``None`` without ``url_for``)."""
+    held: int = 0
+    """Connections the profile holds besides this lease: our other leases, its viewers."""
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,7 @@ class AccountSlots:
             self._granted_at[lease_id] = self._last_open
             if self.learning is not None:
                 self.learning.opened(state.profile.id)
-            return Grant(state.profile, url)
+            return Grant(state.profile, url, held=state.viewers + len(state.leases) - 1)
         # The room there is can't serve this stream: hold it back from the
         # count, so that only more room (say the default login freeing) is
         # offered, not this same room again and again.

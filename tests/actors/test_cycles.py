@@ -41,13 +41,6 @@ def cycle(cycle_id: int, *stream_ids: int) -> CheckCycle:
     return CheckCycle(cycle_id, jobs_for([stream(s, 1) for s in stream_ids]), done)
 
 
-def begin(cycles: Cycles, message: CheckCycle, limits: dict[int, int]) -> list:
-    """Begin the cycle and announce it, as the coordinator does once its leases are asked."""
-    jobs = cycles.begin(message)
-    cycles.started(limits)
-    return jobs
-
-
 def finish_all(cycles: Cycles, jobs: list, outcome: ProbeOutcome = OK) -> None:
     for job in jobs:
         cycles.record(Finish(job, outcome, profile_id=100))
@@ -58,7 +51,7 @@ def test_a_cycle_is_announced_scored_ended_and_its_caller_answered() -> None:
     clock = FakeClock()
     cycles, heard = keeper(clock=clock)
     message = cycle(1, 1, 2)
-    jobs = begin(cycles, message, {1: 2})
+    jobs = cycles.begin(message, {1: 2})
     assert heard == [CycleStarted(1, 2, "2026-01-01T00:00:00Z")]
     assert cycles.status(aborting=False) == {
         "cycle_id": 1,
@@ -93,7 +86,7 @@ def test_stable_streams_are_left_out_of_the_plan_until_due() -> None:
     cycles, _heard = keeper(stable_every=2)
     planned = []
     for cycle_id in range(1, 6):
-        jobs = begin(cycles, cycle(cycle_id, 1), {})
+        jobs = cycles.begin(cycle(cycle_id, 1), {})
         planned.append([job.stream.id for job in jobs])
         finish_all(cycles, jobs)
     # Three ok checks make the stream stable: from then on every other cycle.
@@ -102,17 +95,17 @@ def test_stable_streams_are_left_out_of_the_plan_until_due() -> None:
 
 def test_the_plan_ranks_a_stream_that_failed_before_one_that_played() -> None:
     cycles, _heard = keeper()
-    jobs = begin(cycles, cycle(1, 1, 2), {})
+    jobs = cycles.begin(cycle(1, 1, 2), {})
     cycles.record(Finish(jobs[0], OK))
     cycles.record(Finish(jobs[1], ProbeOutcome(kind="error", reason="timeout")))
     cycles.end(aborted=False)
-    ranked = {job.stream.id: job.priority for job in begin(cycles, cycle(2, 1, 2), {})}
+    ranked = {job.stream.id: job.priority for job in cycles.begin(cycle(2, 1, 2), {})}
     assert ranked[2] < ranked[1]
 
 
 def test_a_cycle_asked_for_while_one_runs_is_refused() -> None:
     cycles, heard = keeper()
-    begin(cycles, cycle(1, 1), {})
+    cycles.begin(cycle(1, 1), {})
     second = cycle(2, 2)
     with capture_logs() as logs:
         refused = cycles.refuse(second)
@@ -143,7 +136,7 @@ def test_an_abort_without_a_cycle_is_answered_at_once_an_error_one_fails_later_c
 
 def test_an_abort_waits_for_the_cycle_to_end() -> None:
     cycles, _heard = keeper()
-    jobs = begin(cycles, cycle(1, 1), {})
+    jobs = cycles.begin(cycle(1, 1), {})
     done: pykka.ThreadingFuture[CycleFinished | None] = pykka.ThreadingFuture()
     running = cycles.abort(AbortCycle("shutdown", done))
     assert running is not None
@@ -161,7 +154,7 @@ def test_an_abort_waits_for_the_cycle_to_end() -> None:
 def test_fail_open_gives_every_open_job_the_outcome_and_ends_the_cycle() -> None:
     cycles, heard = keeper()
     message = cycle(1, 1, 2)
-    jobs = begin(cycles, message, {})
+    jobs = cycles.begin(message, {})
     cycles.record(Finish(jobs[0], OK))
     cycles.fail_open(ProbeOutcome(kind="error", reason="coordinator_stopped"))
     assert cycles.running is None
