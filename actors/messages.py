@@ -399,6 +399,13 @@ class RunNow:
 
 
 @dataclass(frozen=True)
+class TakeCycleId:
+    """Asked of the scheduler: the next cycle id, for a cycle it does not start itself
+    (a dashboard channel check). One counter, seeded from the database, names every
+    cycle of the daemon, so no id is handed out twice, also across restarts."""
+
+
+@dataclass(frozen=True)
 class CycleInventory:
     """The inventory a cycle was built from (the sink orders channels with it)."""
 

@@ -33,6 +33,7 @@ from actors.messages import (
     RunNow,
     SetAccounts,
     Subscribe,
+    TakeCycleId,
 )
 from actors.supervisor import SupervisedActor
 from actors.tell import tell_quietly
@@ -197,6 +198,8 @@ class Scheduler(SupervisedActor):
                     self._start_cycle("schedule")
             case RunNow():
                 self._start_cycle("run_now")
+            case TakeCycleId():
+                return next(self._cycle_ids)
             case CycleFinished():
                 self._on_finished(message)
             case CycleRefused():

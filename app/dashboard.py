@@ -20,7 +20,6 @@ Provider URLs are shown as host and last path segment only.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,14 @@ import pykka
 import structlog
 
 from actors.jobs import jobs_for
-from actors.messages import CheckCycle, CycleInventory, GetStatus, GetUsage, RunNow
+from actors.messages import (
+    CheckCycle,
+    CycleInventory,
+    GetStatus,
+    GetUsage,
+    RunNow,
+    TakeCycleId,
+)
 from actors.tell import tell_quietly
 from adapters.store import StoreError, StreamHistory, read_cycles, read_histories
 from app.monitor import GetView, ManualCheck, MonitorView
@@ -45,8 +51,6 @@ ASK_TIMEOUT_S = 2.0
 _STREAMS_CACHE_S = 5.0
 """A stream list is built at most this often while results keep coming (10,000
 streams took about a second to build on the development machine)."""
-_FIRST_CHANNEL_CYCLE = 1_000_001
-"""Cycle ids of one-channel checks: far from the scheduler's, which count from 1."""
 
 
 def display_url(url: str) -> str:
@@ -448,7 +452,6 @@ class Controls:
         self._scheduler = scheduler
         self._monitor = monitor
         self._listeners = listeners
-        self._cycle_ids = itertools.count(_FIRST_CHANNEL_CYCLE)
 
     def _running_cycle(self) -> dict[str, Any] | None:
         status = cast(dict[str, Any], self._coordinator.ask(GetStatus(), timeout=ASK_TIMEOUT_S))
@@ -466,7 +469,13 @@ class Controls:
         return 202, {"started": True}
 
     def check_channel(self, channel_id: int) -> tuple[int, dict[str, Any]]:
-        """Check the streams of one channel now, as a small cycle of its own."""
+        """Check the streams of one channel now, as a small cycle of its own.
+
+        Its id comes from the scheduler's counter, the one every cycle's id
+        comes from (seeded from the database at start).
+        """
+        if self._scheduler is None:
+            return 409, {"error": "this daemon runs one cycle only (once): nothing to start"}
         view = cast(MonitorView, self._monitor.ask(GetView(), timeout=ASK_TIMEOUT_S))
         inventory = view.inventory
         channel = None
@@ -481,7 +490,7 @@ class Controls:
         streams = tuple(s for s in inventory.streams if s.id in members)
         if not streams:
             return 409, {"error": f"channel {channel_id} has no stream to check"}
-        cycle_id = next(self._cycle_ids)
+        cycle_id = cast(int, self._scheduler.ask(TakeCycleId(), timeout=ASK_TIMEOUT_S))
         small = Inventory(accounts=inventory.accounts, streams=streams, channels=(channel,))
         tell_quietly(self._monitor, ManualCheck(cycle_id, channel_id))
         for listener in (self._monitor, *self._listeners):

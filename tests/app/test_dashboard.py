@@ -181,6 +181,9 @@ def test_buttons_on_loopback_without_a_token(
         channel_check = cycles[0]
         assert channel_check["kind"] == "channel"
         assert channel_check["channel_id"] == 8
+        # One id counter, the database's: the channel check is the next cycle
+        # (not an id of its own range that a restart would hand out again).
+        assert answer.json()["cycle_id"] == channel_check["cycle_id"] == cycles[1]["cycle_id"] + 1
         assert (channel_check["streams"], channel_check["alive"]) == (1, 1)
         history = requests.get(f"{address}/api/streams", timeout=5).json()["streams"]
         by_id = {s["id"]: s["history"] for s in history}
