@@ -4,11 +4,14 @@ Every result is committed to SQLite as it arrives, so history survives a kill
 (and so is what the accounts learned of their logins, ``LoginsLearned``);
 then it is written back (Dispatcharr's ``stream_stats``). When the cycle ends,
 channels are ordered best first. A failure of the store or the write-back costs
-that one write: it is logged and the sink goes on.
+that one write: it is logged and the sink goes on. A store write the
+database refuses is not lost: it waits, in order, and is tried again
+(:class:`~adapters.pending_writes.PendingWrites`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,7 +27,8 @@ from actors.messages import (
     ResultReady,
 )
 from actors.supervisor import SupervisedActor
-from adapters.store import ResultStore, StoreError, save_learned
+from adapters.pending_writes import RETRY_EVERY_S, PendingWrites
+from adapters.store import ResultStore, save_learned
 from domain.models import CheckResult, Inventory
 from domain.ports import ResultWriter, SourceError
 
@@ -43,6 +47,8 @@ class ResultSink(SupervisedActor):
         history_days: rows older than this are pruned after each cycle (0 = keep).
         supervisor: told ``ActorFailed`` if the sink crashes (also while opening
             the store), since results then go nowhere.
+        retry_every: seconds between two tries of the writes the store refused.
+        clock: monotonic seconds (for ``retry_every``).
     """
 
     actor_name = "result_sink"
@@ -53,8 +59,11 @@ class ResultSink(SupervisedActor):
         writer: ResultWriter,
         history_days: int = 0,
         supervisor: pykka.ActorRef[Any] | None = None,
+        retry_every: float = RETRY_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(supervisor)
+        self._pending = PendingWrites(clock, retry_every)
         self._store_factory = store_factory
         self._writer = writer
         self._history_days = history_days
@@ -69,7 +78,10 @@ class ResultSink(SupervisedActor):
         self._store = self._store_factory()
 
     def wind_down(self, error: BaseException | None) -> None:
-        """Close the store; everything received was already committed."""
+        """Close the store; what the store refused is tried once more first."""
+        pending = self._pending
+        if not pending.retry(self._store, now=True):
+            logger.error("store_writes_lost", writes=pending.waiting)
         self._close()
 
     def _close(self) -> None:
@@ -89,10 +101,12 @@ class ResultSink(SupervisedActor):
             case CycleFinished():
                 self._on_finished(message)
             case LoginsLearned(account_id=account_id, logins=logins):
-                store = self._store
-                if store is not None:
-                    _guarded("store_failed", lambda: save_learned(store, account_id, logins))
+                self._store_write(
+                    f"learned logins of account {account_id}",
+                    lambda store: save_learned(store, account_id, logins),
+                )
             case Flush():
+                self._pending.retry(self._store)
                 # The writer may queue its writes: "written" means written.
                 _guarded("writeback_failed", self._writer.flush)
                 return self.written
@@ -100,24 +114,30 @@ class ResultSink(SupervisedActor):
                 return super().on_receive(message)
         return None
 
+    def _store_write(
+        self, what: str, write: Callable[[ResultStore], object], stream_id: int | None = None
+    ) -> None:
+        self._pending.add(self._store, what, write, stream_id)
+
     def _on_started(self, message: CycleStarted) -> None:
-        store = self._store
-        if store is not None:
-            db_cycle = _guarded(
-                "store_failed",
-                lambda: store.start_cycle(message.started_at, message.streams, message.cycle_id),
-            )
-            if db_cycle is not None:
-                if db_cycle != message.cycle_id:  # another process on the file took the id
-                    logger.warning("cycle_id_taken", cycle_id=message.cycle_id, stored_as=db_cycle)
-                self._db_cycles[message.cycle_id] = db_cycle
+        def start(store: ResultStore) -> None:
+            db_cycle = store.start_cycle(message.started_at, message.streams, message.cycle_id)
+            if db_cycle != message.cycle_id:  # another process on the file took the id
+                logger.warning("cycle_id_taken", cycle_id=message.cycle_id, stored_as=db_cycle)
+            self._db_cycles[message.cycle_id] = db_cycle
+
+        self._store_write(f"start of cycle {message.cycle_id}", start)
 
     def _on_result(self, message: ResultReady) -> None:
         result = message.result
-        store = self._store
-        db_cycle = self._db_cycles.get(message.cycle_id)
-        if store is not None and db_cycle is not None:
-            _guarded("store_failed", lambda: store.record(db_cycle, result), result.stream_id)
+        cycle_id = message.cycle_id
+
+        def record(store: ResultStore) -> None:
+            db_cycle = self._db_cycles.get(cycle_id)
+            if db_cycle is not None:  # None: the cycle's start was lost to a bug
+                store.record(db_cycle, result)
+
+        self._store_write(f"check of cycle {cycle_id}", record, result.stream_id)
         if _guarded(
             "writeback_failed", lambda: _done(self._writer.write_result, result), result.stream_id
         ):
@@ -125,24 +145,26 @@ class ResultSink(SupervisedActor):
 
     def _on_finished(self, message: CycleFinished) -> None:
         results = message.results
-        store = self._store
-        db_cycle = self._db_cycles.pop(message.cycle_id, None)
-        if store is not None and db_cycle is not None:
-            alive = sum(1 for r in results if r.status == "ok")
-            dead = sum(1 for r in results if r.status == "dead")
-            _guarded(
-                "store_failed",
-                lambda: store.finish_cycle(
+        alive = sum(1 for r in results if r.status == "ok")
+        dead = sum(1 for r in results if r.status == "dead")
+
+        def finish(store: ResultStore) -> None:
+            db_cycle = self._db_cycles.get(message.cycle_id)
+            if db_cycle is not None:
+                store.finish_cycle(
                     db_cycle,
                     message.finished_at,
                     alive + dead,
                     alive,
                     dead,
                     aborted=message.aborted,
-                ),
-            )
-            if self._history_days:
-                _guarded("store_failed", lambda: store.prune(self._history_days))
+                )
+            self._db_cycles.pop(message.cycle_id, None)
+
+        self._store_write(f"end of cycle {message.cycle_id}", finish)
+        days = self._history_days
+        if days:
+            self._store_write("prune", lambda store: store.prune(days))
         inventory = self._inventories.pop(message.cycle_id, None)
         if inventory is None or message.aborted:
             return
@@ -158,7 +180,7 @@ def _guarded(event: str, action: Callable[[], T], stream_id: int | None = None) 
     """
     try:
         result = action()
-    except (StoreError, SourceError) as exc:
+    except SourceError as exc:
         logger.error(event, stream_id=stream_id, error=str(exc))
         return None
     except Exception:  # a bug in one write must not stop all later ones

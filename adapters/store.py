@@ -195,14 +195,16 @@ class ResultStore:
 
     Args:
         path: The database file; created (with its folder) if missing.
+        busy_timeout: seconds a write waits for another process's lock on the file.
 
     Raises:
         StoreError: The file cannot be opened, is not a SQLite database, or
             was written by a newer schema version.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         self.path = path
+        self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._owner: int | None = None
         self._closed = False
@@ -420,7 +422,7 @@ class ResultStore:
             message = f"{self.path}: cannot create the results database: {problem}"
             raise StoreError(message) from exc
         try:
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._error("cannot open the results database", exc) from exc
         try:
