@@ -282,15 +282,33 @@ def cmd_once(args: argparse.Namespace) -> int:
     return EXIT_OK if not finished.aborted else EXIT_FAILED
 
 
+_ABORT_BUDGET_S = 5.0
+"""Seconds ``once`` waits after SIGINT/SIGTERM for the aborted cycle to end
+(its probes are killed at once)."""
+_FLUSH_BUDGET_S = 1.0
+"""Then seconds it waits for the write-back before stopping the daemon (whose
+stop flushes too, 4 s at most in all): a hung Dispatcharr does not keep it."""
+
+
 def _run_interruptibly(
     daemon: Daemon, inventory: Inventory, stopping: threading.Event
 ) -> CycleFinished:
-    """Run one cycle on a helper thread so SIGINT/SIGTERM can abort it."""
+    """Run one cycle on a helper thread so SIGINT/SIGTERM can abort it.
+
+    After a signal the cycle is aborted (probes killed) unless it has ended,
+    and the write-back gets :data:`_FLUSH_BUDGET_S`: the results are stored as
+    they come, and the report is written, whatever Dispatcharr does.
+    """
     box: dict[str, Any] = {}
+    checked = threading.Event()
+
+    def on_checked(cycle: CycleFinished) -> None:
+        box["checked"] = cycle
+        checked.set()
 
     def work() -> None:
         try:
-            box["finished"] = daemon.run_cycle(inventory)
+            box["finished"] = daemon.run_cycle(inventory, on_checked=on_checked)
         except Exception as exc:  # noqa: BLE001 - handed to the main thread below
             box["error"] = exc
         finally:
@@ -300,14 +318,22 @@ def _run_interruptibly(
     thread.start()
     stopping.wait()
     if "finished" not in box and "error" not in box:
-        daemon.coordinator.tell(AbortCycle("signal"))
-        thread.join(timeout=30)
+        if not checked.is_set():
+            daemon.coordinator.tell(AbortCycle("signal"))
+            checked.wait(timeout=_ABORT_BUDGET_S)
+        thread.join(timeout=_FLUSH_BUDGET_S)
     if "error" in box:
         raise box["error"]
-    if "finished" not in box:
+    finished: CycleFinished | None = box.get("finished", box.get("checked"))
+    if finished is None:
         message = "the cycle did not end after it was aborted"
         raise RuntimeError(message)
-    finished: CycleFinished = box["finished"]
+    if "finished" not in box:
+        logger.warning(
+            "writeback_incomplete",
+            cycle_id=finished.cycle_id,
+            hint="stopped while writing back: the results are stored, the report is written",
+        )
     return finished
 
 

@@ -462,8 +462,17 @@ class Daemon:
         if self._on_failure is not None:
             self._on_failure(reason)
 
-    def run_cycle(self, inventory: Inventory, timeout: float | None = None) -> CycleFinished:
-        """Check ``inventory`` once and wait until every result is stored and written back."""
+    def run_cycle(
+        self,
+        inventory: Inventory,
+        timeout: float | None = None,
+        on_checked: Callable[[CycleFinished], object] | None = None,
+    ) -> CycleFinished:
+        """Check ``inventory`` once and wait until every result is stored and written back.
+
+        ``on_checked`` hears the cycle's end before the wait for the write-back
+        (``once`` then has its report, whatever a hung Dispatcharr does after).
+        """
         actors = self._actors
         assert actors is not None, "daemon not started"
         cycle_id = next(self._cycle_ids)
@@ -475,6 +484,8 @@ class Daemon:
         marked = marked_streams(inventory, self.config.check.priority_channels)
         actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams, marked), done))
         finished = done.get(timeout=timeout)
+        if on_checked is not None:
+            on_checked(finished)
         try:
             actors.sink.ask(Flush(), timeout=timeout)
         except pykka.ActorDeadError:

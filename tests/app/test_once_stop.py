@@ -1,0 +1,84 @@
+"""``main.py once`` stops within seconds of SIGTERM, also while its write-back hangs.
+
+Before, it waited up to 30 s for the write-back to a Dispatcharr that does not
+answer (here: PATCHes held by the stand-in), longer than ``docker stop``
+waits before its SIGKILL, which would lose the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.app.dashboard_setup import wait_for
+from tests.fakes.dispatcharr import FakeDispatcharr
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sigterm_while_the_writeback_hangs_stops_once_in_seconds_with_its_report(
+    fake_dispatcharr: FakeDispatcharr, tmp_path: Path
+):
+    fake = fake_dispatcharr
+    fake.add_account(1, "Gone Provider", max_streams=2)
+    for stream_id in (501, 502):  # nothing listens on port 9: both are dead at once
+        fake.add_stream(stream_id, f"s{stream_id}", 1, f"http://127.0.0.1:9/{stream_id}.ts")
+    fake.add_channel(5, "Five", [501, 502])
+    fake.hold("stream", "PATCH")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[source]
+type = "dispatcharr"
+
+[dispatcharr]
+url = "{fake.url}"
+timeout = 60
+
+[check]
+duration = 1
+timeout = 2
+retries = 0
+
+[results]
+database = "results.sqlite"
+
+[log]
+level = "warning"
+"""
+    )
+    report = tmp_path / "report.json"
+    env = {**os.environ, "DISPATCHARR_API_KEY": fake.api_key}
+    command = [sys.executable, str(ROOT / "main.py"), "once", "--config", str(config)]
+    once = subprocess.Popen(
+        [*command, "--report", str(report)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # Both streams are checked and their stats are being written (and held).
+        assert wait_for(
+            lambda: sum(c.method == "PATCH" and c.route == "stream" for c in fake.calls) == 2, 30
+        )
+        stop_sent = time.monotonic()
+        once.send_signal(signal.SIGTERM)
+        output, _ = once.communicate(timeout=60)
+        stopped_in = time.monotonic() - stop_sent
+    finally:
+        if once.poll() is None:
+            once.kill()
+            once.wait()
+        fake.release()
+    assert stopped_in < 9, (stopped_in, output)
+    assert "Traceback" not in output
+    assert "writeback_incomplete" in output
+    results = json.loads(report.read_text())["results"]
+    assert [(r["stream_id"], r["status"]) for r in results] == [(501, "dead"), (502, "dead")]
