@@ -849,8 +849,12 @@ def _open_failure(stderr: list[str], request: ProbeRequest) -> ProbeOutcome | No
 
 
 def _classify(run: _Run, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
-    """Turn a finished ffmpeg run into a :class:`ProbeOutcome`."""
-    if token.cancelled or run.kill_reason == "cancelled":
+    """Turn a finished ffmpeg run into a :class:`ProbeOutcome`.
+
+    ``cancelled`` only when the cancel killed ffmpeg: one that came after
+    ffmpeg had ended by itself leaves what the whole check measured standing.
+    """
+    if run.kill_reason == "cancelled":
         return ProbeOutcome("cancelled", reason=token.reason or "cancelled")
     stderr = run.stderr_lines()
     info = parse_stream_info(stderr)

@@ -378,6 +378,31 @@ def test_cancel_kills_ffmpeg_within_a_second(ffmpeg_path, sim):
     assert sim.wait_for_idle("u", timeout=WAIT_S)
 
 
+def test_a_cancel_after_ffmpeg_ended_keeps_its_verdict(ffmpeg_path, sim):
+    # A preemption or a shutdown that lands once ffmpeg has ended by itself,
+    # while the probe still collects its output: the check is over, and what
+    # it measured stands (it used to be thrown away as "cancelled").
+    token = CancelToken()
+    spawned: list[threading.Thread] = []
+
+    def cancel_once_reaped(pid: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not _group_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        token.cancel("preempted")
+
+    def on_spawn(pid: int) -> None:
+        watcher = threading.Thread(target=cancel_once_reaped, args=(pid,))
+        watcher.start()
+        spawned.append(watcher)
+
+    outcome = FfmpegProbe(ffmpeg_path, on_spawn=on_spawn)(_request(sim.url("u", "p", 1)), token)
+    spawned[0].join(WAIT_S)
+    assert token.reason == "preempted"
+    assert outcome.kind == "ok", outcome
+    assert outcome.info.resolution == "1280x720"
+
+
 def test_ffmpeg_killed_from_outside_is_an_error(ffmpeg_path, sim):
     token = CancelToken()
     with ThreadPoolExecutor(max_workers=1) as pool:
