@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
@@ -70,6 +70,11 @@ class LearningFeed:
     """What each account (by id) had learned when the daemon last stopped."""
     keeper: pykka.ActorRef[Any] | None = None
     """Told ``LoginsLearned`` whenever an account's learned state changes (the sink)."""
+
+    def updated(self, account_id: int, logins: Sequence[LearnedLogin]) -> LearningFeed:
+        """The same feed, with what ``account_id`` has learned since: what a fresh
+        actor for that account (one that replaces a crashed one) starts from."""
+        return replace(self, restored={**self.restored, account_id: tuple(logins)})
 
 
 class AccountActor(QuickActor):
@@ -342,9 +347,11 @@ class AccountActor(QuickActor):
             self._log_lesson(lesson)
         learning = self._slots.learning
         keeper = self._learning.keeper if self._learning is not None else None
-        if learning is not None and keeper is not None:
+        if learning is not None:
             snapshot = LoginsLearned(self._account.id, tuple(learning.snapshot()))
-            tell_quietly(keeper, snapshot)
+            self._to_coordinator(snapshot)  # a fresh actor after a crash starts from it
+            if keeper is not None:
+                tell_quietly(keeper, snapshot)
 
     def _log_lesson(self, lesson: Lesson) -> None:
         fields: dict[str, Any] = {

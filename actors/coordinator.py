@@ -40,6 +40,7 @@ from actors.messages import (
     LeaseDenied,
     LeaseGranted,
     LimitsChanged,
+    LoginsLearned,
     Preempt,
     ResultReady,
     RoomChanged,
@@ -195,6 +196,9 @@ class Coordinator(SupervisedActor, QuickActor):
                 self._on_set_accounts(accounts)
             case AbortCycle():
                 self._on_abort(message)
+            case LoginsLearned(account_id=account_id, logins=logins):
+                if self._learning is not None:
+                    self._learning = self._learning.updated(account_id, logins)
             case Subscribe(listener=listener):
                 if listener not in self._listeners:
                     self._listeners.append(listener)

@@ -226,7 +226,8 @@ class RoomChanged:
 
 @dataclass(frozen=True)
 class LoginsLearned:
-    """An account's learned login state changed (account -> result sink, which keeps it)."""
+    """An account's learned login state changed (account -> result sink, which keeps it,
+    and -> coordinator, which starts a fresh actor for the account from it)."""
 
     account_id: int
     logins: tuple[LearnedLogin, ...]

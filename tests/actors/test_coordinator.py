@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import pykka
 import pytest
 from structlog.testing import capture_logs
 
-from actors.account import AccountActor
-from actors.coordinator import CoordinatorSettings
+from actors.account import AccountActor, LearningFeed
+from actors.coordinator import Coordinator, CoordinatorSettings
+from actors.jobs import jobs_for
+from actors.learning import LearningSettings
 from actors.messages import (
     AbortCycle,
+    CheckCycle,
     CycleFinished,
     CycleStarted,
+    GetStatus,
+    GetUsage,
     LimitsChanged,
     Preempt,
     ResultReady,
@@ -29,6 +35,7 @@ from tests.actors.fakes import (
     simple_account,
     stream,
 )
+from tests.app.dashboard_setup import wait_for
 
 A1, A2, B1, B2, B3 = 1, 2, 3, 4, 5
 
@@ -486,3 +493,43 @@ def test_a_check_knows_what_else_holds_its_login_viewers_included(harness: Harne
     assert by_login == {"p101": 0, "p100": 2}
     probe.open_gate(1)
     assert len(done.get(timeout=10).results) == 2
+
+
+def test_a_restarted_account_actor_keeps_what_its_logins_taught(timers):
+    # An account actor that crashed is replaced by a fresh one: it starts from
+    # what its logins taught until then, not from what was known at the
+    # daemon's start (before, it forgot a lowered cap and paid for it in
+    # refusals again).
+    refused = Behaviour(kind="busy", reason="max_connections")
+    probe = FakeProbe(behaviours={3: refused}, default=Behaviour(gated=True))
+    learning = LearningFeed(LearningSettings())
+    settings = CoordinatorSettings(retries=0)
+    coordinator = Coordinator.start(
+        probe, settings, (), None, timers, None, None, None, None, learning
+    )
+    try:
+        account = simple_account(1, 3)
+        coordinator.tell(SetAccounts((account,)))
+        done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
+        coordinator.tell(CheckCycle(1, jobs_for([stream(s, 1) for s in (1, 2, 3)]), done))
+        assert probe.wait_open(2)
+        assert probe.ended(3)  # refused while two others held the login: its cap is 2
+        (actor,) = pykka.ActorRegistry.get_by_class(AccountActor)
+
+        def learned(ref: pykka.ActorRef[AccountActor]) -> object:
+            detail = cast(dict[int, dict[str, object]], ref.ask(GetUsage(detail=True), timeout=5))
+            return detail[100]["learned_limit"]
+
+        assert wait_for(lambda: learned(actor) == 2, timeout=5)  # once the release is in
+        for sid in (1, 2):
+            probe.open_gate(sid)
+        done.get(timeout=10)
+        actor.tell(LimitsChanged(None, 0.0))  # type: ignore[arg-type]  # a bug: it crashes
+        assert wait_for(lambda: not actor.is_alive(), timeout=5)
+        coordinator.tell(SetAccounts((account,)))  # the next cycle brings a fresh actor
+        coordinator.ask(GetStatus(), timeout=5)
+        (fresh,) = pykka.ActorRegistry.get_by_class(AccountActor)
+        assert fresh is not actor
+        assert learned(fresh) == 2
+    finally:
+        coordinator.stop()
