@@ -383,6 +383,12 @@ class AccountActor(QuickActor):
                 )
             case "probed_up":
                 self._log.info("login_limit_probed_up", **fields)
+            case "grace_relaxed":
+                self._log.info(
+                    "login_release_lag_relaxed",
+                    **fields,
+                    hint="no refusal for a quiet period: freed slots wait less",
+                )
             case "forgiven":
                 self._log.info(
                     "login_lesson_undone",

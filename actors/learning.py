@@ -12,7 +12,11 @@ login (profile) this class learns, from the refusals that mean "full":
   first such refusal sets a release grace (at least ``first_grace_s``, twice
   the measured gap); from then on a slot freed on that login is reused only
   after the grace, so no more refusals follow. A refusal after the grace was
-  waited out, with nothing else held, doubles it;
+  waited out, with nothing else held, doubles it. After ``quiet_period_s``
+  without a refusal on the login the grace is halved (below ``first_grace_s``:
+  none), since a provider's lag can pass; a refusal right after our close
+  then puts the grace back as it was before the step, so each step costs at
+  most one refusal if the lag is still there;
 - a **hold**: a refusal that nothing of ours explains (nothing held, no recent
   close) means someone else uses the login; it is left alone for
   ``hold_s`` (doubling up to ``max_hold_s``) instead of being asked again.
@@ -80,7 +84,11 @@ class _Login:
     closes: list[float] = field(default_factory=list)
     """Our recent closes on the login (within the lag window), oldest first."""
     grace_at: float | None = None
-    """When the release grace was last set or grown."""
+    """When the release grace was last set, grown or relaxed."""
+    refused_at: float | None = None
+    """The login's last refusal: the grace is relaxed only a quiet period after it."""
+    relaxed_from: float | None = None
+    """The grace before its last relaxing step: a lag refusal puts it back."""
     cooling: list[float] = field(default_factory=list)
     """When each slot freed by one of our closes may be reused (release grace)."""
     hold_until: float | None = None
@@ -126,10 +134,14 @@ class ProviderLearning:
         now = clock()
         for item in restored:
             age = item.since_refusal_s
+            changed_at = None if age is None else now - max(0.0, age)
+            grace = min(max(0.0, item.release_lag_s), self.settings.max_grace_s)
             self._logins[item.profile_id] = _Login(
                 limit=item.limit if item.limit is None else max(1, item.limit),
-                grace=min(max(0.0, item.release_lag_s), self.settings.max_grace_s),
-                changed_at=None if age is None else now - max(0.0, age),
+                grace=grace,
+                changed_at=changed_at,
+                # The grace relaxes a quiet period after the last refusal or step.
+                grace_at=(now if changed_at is None else changed_at) if grace > 0 else None,
             )
 
     def _login(self, profile_id: int) -> _Login:
@@ -225,6 +237,27 @@ class ProviderLearning:
         login.base_limit = login.limit
         return True
 
+    def relax_grace(self, profile_id: int) -> bool:
+        """Halve the login's release grace after a quiet period (none below
+        ``first_grace_s``); True if it was shortened.
+
+        Called before a grant, as :meth:`probe_up`. The next step needs another
+        quiet period; a lag refusal in between undoes the step (see ``_learn``).
+        """
+        login = self._logins.get(profile_id)
+        if login is None or login.grace <= 0 or login.grace_at is None:
+            return False
+        now = self._clock()
+        quiet = self.settings.quiet_period_s
+        if now - login.grace_at < quiet:
+            return False
+        if login.refused_at is not None and now - login.refused_at < quiet:
+            return False
+        login.relaxed_from = login.grace
+        half = login.grace / 2
+        self._set_grace(login, half if half >= self.settings.first_grace_s else 0.0, now)
+        return True
+
     def closed(self, profile_id: int) -> float | None:
         """One of our connections on the login closed (not a refused one).
 
@@ -305,17 +338,10 @@ class ProviderLearning:
         settings = self.settings
         login.closes = [t for t in login.closes if now - t <= settings.lag_window_s]
         gap = now - login.closes[-1] if login.closes else None
-        login.changed_at = now
-        if gap is not None and login.grace <= 0 and counted < max(current, 1):
-            # The provider still counts the connection we just closed.
-            self._set_grace(login, max(settings.first_grace_s, 2 * gap), now)
-            return Refused("release_lag", login.limit, login.grace)
-        if granted_at is not None and login.grace_at is not None and granted_at < login.grace_at:
-            return Refused("release_lag", login.limit, login.grace)
-        if gap is not None and counted == 0 and gap >= login.grace > 0:
-            # We waited the grace out with nothing else held: the lag is longer.
-            self._set_grace(login, max(2 * login.grace, 2 * gap), now)
-            return Refused("longer_lag", login.limit, login.grace)
+        login.changed_at = login.refused_at = now
+        lag = self._lag_lesson(login, counted, current, granted_at, gap, now)
+        if lag is not None:
+            return lag
         if counted == 0:
             hold = min(settings.max_hold_s, settings.hold_s * 2**login.holds)
             login.holds += 1
@@ -325,6 +351,34 @@ class ProviderLearning:
             return Refused("none", login.limit, login.grace)
         login.limit = counted
         return Refused("lowered", login.limit, login.grace)
+
+    def _lag_lesson(
+        self,
+        login: _Login,
+        counted: int,
+        current: int,
+        granted_at: float | None,
+        gap: float | None,
+        now: float,
+    ) -> Refused | None:
+        """The release-lag rules of :meth:`_learn`; ``None`` if the refusal is no lag."""
+        relaxed_from, login.relaxed_from = login.relaxed_from, None
+        below = counted < max(current, 1)
+        if relaxed_from is not None and gap is not None and below:
+            # The lag is still there: the grace as it was before it was relaxed.
+            self._set_grace(login, relaxed_from, now)
+            return Refused("release_lag", login.limit, login.grace)
+        if gap is not None and login.grace <= 0 and below:
+            # The provider still counts the connection we just closed.
+            self._set_grace(login, max(self.settings.first_grace_s, 2 * gap), now)
+            return Refused("release_lag", login.limit, login.grace)
+        if granted_at is not None and login.grace_at is not None and granted_at < login.grace_at:
+            return Refused("release_lag", login.limit, login.grace)
+        if gap is not None and counted == 0 and gap >= login.grace > 0:
+            # We waited the grace out with nothing else held: the lag is longer.
+            self._set_grace(login, max(2 * login.grace, 2 * gap), now)
+            return Refused("longer_lag", login.limit, login.grace)
+        return None
 
     def _undo(self, login: _Login, before: _Before, now: float) -> None:
         """Put the login's hold and grace back as they were before the wrong lesson."""

@@ -132,7 +132,7 @@ class Lesson:
     """Something the account learned about one login (see :mod:`actors.learning`)."""
 
     profile_id: int
-    kind: RefusalLesson | Literal["probed_up"]
+    kind: RefusalLesson | Literal["probed_up", "grace_relaxed"]
     limit: int
     """The limit in force after it (0 = unlimited)."""
     configured: int
@@ -404,7 +404,8 @@ class AccountSlots:
         return Announce(change, wait, short)
 
     def _probe_up(self) -> None:
-        """Let a lowered login try one step up after its quiet period."""
+        """Let a login try one step back toward its configured behaviour after its
+        quiet period: a lowered limit one up, a release grace halved."""
         learning = self.learning
         if learning is None:
             return
@@ -412,11 +413,13 @@ class AccountSlots:
             profile = state.profile
             if learning.probe_up(profile.id, profile.max_streams):
                 self._lesson(profile, "probed_up")
+            if learning.relax_grace(profile.id):
+                self._lesson(profile, "grace_relaxed")
 
     def _lesson(
         self,
         profile: Profile,
-        kind: RefusalLesson | Literal["probed_up"],
+        kind: RefusalLesson | Literal["probed_up", "grace_relaxed"],
         hold_until: float | None = None,
     ) -> None:
         learning = self.learning

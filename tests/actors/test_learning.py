@@ -222,6 +222,69 @@ def test_a_slot_in_its_grace_counts_as_held_when_a_third_slot_is_refused(clock):
     assert (refused.lesson, learning.limit(P, 3)) == ("lowered", 2)
 
 
+def learned_grace(clock: FakeClock, grace: float, **settings: float) -> ProviderLearning:
+    """A login that learned a release grace of ``grace`` (first one, then grown)."""
+    learning = learner(clock, **settings)
+    learning.closed(P)
+    clock.advance(grace / 2)  # a gap of half the grace: the first grace is twice the gap
+    assert learning.refused(P, held=0, configured=1).release_lag_s == grace
+    return learning
+
+
+def test_a_quiet_period_halves_the_grace_down_to_none(clock):
+    # A provider's lag can pass: before, a grace learned once was waited out
+    # after every check on that login for ever (30 s at most, per check).
+    learning = learned_grace(clock, 12.0, quiet_period_s=600, first_grace_s=3.0)
+    clock.advance(599)
+    assert not learning.relax_grace(P)
+    clock.advance(1)
+    steps = [learning.relax_grace(P), learning.relax_grace(P)]  # one step per quiet period
+    assert steps == [True, False]
+    assert learning.release_lag(P) == 6.0
+    clock.advance(600)
+    assert learning.relax_grace(P)
+    assert learning.release_lag(P) == 3.0
+    clock.advance(600)
+    assert learning.relax_grace(P)
+    assert learning.release_lag(P) == 0.0  # half of 3 s is below first_grace_s: none
+    clock.advance(600)
+    assert not learning.relax_grace(P)
+    assert learning.snapshot() == []  # nothing learned is left to keep
+
+
+def test_a_lag_refusal_after_relaxing_puts_the_grace_back(clock):
+    learning = learned_grace(clock, 12.0, quiet_period_s=600, first_grace_s=3.0)
+    clock.advance(600)
+    assert learning.relax_grace(P)
+    learning.closed(P)
+    clock.advance(7.0)  # the provider still counts it after the relaxed 6 s
+    refused = learning.refused(P, held=0, configured=1)
+    assert (refused.lesson, refused.release_lag_s, learning.limit(P, 1)) == ("release_lag", 12.0, 1)
+    assert learning.cooling(P) == 1  # the slot freed 7 s ago waits the 12 s out
+    clock.advance(599)
+    assert not learning.relax_grace(P)  # the quiet period starts again at the refusal
+
+
+def test_a_refusal_keeps_the_grace_from_relaxing(clock):
+    learning = learned_grace(clock, 6.0, quiet_period_s=600, first_grace_s=3.0)
+    clock.advance(500)
+    learning.refused(P, held=1, configured=3)  # anything "full" on the login
+    clock.advance(200)
+    assert not learning.relax_grace(P)
+    clock.advance(400)
+    assert learning.relax_grace(P)
+
+
+def test_a_restored_grace_relaxes_too(clock):
+    snapshot = [LearnedLogin(P, limit=None, release_lag_s=8.0, since_refusal_s=550.0)]
+    restored = ProviderLearning(clock, LearningSettings(quiet_period_s=600), snapshot)
+    clock.advance(49)
+    assert not restored.relax_grace(P)
+    clock.advance(1)
+    assert restored.relax_grace(P)
+    assert restored.release_lag(P) == 4.0
+
+
 def test_a_close_long_ago_is_no_release_lag(clock):
     learning = learner(clock, lag_window_s=10.0)
     learning.closed(P)
