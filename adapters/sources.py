@@ -61,7 +61,7 @@ from adapters.inventory_file import load_inventory, load_viewers
 from adapters.schema import InputError
 from adapters.write_queue import WriteQueue, map_on_daemon_threads
 from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
-from domain.ports import SourceError
+from domain.ports import Reordered, SourceError
 from domain.urls import redact_url
 
 log = structlog.get_logger(__name__)
@@ -467,7 +467,8 @@ class DispatcharrWriter:
         Returns:
             ``changed``, ``unchanged``, ``skipped`` and ``failed`` channel
             counts; in a dry run also ``planned`` (would have changed). With
-            reordering disabled, ``{"disabled": 1}``.
+            reordering disabled, ``{"disabled": 1}``. Each channel's own
+            outcome is in its ``channels`` (a :class:`~domain.ports.Reordered`).
         """
         self.flush()
         if not self._reorder_enabled:
@@ -511,7 +512,11 @@ class DispatcharrWriter:
         if unreachable:
             channel_id, exc = unreachable[0]
             log.error("reorder_aborted", channel_id=channel_id, remaining=aborted, error=str(exc))
-        return counts
+        each = {
+            channel.id: "skipped" if outcome == "aborted" else outcome
+            for channel, outcome in zip(channels, outcomes, strict=True)
+        }
+        return Reordered(counts, each)
 
     def _reorder_channel(
         self,

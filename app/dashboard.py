@@ -342,14 +342,16 @@ class Dashboard:
         return {"history": self._history, "streams": rows}
 
     def channels(self) -> dict[str, Any]:
-        """Each channel's streams in the order written back, and its last reorder."""
+        """Each channel's streams in the source's order (the one written back, once
+        written), and its last reorder: the planned order and what became of it."""
         view = self.view()
         inventory = view.inventory or Inventory((), ())
         names = {s.id: s.name for s in inventory.streams}
         rows = []
         for channel in inventory.channels:
             reorder = view.reorders.get(channel.id)
-            order = list(reorder["after"]) if reorder else list(channel.stream_ids)
+            written = reorder is not None and bool(reorder.get("written"))
+            order = list(reorder["after"]) if reorder and written else list(channel.stream_ids)
             rows.append(
                 {
                     "id": channel.id,

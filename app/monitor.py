@@ -38,6 +38,8 @@ logger = structlog.get_logger(__name__)
 
 _RECENT_CYCLES = 10
 _USER_STOPS = frozenset({"shutdown", "signal"})
+_WRITTEN = frozenset({"changed", "unchanged"})
+"""Reorder outcomes after which the channel's order in the source is the planned one."""
 """Reasons of an abort that a person asked for: no alert."""
 
 # --- messages to the monitor (app-level, not part of the lease protocol) -----------
@@ -60,6 +62,9 @@ class ReorderCounts:
 
     inventory: Inventory
     counts: Mapping[str, int]
+    channels: Mapping[int, str] = field(default_factory=dict)
+    """Each channel's outcome (``changed``, ``unchanged``, ``skipped``, ``failed``,
+    ``planned``); a channel the writer did not name was not written."""
 
 
 @dataclass(frozen=True)
@@ -281,10 +286,11 @@ class Monitor(pykka.ThreadingActor):
                 self._on_finished(message)
             case SourceFailed(error=error):
                 self._on_source_failed(error)
-            case ReorderCounts(inventory=inventory, counts=counts):
+            case ReorderCounts(inventory=inventory, counts=counts, channels=channels):
                 summary = self._by_inventory.get(id(inventory))
                 if summary is not None:
                     summary["reorder"] = dict(counts)
+                    self._reorders_written(summary["cycle_id"], counts, channels)
             case GetStatus():
                 return self._status()
             case GetView():
@@ -359,12 +365,33 @@ class Monitor(pykka.ThreadingActor):
                         "cycle_id": finished.cycle_id,
                         "at": finished.finished_at,
                         **order,
+                        "outcome": "pending",  # until the write-back says (ReorderCounts)
+                        "written": False,
                     }
         if finished.aborted:
             reasons = {r.error for r in finished.results if r.status == "cancelled" and r.error}
             if not reasons & _USER_STOPS:
                 why = ", ".join(sorted(str(r) for r in reasons)) or "aborted"
                 self._alert(alerts.cycle_alert("aborted", why, finished.cycle_id))
+
+    def _reorders_written(
+        self, cycle_id: int, counts: Mapping[str, int], channels: Mapping[int, str]
+    ) -> None:
+        """What the write-back did with each channel the cycle planned an order for.
+
+        ``not_written``: nothing writes orders back (the file source);
+        ``disabled``: reordering is off; else the writer's own outcome per channel.
+        """
+        unnamed = "disabled" if counts.get("disabled") else "not_written"
+        for cid, order in self._reorders.items():
+            if order["cycle_id"] != cycle_id:
+                continue
+            outcome = channels.get(cid, unnamed)
+            self._reorders[cid] = {
+                **order,
+                "outcome": outcome,
+                "written": outcome in _WRITTEN,
+            }
 
     def _on_source_failed(self, error: str) -> None:
         self._metrics.cycle_failed()

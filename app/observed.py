@@ -19,7 +19,7 @@ from adapters.sources import DispatcharrWriter, NullWriter
 from app.metrics import Metrics
 from app.monitor import ReorderCounts, SourceFailed
 from domain.models import CheckResult, Inventory
-from domain.ports import InventorySource, ResultWriter
+from domain.ports import InventorySource, Reordered, ResultWriter
 
 
 class ObservedInventory:
@@ -91,7 +91,8 @@ class MeteredWriter:
             if outcome != "disabled":
                 self._count("reorder", outcome, count)
         if self._monitor is not None:
-            tell_quietly(self._monitor, ReorderCounts(inventory, dict(counts)))
+            channels = counts.channels if isinstance(counts, Reordered) else {}
+            tell_quietly(self._monitor, ReorderCounts(inventory, dict(counts), channels))
         return counts
 
     def _count(self, kind: str, result: str, count: int = 1) -> None:

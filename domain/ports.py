@@ -7,6 +7,7 @@ viewer watcher, the result sink), never the coordinator or an account actor.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from domain.models import CheckResult, Inventory, ViewerSnapshot
@@ -14,6 +15,21 @@ from domain.models import CheckResult, Inventory, ViewerSnapshot
 
 class SourceError(Exception):
     """The source could not be read (down, bad answer, bad file); one line naming what."""
+
+
+class Reordered(dict[str, int]):
+    """What a reorder did: the channels counted by outcome (it is that dict), and in
+    ``channels`` each touched channel's own outcome (``changed``, ``unchanged``,
+    ``skipped``, ``failed``, or ``planned`` in a dry run).
+
+    A writer that writes nothing back returns an empty one (or only counts).
+    """
+
+    def __init__(
+        self, counts: Mapping[str, int] | None = None, channels: Mapping[int, str] | None = None
+    ) -> None:
+        super().__init__(counts or {})
+        self.channels: dict[int, str] = dict(channels or {})
 
 
 class InventorySource(Protocol):

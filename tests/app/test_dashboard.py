@@ -98,14 +98,23 @@ def test_status_streams_channels_and_metrics_of_a_running_daemon(
             0.0,
         )
 
-        channels = {
-            c["id"]: c
-            for c in requests.get(f"{address}/api/channels", timeout=5).json()["channels"]
-        }
+        def channels_written() -> dict[int, dict]:
+            rows = requests.get(f"{address}/api/channels", timeout=5).json()["channels"]
+            outcomes = {c["last_reorder"]["outcome"] for c in rows if c["last_reorder"]}
+            return {c["id"]: c for c in rows} if "pending" not in outcomes else {}
+
+        channels = wait_for(channels_written, timeout=10)
         news = channels[7]
-        assert [s["id"] for s in news["streams"]] == [1, 2, 4]  # best first, dead last
         assert news["last_reorder"]["before"] == [2, 1, 4]
+        assert news["last_reorder"]["after"] == [1, 2, 4]  # best first, dead last
         assert news["last_reorder"]["changed"] is True
+        # The file source is read-only: the planned order is shown as not written,
+        # and the channel keeps the order the file gives.
+        assert (news["last_reorder"]["outcome"], news["last_reorder"]["written"]) == (
+            "not_written",
+            False,
+        )
+        assert [s["id"] for s in news["streams"]] == [2, 1, 4]
         assert news["working"] is True
         assert channels[8]["last_reorder"]["changed"] is False
 

@@ -122,3 +122,33 @@ def test_logins_show_a_learned_limit_when_the_account_reports_one():
     assert logins[14]["name"] == "(removed)"
     unknown = _logins(account, None, {12: 1})  # the account actor did not answer
     assert [(x["viewers"], x["checks"]) for x in unknown] == [(None, 0), (None, 1), (None, 0)]
+
+
+def test_the_last_reorder_says_what_the_write_back_did_with_each_channel():
+    # Before, the planned order was shown as the channel's order (and "moved")
+    # also when nothing was written: a dry run, a read-only source, a channel
+    # the write-back skipped because it had changed in Dispatcharr meanwhile.
+    from actors.messages import CycleFinished, CycleInventory
+    from app.monitor import GetView, Monitor, MonitorView, ReorderCounts
+
+    streams = tuple(Stream(sid, str(sid), 1, f"http://h/{sid}") for sid in (1, 2, 3, 4))
+    channels = (Channel(7, "News", (1, 2)), Channel(8, "Film", (3, 4)))
+    inventory = Inventory((Account(1, "a"),), streams, channels)
+    results = (result(1, 1, "dead"), result(2, 1), result(3, 1, "dead"), result(4, 1))
+    monitor = Monitor.start(Metrics())
+    try:
+        monitor.tell(CycleInventory(3, inventory))
+        monitor.tell(CycleFinished(3, results, "t0", "t1", 1.0))
+        pending = monitor.ask(GetView(), timeout=5)
+        assert isinstance(pending, MonitorView)
+        outcomes = {c: r["outcome"] for c, r in pending.reorders.items()}
+        assert outcomes == {7: "pending", 8: "pending"}
+        counts = {"changed": 1, "skipped": 1}
+        monitor.tell(ReorderCounts(inventory, counts, {7: "changed", 8: "skipped"}))
+        view = monitor.ask(GetView(), timeout=5)
+    finally:
+        monitor.stop()
+    assert isinstance(view, MonitorView)
+    news, film = view.reorders[7], view.reorders[8]
+    assert (news["after"], news["outcome"], news["written"]) == ([2, 1], "changed", True)
+    assert (film["after"], film["outcome"], film["written"]) == ([4, 3], "skipped", False)

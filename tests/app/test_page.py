@@ -131,7 +131,9 @@ def test_the_page_shows_accounts_bars_streams_and_channels(
     sparklines = [a for t, a in after.found if t == "svg" and a.get("class") == "spark"]
     assert len(sparklines) == 4
     channel = after.with_attr("data-position", "tr")
-    assert [a["data-stream-id"] for a in channel] == ["1", "2", "4"]  # News, best first
+    # News as the file orders it (a file source is never written), best first planned.
+    assert [a["data-stream-id"] for a in channel] == ["2", "1", "4"]
+    assert "this source is read-only" in html
     for login in ("/u1/p1/", "/u2/p2/", "/ub/pb/"):  # credentials never reach the page
         assert login not in html
     assert "127.0.0.1:" in html  # the provider's host is shown
