@@ -398,13 +398,19 @@ class Dispatch:
         self._history = {sid: s for sid, s in self._history.items() if sid in known}
         default = self._settings.check_duration
         self._open += len(jobs)
+        history, accounts = self._history, self._accounts
+        queued: dict[int, list[Job]] = {}
         for job in jobs:
-            expected = job.evolve(expected_s=self._history.get(job.stream.id, default))
-            account = self._accounts.get(job.account_id)
+            expected = job.evolve(expected_s=history.get(job.stream.id, default))
+            account = accounts.get(job.account_id)
             if account is None or account.retired:
                 self._finish(expected, ProbeOutcome(kind="error", reason="unknown_account"), out)
+            elif account.lost is not None or account.unauthorized:
+                self._enqueue(expected, out)  # it ends at once, as _enqueue says why
             else:
-                self._enqueue(expected, out)
+                queued.setdefault(account.account_id, []).append(expected)
+        for account_id, batch in queued.items():
+            self._push_all(accounts[account_id], batch)
         if self._open:
             self._timers.set(_MAX_WAIT, self._clock() + self._settings.max_wait)
         self._pump(out)
@@ -537,6 +543,16 @@ class Dispatch:
         rank, age = job.priority
         heapq.heappush(account.waiting, (rank, age, -job.expected_s, job.job_id, job))
         account.waiting_work += job.expected_s
+        self._mark(account)
+
+    def _push_all(self, account: _Account, jobs: list[Job]) -> None:
+        """``_push`` of many jobs at once (a cycle's start): one heapify, one mark."""
+        waiting = account.waiting
+        for job in jobs:
+            rank, age = job.priority
+            waiting.append((rank, age, -job.expected_s, job.job_id, job))
+        heapq.heapify(waiting)
+        account.waiting_work += sum(job.expected_s for job in jobs)
         self._mark(account)
 
     def _pop(self, account: _Account) -> Job:

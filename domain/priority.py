@@ -176,8 +176,10 @@ class CheckMemory:
             Seen(p.status, p.figures, self._cycle - p.cycle) for p in self._past.get(stream_id, [])
         ]
 
-    def priority(self, stream_ids: Iterable[int], *, marked: bool) -> tuple[int, int]:
+    def priority(self, stream_ids: Sequence[int], *, marked: bool) -> tuple[int, int]:
         """A job's sort key from its streams (see :func:`priority`)."""
+        if len(stream_ids) == 1:  # nearly every job: one stream (it runs per job, per cycle)
+            return self._key(stream_ids[0], marked)
         return job_priority(self._key(sid, marked) for sid in stream_ids)
 
     def _key(self, stream_id: int, marked: bool) -> tuple[int, int]:
