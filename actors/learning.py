@@ -85,8 +85,6 @@ class _Login:
     """Our recent closes on the login (within the lag window), oldest first."""
     grace_at: float | None = None
     """When the release grace was last set, grown or relaxed."""
-    refused_at: float | None = None
-    """The login's last refusal: the grace is relaxed only a quiet period after it."""
     relaxed_from: float | None = None
     """The grace before its last relaxing step: a lag refusal puts it back."""
     cooling: list[float] = field(default_factory=list)
@@ -251,9 +249,13 @@ class ProviderLearning:
         quiet = self.settings.quiet_period_s
         if now - login.grace_at < quiet:
             return False
-        if login.refused_at is not None and now - login.refused_at < quiet:
+        # Quiet since the last refusal and the last step of either kind: a
+        # limit probed up and a grace relaxed never come together, so the
+        # refusal that may follow a step says which step it was.
+        if login.changed_at is not None and now - login.changed_at < quiet:
             return False
         login.relaxed_from = login.grace
+        login.changed_at = now
         half = login.grace / 2
         self._set_grace(login, half if half >= self.settings.first_grace_s else 0.0, now)
         return True
@@ -338,7 +340,7 @@ class ProviderLearning:
         settings = self.settings
         login.closes = [t for t in login.closes if now - t <= settings.lag_window_s]
         gap = now - login.closes[-1] if login.closes else None
-        login.changed_at = login.refused_at = now
+        login.changed_at = now
         lag = self._lag_lesson(login, counted, current, granted_at, gap, now)
         if lag is not None:
             return lag

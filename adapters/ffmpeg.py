@@ -587,7 +587,7 @@ class _Run:
 
     def _signal(self, reason: str, signum: int) -> None:
         with self._lock:
-            if self._done:
+            if self._done or self.exited.is_set():  # ended by itself: nothing to stop
                 return
             if self.kill_reason is None:
                 self.kill_reason = reason

@@ -61,9 +61,20 @@ def _build_param(kind: str, path: str | None) -> Any:
     return pytest.param((path, ""), id=f"{kind}-{name}")
 
 
+EXTRA_FFMPEG_ENV = "IPTV_CHECKD_EXTRA_FFMPEG"
+"""More ffmpeg binaries to test against, separated by ``os.pathsep`` (``test.sh``
+fetches a 7.0 build, between Debian's and imageio-ffmpeg's own)."""
+
+
+def _extra_builds() -> list[Any]:
+    paths = [p for p in os.environ.get(EXTRA_FFMPEG_ENV, "").split(os.pathsep) if p]
+    return [_build_param("extra", path if Path(path).exists() else None) for path in paths]
+
+
 FFMPEG_BUILDS = [
     _build_param("system", shutil.which("ffmpeg")),
     _build_param("imageio", _imageio_ffmpeg()),
+    *_extra_builds(),
 ]
 """Every ffmpeg build the probe must give the same verdicts with."""
 

@@ -285,6 +285,34 @@ def test_a_restored_grace_relaxes_too(clock):
     assert restored.release_lag(P) == 4.0
 
 
+def test_a_limit_probed_up_and_a_grace_relaxed_never_come_together(clock):
+    # Both wait a quiet period; taken together, the refusal a too-high limit
+    # then earns would be read as a lag (the grace back, the limit left high).
+    learning = learned_grace(clock, 6.0, quiet_period_s=600, first_grace_s=3.0)
+    # A "full" with one check held and the closed slot still cooling: the cap is 2.
+    learning.refused(P, held=1, configured=4)
+    assert learning.limit(P, 4) == 2
+    clock.advance(600)
+    assert learning.probe_up(P, 4)
+    assert not learning.relax_grace(P)  # the next quiet period is the grace's
+    clock.advance(600)
+    assert learning.relax_grace(P)
+    assert not learning.probe_up(P, 4)
+    assert (learning.limit(P, 4), learning.release_lag(P)) == (3, 3.0)
+
+
+def test_a_relaxed_grace_waits_a_quiet_period_again_after_a_restart(clock):
+    learning = learned_grace(clock, 12.0, quiet_period_s=600, first_grace_s=3.0)
+    clock.advance(600)
+    assert learning.relax_grace(P)
+    clock.advance(10)
+    restored = ProviderLearning(clock, LearningSettings(quiet_period_s=600), learning.snapshot())
+    assert restored.release_lag(P) == 6.0
+    assert not restored.relax_grace(P)  # 10 s after the last step, not a quiet period
+    clock.advance(590)
+    assert restored.relax_grace(P)
+
+
 def test_a_close_long_ago_is_no_release_lag(clock):
     learning = learner(clock, lag_window_s=10.0)
     learning.closed(P)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
+from adapters import ffmpeg as ffmpeg_module
 from adapters.ffmpeg import (
     CHILDREN_DIE_WITH_PARENT,
     MIN_LIBAVFORMAT,
@@ -378,26 +379,21 @@ def test_cancel_kills_ffmpeg_within_a_second(ffmpeg_path, sim):
     assert sim.wait_for_idle("u", timeout=WAIT_S)
 
 
-def test_a_cancel_after_ffmpeg_ended_keeps_its_verdict(ffmpeg_path, sim):
+def test_a_cancel_after_ffmpeg_ended_keeps_its_verdict(
+    ffmpeg_path, sim, monkeypatch: pytest.MonkeyPatch
+):
     # A preemption or a shutdown that lands once ffmpeg has ended by itself,
-    # while the probe still collects its output: the check is over, and what
+    # before the probe has collected its output: the check is over, and what
     # it measured stands (it used to be thrown away as "cancelled").
     token = CancelToken()
-    spawned: list[threading.Thread] = []
+    finish = ffmpeg_module._Run.finish
 
-    def cancel_once_reaped(pid: int) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while not _group_gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        token.cancel("preempted")
+    def cancel_then_finish(run: object) -> None:
+        token.cancel("preempted")  # ffmpeg has exited: watch() has returned
+        finish(run)  # type: ignore[arg-type]
 
-    def on_spawn(pid: int) -> None:
-        watcher = threading.Thread(target=cancel_once_reaped, args=(pid,))
-        watcher.start()
-        spawned.append(watcher)
-
-    outcome = FfmpegProbe(ffmpeg_path, on_spawn=on_spawn)(_request(sim.url("u", "p", 1)), token)
-    spawned[0].join(WAIT_S)
+    monkeypatch.setattr(ffmpeg_module._Run, "finish", cancel_then_finish)
+    outcome = FfmpegProbe(ffmpeg_path)(_request(sim.url("u", "p", 1)), token)
     assert token.reason == "preempted"
     assert outcome.kind == "ok", outcome
     assert outcome.info.resolution == "1280x720"
