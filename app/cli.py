@@ -308,7 +308,9 @@ def _run_interruptibly(
 
     def work() -> None:
         try:
-            box["finished"] = daemon.run_cycle(inventory, on_checked=on_checked)
+            box["finished"] = daemon.run_cycle(
+                inventory, on_checked=on_checked, interrupted=stopping
+            )
         except Exception as exc:  # noqa: BLE001 - handed to the main thread below
             box["error"] = exc
         finally:
@@ -322,8 +324,10 @@ def _run_interruptibly(
             daemon.coordinator.tell(AbortCycle("signal"))
             checked.wait(timeout=_ABORT_BUDGET_S)
         thread.join(timeout=_FLUSH_BUDGET_S)
-    if "error" in box:
+    if "error" in box and "checked" not in box:
         raise box["error"]
+    if "error" in box:  # the cycle ended, then storing or writing back failed
+        logger.error("writeback_failed_after_cycle", error=repr(box["error"]))
     finished: CycleFinished | None = box.get("finished", box.get("checked"))
     if finished is None:
         message = "the cycle did not end after it was aborted"

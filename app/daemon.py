@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -467,11 +468,14 @@ class Daemon:
         inventory: Inventory,
         timeout: float | None = None,
         on_checked: Callable[[CycleFinished], object] | None = None,
+        interrupted: threading.Event | None = None,
     ) -> CycleFinished:
         """Check ``inventory`` once and wait until every result is stored and written back.
 
         ``on_checked`` hears the cycle's end before the wait for the write-back
         (``once`` then has its report, whatever a hung Dispatcharr does after).
+        ``interrupted`` (a signal came) set by the time the cycle is asked for
+        aborts it: an abort sent before would have found no cycle to end.
         """
         actors = self._actors
         assert actors is not None, "daemon not started"
@@ -483,6 +487,8 @@ class Daemon:
         done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
         marked = marked_streams(inventory, self.config.check.priority_channels)
         actors.coordinator.tell(CheckCycle(cycle_id, jobs_for(inventory.streams, marked), done))
+        if interrupted is not None and interrupted.is_set():
+            actors.coordinator.tell(AbortCycle("signal"))
         finished = done.get(timeout=timeout)
         if on_checked is not None:
             on_checked(finished)

@@ -12,10 +12,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from app.cli import _run_interruptibly
+from app.config import load_config
+from app.daemon import Daemon
+from app.sources import build_sources
+from tests.actors.fakes import Behaviour, FakeProbe
 from tests.app.dashboard_setup import wait_for
+from tests.app.test_cli import good_inventory
+from tests.app.test_config import write
 from tests.fakes.dispatcharr import FakeDispatcharr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,3 +90,31 @@ level = "warning"
     assert "writeback_incomplete" in output
     results = json.loads(report.read_text())["results"]
     assert [(r["stream_id"], r["status"]) for r in results] == [(501, "dead"), (502, "dead")]
+
+
+def test_a_signal_that_comes_before_the_cycle_starts_still_aborts_it(tmp_path: Path):
+    # Before, the abort reached a coordinator with no cycle yet and was
+    # forgotten: the whole cycle ran, and once gave up on it after 6 s with
+    # exit 1 and no report. Here the checks would never end by themselves.
+    inventory = good_inventory()
+    # Enough streams that the cycle is still being asked for when the abort goes.
+    inventory["streams"] = [
+        {"id": sid, "name": f"s{sid}", "m3u_account": 1, "url": f"http://127.0.0.1:9/{sid}.ts"}
+        for sid in range(1, 3_001)
+    ]
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    config = load_config(
+        write(tmp_path, '[source]\npath = "inventory.json"\n[status]\nlisten = ""\n')
+    )
+    sources = build_sources(config)
+    daemon = Daemon(config, sources, FakeProbe(default=Behaviour(hang=True)))
+    daemon.start(scheduled=False, status=False)
+    stopping = threading.Event()
+    stopping.set()  # SIGTERM came while the inventory was being read
+    try:
+        finished = _run_interruptibly(daemon, sources.inventory.load(), stopping)
+    finally:
+        daemon.stop()
+    assert finished.aborted
+    assert len(finished.results) == 3_000
+    assert {r.status for r in finished.results} == {"cancelled"}
