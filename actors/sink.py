@@ -27,12 +27,16 @@ from actors.messages import (
     ResultReady,
 )
 from actors.supervisor import SupervisedActor
+from actors.timers import CallLater, PendingTick, Tick
 from adapters.pending_writes import RETRY_EVERY_S, PendingWrites
 from adapters.store import ResultStore, save_learned
 from domain.models import CheckResult, Inventory
 from domain.ports import ResultWriter, SourceError
 
 T = TypeVar("T")
+
+FINAL_TRY_S = 0.5
+"""Seconds the last try at stop waits for another process's lock on the file."""
 
 logger = structlog.get_logger(__name__)
 
@@ -49,6 +53,8 @@ class ResultSink(SupervisedActor):
             the store), since results then go nowhere.
         retry_every: seconds between two tries of the writes the store refused.
         clock: monotonic seconds (for ``retry_every``).
+        timers: wake the sink for those tries when nothing else comes (none: only
+            the next message tries them, and the stop).
     """
 
     actor_name = "result_sink"
@@ -61,14 +67,19 @@ class ResultSink(SupervisedActor):
         supervisor: pykka.ActorRef[Any] | None = None,
         retry_every: float = RETRY_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        timers: CallLater | None = None,
     ) -> None:
         super().__init__(supervisor)
         self._pending = PendingWrites(clock, retry_every)
+        self._retry = PendingTick(timers) if timers is not None else None
+        """Wakes the sink to try the refused writes again when no message comes."""
         self._store_factory = store_factory
         self._writer = writer
         self._history_days = history_days
         self._store: ResultStore | None = None
         self._db_cycles: dict[int, int] = {}
+        self._unstored: set[int] = set()
+        """Cycles whose start row was given up: their checks cannot be stored."""
         self._inventories: dict[int, Inventory] = {}
         self.written = 0
 
@@ -78,10 +89,16 @@ class ResultSink(SupervisedActor):
         self._store = self._store_factory()
 
     def wind_down(self, error: BaseException | None) -> None:
-        """Close the store; what the store refused is tried once more first."""
-        pending = self._pending
-        if not pending.retry(self._store, now=True):
-            logger.error("store_writes_lost", writes=pending.waiting)
+        """Close the store; what the store refused is tried once more first, briefly
+        (the daemon's stop does not wait long)."""
+        if self._retry is not None:
+            self._retry.cancel()
+        pending, store = self._pending, self._store
+        if pending.waiting and store is not None:
+            logger.warning("store_writes_waiting", writes=pending.waiting)
+            store.set_busy_timeout(FINAL_TRY_S)
+            if not pending.retry(store, now=True):
+                logger.error("store_writes_lost", writes=pending.waiting)
         self._close()
 
     def _close(self) -> None:
@@ -105,8 +122,11 @@ class ResultSink(SupervisedActor):
                     f"learned logins of account {account_id}",
                     lambda store: save_learned(store, account_id, logins),
                 )
+            case Tick():
+                if self._retry is not None and self._retry.fired(message):
+                    self._pending.retry(self._store)
+                    self._arm_retry()
             case Flush():
-                self._pending.retry(self._store)
                 # The writer may queue its writes: "written" means written.
                 _guarded("writeback_failed", self._writer.flush)
                 return self.written
@@ -118,6 +138,12 @@ class ResultSink(SupervisedActor):
         self, what: str, write: Callable[[ResultStore], object], stream_id: int | None = None
     ) -> None:
         self._pending.add(self._store, what, write, stream_id)
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        retry = self._retry
+        if retry is not None and self._pending.waiting and not retry.pending:
+            retry.set(self._pending.retry_in(), self.actor_ref)
 
     def _on_started(self, message: CycleStarted) -> None:
         def start(store: ResultStore) -> None:
@@ -134,8 +160,11 @@ class ResultSink(SupervisedActor):
 
         def record(store: ResultStore) -> None:
             db_cycle = self._db_cycles.get(cycle_id)
-            if db_cycle is not None:  # None: the cycle's start was lost to a bug
+            if db_cycle is not None:
                 store.record(db_cycle, result)
+            elif cycle_id not in self._unstored:  # its start could not be stored
+                self._unstored.add(cycle_id)
+                logger.error("cycle_results_not_stored", cycle_id=cycle_id)
 
         self._store_write(f"check of cycle {cycle_id}", record, result.stream_id)
         if _guarded(

@@ -9,8 +9,9 @@ file makes each try wait out SQLite's busy timeout, and the sink has
 write-backs to do meanwhile). Their number is bounded: past ``limit`` the
 oldest are given up, and said so.
 
-A write that fails for another reason than the store's (a bug) is logged and
-dropped alone: trying it again would fail again and hold back the rest.
+A write that can never succeed (a bug, a constraint broken, a damaged file:
+not :attr:`StoreError.transient`) is logged and dropped alone: trying it
+again would fail again and hold back the rest.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class PendingWrites:
         """Writes not yet in the store."""
         return len(self._queue)
 
+    def retry_in(self) -> float:
+        """Seconds until :meth:`retry` tries again (0: at once)."""
+        if self._failed_at is None:
+            return 0.0
+        return max(0.0, self._failed_at + self._retry_every - self._clock())
+
     def add(
         self, store: ResultStore | None, what: str, write: Write, stream_id: int | None = None
     ) -> None:
@@ -102,6 +109,15 @@ class PendingWrites:
             try:
                 pending.write(store)
             except StoreError as exc:
+                if not exc.transient:
+                    logger.error(
+                        "store_write_failed",
+                        what=pending.what,
+                        stream_id=pending.stream_id,
+                        error=str(exc),
+                    )
+                    self._queue.popleft()
+                    continue
                 self._failed_at = self._clock()
                 logger.error(
                     "store_failed",

@@ -38,7 +38,30 @@ _LOCKED_RETRY_PAUSE_S = 0.01
 
 
 class StoreError(Exception):
-    """The results database cannot be opened, read or written; names the file."""
+    """The results database cannot be opened, read or written; names the file.
+
+    ``transient``: the same call may work later (the file locked by another
+    process, the disk full, an I/O error, the file or folder not there); not
+    so for a constraint broken or a damaged file.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+_LASTING_ERRORS = frozenset(
+    {
+        sqlite3.SQLITE_CONSTRAINT,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_MISMATCH,
+        sqlite3.SQLITE_TOOBIG,
+        sqlite3.SQLITE_RANGE,
+        sqlite3.SQLITE_FORMAT,
+    }
+)
+"""SQLite's primary result codes that no later try changes."""
 
 
 @dataclass(frozen=True)
@@ -409,7 +432,16 @@ class ResultStore:
     # --- internals --------------------------------------------------------------------
 
     def _error(self, action: str, exc: BaseException) -> StoreError:
-        return StoreError(f"{self.path}: {action}: {exc}")
+        code = getattr(exc, "sqlite_errorcode", None)
+        lasting = code is not None and code & 0xFF in _LASTING_ERRORS
+        return StoreError(f"{self.path}: {action}: {exc}", transient=not lasting)
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits for another process's lock from now on."""
+        self._busy_timeout = seconds
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):  # the next write reports what is wrong
+                self._db.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
 
     def _open(self) -> sqlite3.Connection:
         """A new connection with the pragmas set and the schema migrated."""

@@ -389,6 +389,7 @@ class Daemon:
             writer,
             config.results.history_days,
             supervisor,
+            timers=timers,
         )
         # The monitor comes first, so it hears of a cycle's end before the sink's
         # reorder answer for that cycle (see MeteredWriter).

@@ -7,15 +7,20 @@ from the history, without a word per result.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from actors.messages import CycleFinished, CycleStarted, Flush, ResultReady
 from actors.sink import ResultSink
+from actors.timers import Timers
 from adapters.sources import NullWriter
 from adapters.store import ResultStore
 from domain.models import CheckResult
 from tests.adapters.test_pending_writes import locked
+from tests.app.dashboard_setup import wait_for
 
 
 def opener(path: Path) -> Callable[[], ResultStore]:
@@ -60,3 +65,42 @@ def test_writes_still_refused_at_stop_are_tried_once_more(tmp_path: Path):
     sink.stop()  # the last try lands them
     with ResultStore(path) as store:
         assert sorted(store.latest()) == [3]
+
+
+def test_the_last_try_at_stop_is_short_and_says_what_is_lost(tmp_path: Path):
+    # With SQLite's usual 5 s busy timeout the stop took 5 s, past the
+    # daemon's 4 s stop budget: the process ended mid-try, losing the writes
+    # without a word.
+    path = tmp_path / "results.db"
+    ResultStore(path).close()
+    sink = ResultSink.start(lambda: ResultStore(path), NullWriter(), retry_every=3600.0)
+    with locked(path):
+        sink.tell(CycleStarted(cycle_id=1, streams=1, started_at="2026-12-01T10:00:00Z"))
+        sink.ask(Flush(), timeout=10)  # the start waited its 5 s, and was refused
+        with capture_logs() as logs:
+            began = time.monotonic()
+            sink.stop()
+            took = time.monotonic() - began
+    assert took < 2.0
+    assert [e["writes"] for e in logs if e["event"] == "store_writes_lost"] == [1]
+
+
+def test_refused_writes_are_tried_again_without_another_message(tmp_path: Path):
+    path = tmp_path / "results.db"
+    ResultStore(path).close()
+    timers = Timers()
+    sink = ResultSink.start(opener(path), NullWriter(), retry_every=0.2, timers=timers)
+    try:
+        with locked(path):
+            sink.tell(CycleStarted(cycle_id=4, streams=1, started_at="2026-12-01T10:00:00Z"))
+            sink.tell(ResultReady(4, result(8)))
+            sink.ask(Flush(), timeout=10)
+
+        def stored() -> bool:
+            with ResultStore(path) as store:
+                return sorted(store.latest()) == [8]
+
+        assert wait_for(stored, timeout=10)  # the sink woke by itself
+    finally:
+        sink.stop()
+        timers.stop()

@@ -94,3 +94,24 @@ def test_past_the_limit_the_oldest_writes_are_given_up(store: ResultStore):
         assert pending.waiting == 2
     assert pending.retry(store)
     assert sorted(c.started_at for c in store.cycles()) == ["b", "c"]  # "a" was given up
+
+
+def test_a_write_that_can_never_land_is_dropped_and_holds_nothing_back(store: ResultStore):
+    pending = PendingWrites(Clock())
+    cycle: list[int] = []
+    pending.add(store, "start", lambda s: cycle.append(s.start_cycle("t0", 1)))
+    # A check of a cycle the file does not have: a foreign key broken, for ever.
+    pending.add(store, "orphan", lambda s: s.record(cycle[0] + 99, result(5)))
+    pending.add(store, "check", lambda s: s.record(cycle[0], result(6)))
+    assert pending.waiting == 0
+    assert sorted(store.latest()) == [6]
+
+
+def test_retry_in_says_when_the_next_try_is_due(store: ResultStore):
+    clock = Clock()
+    pending = PendingWrites(clock, retry_every=30.0)
+    assert pending.retry_in() == 0.0
+    with locked(store.path):
+        pending.add(store, "start", lambda s: s.start_cycle("t0", 1))
+    clock.now += 12.0
+    assert pending.retry_in() == pytest.approx(18.0)
