@@ -61,7 +61,7 @@ from adapters.inventory_file import load_inventory, load_viewers
 from adapters.schema import InputError
 from adapters.write_queue import WriteQueue, map_on_daemon_threads
 from domain.models import Account, Channel, CheckResult, Inventory, ViewerSnapshot
-from domain.ports import Reordered, SourceError
+from domain.ports import ChannelOrder, Reordered, SourceError
 from domain.urls import redact_url
 
 log = structlog.get_logger(__name__)
@@ -483,27 +483,28 @@ class DispatcharrWriter:
         channels = [c for c in inventory.channels if any(s in scores for s in c.stream_ids)]
         unreachable: list[tuple[int, DispatcharrUnavailable]] = []
 
-        def one(channel: Channel) -> str:
+        def one(channel: Channel) -> tuple[str, ChannelOrder | None]:
             if unreachable:
-                return "aborted"
+                return "aborted", None
             if len(set(channel.stream_ids)) < 2:
-                return "unchanged"  # one stream has one order: no need to ask
+                return "unchanged", None  # one stream has one order: no need to ask
             try:
                 return self._reorder_channel(channel.id, channel.stream_ids, scores)
             except DispatcharrUnavailable as exc:
                 # Not even an answer, after the client's retries: every other
                 # channel would wait through the same retries, so stop here.
                 unreachable.append((channel.id, exc))
-                return "aborted"
+                return "aborted", None
             except Exception:  # a bug on one channel must not cost the others
                 log.exception("reorder_failed", channel_id=channel.id)
-                return "failed"
+                return "failed", None
 
         if self._concurrency == 1 or len(channels) < 2:
-            outcomes = [one(channel) for channel in channels]
+            done = [one(channel) for channel in channels]
         else:
             # Daemon threads: a daemon stopped mid-reorder is not held up by them.
-            outcomes = map_on_daemon_threads(one, channels, self._concurrency, "reorder")
+            done = map_on_daemon_threads(one, channels, self._concurrency, "reorder")
+        outcomes = [outcome for outcome, _ in done]
         aborted = outcomes.count("aborted")
         for outcome in outcomes:
             if outcome != "aborted":
@@ -516,15 +517,21 @@ class DispatcharrWriter:
             channel.id: "skipped" if outcome == "aborted" else outcome
             for channel, outcome in zip(channels, outcomes, strict=True)
         }
-        return Reordered(counts, each)
+        orders = {
+            channel.id: order
+            for channel, (_, order) in zip(channels, done, strict=True)
+            if order is not None
+        }
+        return Reordered(counts, each, orders)
 
     def _reorder_channel(
         self,
         channel_id: int,
         cycle_ids: tuple[int, ...],
         scores: Mapping[int, tuple[str, float]],
-    ) -> str:
-        """Reorder one channel; returns the key of the counts to bump.
+    ) -> tuple[str, ChannelOrder | None]:
+        """Reorder one channel; returns the key of the counts to bump, and the
+        channel's order as read and as Dispatcharr has it after (when known).
 
         Raises:
             DispatcharrUnavailable: Only when Dispatcharr did not answer at all
@@ -532,11 +539,12 @@ class DispatcharrWriter:
         """
         current = self._read_current(channel_id, cycle_ids)
         if current is None:
-            return "skipped"
+            return "skipped", None
         new_order = plan_reorder(current, scores)
         if new_order is None:
-            return "unchanged"
-        return self._write_order(channel_id, current, new_order)
+            return "unchanged", (current, current)
+        outcome = self._write_order(channel_id, current, new_order)
+        return outcome, (current, new_order if outcome == "changed" else current)
 
     def _read_current(self, channel_id: int, cycle_ids: tuple[int, ...]) -> list[int] | None:
         """The channel's stream ids as Dispatcharr has them now, or ``None`` to leave it alone.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -350,8 +351,7 @@ class Dashboard:
         rows = []
         for channel in inventory.channels:
             reorder = view.reorders.get(channel.id)
-            written = reorder is not None and bool(reorder.get("written"))
-            order = list(reorder["after"]) if reorder and written else list(channel.stream_ids)
+            order = list(view.orders.get(channel.id, channel.stream_ids))
             rows.append(
                 {
                     "id": channel.id,
@@ -488,6 +488,10 @@ class Controls:
         running = self._running_cycle()
         if running is not None:
             return 409, {"error": f"cycle {running['cycle_id']} is running"}
+        # As the source has it now (a reorder since the last full read moved it).
+        channel = replace(
+            channel, stream_ids=tuple(view.orders.get(channel.id, channel.stream_ids))
+        )
         members = set(channel.stream_ids)
         streams = tuple(s for s in inventory.streams if s.id in members)
         if not streams:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ import pykka
 import structlog
 
 from actors.messages import CycleFinished, CycleInventory, CycleStarted, GetStatus, ResultReady
-from adapters.dispatcharr_source import plan_reorder
+from adapters.dispatcharr_source import JUDGED_STATUSES, plan_reorder
 from adapters.store import StoreError, read_recent_checks
 from app import alerts
 from app.metrics import Metrics
 from domain.models import CheckResult, Inventory
+from domain.ports import ChannelOrder
 
 logger = structlog.get_logger(__name__)
 
@@ -65,6 +66,8 @@ class ReorderCounts:
     channels: Mapping[int, str] = field(default_factory=dict)
     """Each channel's outcome (``changed``, ``unchanged``, ``skipped``, ``failed``,
     ``planned``); a channel the writer did not name was not written."""
+    orders: Mapping[int, ChannelOrder] = field(default_factory=dict)
+    """The order the writer read and the order it left, where it read the channel."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,13 @@ class MonitorView:
 
     inventory: Inventory | None
     reorders: Mapping[int, Mapping[str, Any]]
-    """Per channel id: ``cycle_id``, ``at``, ``before``, ``after``, ``changed``."""
+    """Per channel id: ``cycle_id``, ``at``, ``before``, ``after``, ``changed``,
+    ``outcome``, ``written``."""
     working: Mapping[int, bool | None]
     """Per channel id: has a working stream (``None``: not known)."""
+    orders: Mapping[int, Sequence[int]] = field(default_factory=dict)
+    """Per channel id: its streams in the source's order as last known (the last
+    full read, or what a reorder wrote since)."""
 
 
 # --- the running cycle ----------------------------------------------------------
@@ -196,8 +203,7 @@ def plan_orders(
     Channels none of whose streams were judged this cycle are left out (the
     write-back leaves them alone too).
     """
-    judged = ("ok", "dead", "error")
-    scores = {r.stream_id: (r.status, r.score) for r in results if r.status in judged}
+    scores = {r.stream_id: (r.status, r.score) for r in results if r.status in JUDGED_STATUSES}
     orders: dict[int, dict[str, Any]] = {}
     for channel in inventory.channels:
         if not any(sid in scores for sid in channel.stream_ids):
@@ -265,6 +271,8 @@ class Monitor(pykka.ThreadingActor):
         self._kept: deque[Inventory] = deque(maxlen=_RECENT_CYCLES)
         self._last_failure: dict[str, Any] | None = None
         self._reorders: dict[int, dict[str, Any]] = {}
+        self._orders: dict[int, list[int]] = {}
+        """Each channel's order in the source as last known (see ``MonitorView.orders``)."""
         self._health = alerts.ChannelHealth(known)
         self._results_seen = 0
         self._alerts_queued = 0
@@ -276,6 +284,7 @@ class Monitor(pykka.ThreadingActor):
                 self._inventories[cycle_id] = inventory
                 if cycle_id not in self._manual:  # a channel check's is a small part
                     self._inventory = inventory
+                    self._orders = {c.id: list(c.stream_ids) for c in inventory.channels}
             case ManualCheck(cycle_id=cycle_id, channel_id=channel_id):
                 self._manual[cycle_id] = channel_id
             case CycleStarted():
@@ -286,11 +295,11 @@ class Monitor(pykka.ThreadingActor):
                 self._on_finished(message)
             case SourceFailed(error=error):
                 self._on_source_failed(error)
-            case ReorderCounts(inventory=inventory, counts=counts, channels=channels):
+            case ReorderCounts(inventory=inventory, counts=counts):
                 summary = self._by_inventory.get(id(inventory))
                 if summary is not None:
                     summary["reorder"] = dict(counts)
-                    self._reorders_written(summary["cycle_id"], counts, channels)
+                    self._reorders_written(summary["cycle_id"], message)
             case GetStatus():
                 return self._status()
             case GetView():
@@ -298,6 +307,7 @@ class Monitor(pykka.ThreadingActor):
                     self._inventory,
                     dict(self._reorders),
                     self._working(),
+                    dict(self._orders),
                 )
             case _:
                 return super().on_receive(message)
@@ -374,24 +384,30 @@ class Monitor(pykka.ThreadingActor):
                 why = ", ".join(sorted(str(r) for r in reasons)) or "aborted"
                 self._alert(alerts.cycle_alert("aborted", why, finished.cycle_id))
 
-    def _reorders_written(
-        self, cycle_id: int, counts: Mapping[str, int], channels: Mapping[int, str]
-    ) -> None:
+    def _reorders_written(self, cycle_id: int, told: ReorderCounts) -> None:
         """What the write-back did with each channel the cycle planned an order for.
 
         ``not_written``: nothing writes orders back (the file source);
-        ``disabled``: reordering is off; else the writer's own outcome per channel.
+        ``disabled``: reordering is off; ``failed``: the whole reorder failed;
+        else the writer's own outcome per channel, with the order it read
+        (fresher than the cycle's) and the one it left.
         """
+        counts = told.counts
         unnamed = "disabled" if counts.get("disabled") else "not_written"
-        for cid, order in self._reorders.items():
-            if order["cycle_id"] != cycle_id:
+        if counts.get("error"):
+            unnamed = "failed"
+        for cid, record in self._reorders.items():
+            if record["cycle_id"] != cycle_id:
                 continue
-            outcome = channels.get(cid, unnamed)
-            self._reorders[cid] = {
-                **order,
-                "outcome": outcome,
-                "written": outcome in _WRITTEN,
-            }
+            outcome = told.channels.get(cid, unnamed)
+            written = outcome in _WRITTEN
+            updated = {**record, "outcome": outcome, "written": written}
+            if cid in told.orders:
+                before, after = told.orders[cid]
+                updated.update(before=list(before), after=list(after), changed=before != after)
+            if written:
+                self._orders[cid] = list(updated["after"])
+            self._reorders[cid] = updated
 
     def _on_source_failed(self, error: str) -> None:
         self._metrics.cycle_failed()

@@ -86,13 +86,16 @@ class MeteredWriter:
             counts = self._writer.reorder(inventory, results)
         except Exception:
             self._count("reorder", "failed")
+            if self._monitor is not None:  # else the page says "being written" for ever
+                tell_quietly(self._monitor, ReorderCounts(inventory, {"error": 1}))
             raise
         for outcome, count in counts.items():
             if outcome != "disabled":
                 self._count("reorder", outcome, count)
         if self._monitor is not None:
-            channels = counts.channels if isinstance(counts, Reordered) else {}
-            tell_quietly(self._monitor, ReorderCounts(inventory, dict(counts), channels))
+            done = counts if isinstance(counts, Reordered) else Reordered(counts)
+            told = ReorderCounts(inventory, dict(counts), done.channels, done.orders)
+            tell_quietly(self._monitor, told)
         return counts
 
     def _count(self, kind: str, result: str, count: int = 1) -> None:

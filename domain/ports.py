@@ -17,19 +17,28 @@ class SourceError(Exception):
     """The source could not be read (down, bad answer, bad file); one line naming what."""
 
 
+ChannelOrder = tuple[list[int], list[int]]
+"""A channel's stream ids as the writer read them, and as the source has them after."""
+
+
 class Reordered(dict[str, int]):
-    """What a reorder did: the channels counted by outcome (it is that dict), and in
+    """What a reorder did: the channels counted by outcome (it is that dict), in
     ``channels`` each touched channel's own outcome (``changed``, ``unchanged``,
-    ``skipped``, ``failed``, or ``planned`` in a dry run).
+    ``skipped``, ``failed``, or ``planned`` in a dry run), and in ``orders`` the
+    order read and the order left, where the writer read the channel.
 
     A writer that writes nothing back returns an empty one (or only counts).
     """
 
     def __init__(
-        self, counts: Mapping[str, int] | None = None, channels: Mapping[int, str] | None = None
+        self,
+        counts: Mapping[str, int] | None = None,
+        channels: Mapping[int, str] | None = None,
+        orders: Mapping[int, ChannelOrder] | None = None,
     ) -> None:
         super().__init__(counts or {})
         self.channels: dict[int, str] = dict(channels or {})
+        self.orders: dict[int, ChannelOrder] = dict(orders or {})
 
 
 class InventorySource(Protocol):

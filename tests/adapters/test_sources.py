@@ -31,7 +31,7 @@ from app.config import (
 )
 from app.sources import build_sources
 from domain.models import CheckResult, Inventory, Profile, StreamInfo, ViewerSnapshot
-from domain.ports import SourceError
+from domain.ports import Reordered, SourceError
 from tests.fakes.dispatcharr import FakeDispatcharr
 
 FINISHED = "2026-08-20T10:00:00Z"
@@ -570,6 +570,10 @@ def test_reorder_begins_after_every_stats_write_has_ended(
     counts = writer.reorder(inventory, cycle)
 
     assert counts == {"changed": 20, "unchanged": 0, "skipped": 0, "failed": 0}
+    # Each channel's own outcome, and its order as read and as written.
+    assert isinstance(counts, Reordered)
+    assert set(counts.channels.values()) == {"changed"}
+    assert counts.orders[700] == ([ids[0], ids[1]], [ids[1], ids[0]])
     routes = [call.route for call in fake.calls]
     last_stats = max(i for i, route in enumerate(routes) if route in ("stream", "streams"))
     assert last_stats < routes.index("channel")

@@ -144,11 +144,39 @@ def test_the_last_reorder_says_what_the_write_back_did_with_each_channel():
         outcomes = {c: r["outcome"] for c, r in pending.reorders.items()}
         assert outcomes == {7: "pending", 8: "pending"}
         counts = {"changed": 1, "skipped": 1}
-        monitor.tell(ReorderCounts(inventory, counts, {7: "changed", 8: "skipped"}))
+        outcomes = {7: "changed", 8: "skipped"}
+        monitor.tell(ReorderCounts(inventory, counts, outcomes, {7: ([1, 2], [2, 1])}))
         view = monitor.ask(GetView(), timeout=5)
+        # A channel check of News later: its small inventory, and a write skipped.
+        small = Inventory(inventory.accounts, streams[:2], (Channel(7, "News", (2, 1)),))
+        monitor.tell(CycleInventory(4, small))
+        monitor.tell(CycleFinished(4, (result(1, 1), result(2, 1, "dead")), "t2", "t3", 1.0))
+        monitor.tell(ReorderCounts(small, {"skipped": 1}, {7: "skipped"}))
+        later = monitor.ask(GetView(), timeout=5)
+        # The whole reorder raised: not "being written" for ever.
+        monitor.tell(CycleInventory(5, small))
+        monitor.tell(CycleFinished(5, (result(1, 1, "dead"), result(2, 1)), "t4", "t5", 1.0))
+        monitor.tell(ReorderCounts(small, {"error": 1}))
+        failed = monitor.ask(GetView(), timeout=5)
     finally:
         monitor.stop()
     assert isinstance(view, MonitorView)
     news, film = view.reorders[7], view.reorders[8]
     assert (news["after"], news["outcome"], news["written"]) == ([2, 1], "changed", True)
     assert (film["after"], film["outcome"], film["written"]) == ([4, 3], "skipped", False)
+    assert view.orders == {7: [2, 1], 8: [3, 4]}  # as Dispatcharr has them now
+    assert isinstance(later, MonitorView)
+    assert (later.reorders[7]["outcome"], later.reorders[7]["written"]) == ("skipped", False)
+    assert later.orders[7] == [2, 1]  # what the full cycle wrote still stands
+    assert isinstance(failed, MonitorView)
+    assert failed.reorders[7]["outcome"] == "failed"
+
+
+def test_a_channel_whose_checks_all_failed_gets_no_planned_order():
+    # The write-back moves only ok and dead streams: errors say nothing.
+    inventory = Inventory(
+        (Account(1, "a"),),
+        tuple(Stream(sid, str(sid), 1, f"http://h/{sid}") for sid in (1, 2)),
+        (Channel(7, "News", (1, 2)),),
+    )
+    assert plan_orders(inventory, (result(1, 1, "error"), result(2, 1, "error"))) == {}
