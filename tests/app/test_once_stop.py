@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from app.cli import _run_interruptibly
@@ -22,6 +20,7 @@ from app.daemon import Daemon
 from app.sources import build_sources
 from tests.actors.fakes import Behaviour, FakeProbe
 from tests.app.dashboard_setup import wait_for
+from tests.app.processes import kill_if_running, stop_with_sigterm
 from tests.app.test_cli import good_inventory
 from tests.app.test_config import write
 from tests.fakes.dispatcharr import FakeDispatcharr
@@ -76,14 +75,9 @@ level = "warning"
         assert wait_for(
             lambda: sum(c.method == "PATCH" and c.route == "stream" for c in fake.calls) == 2, 30
         )
-        stop_sent = time.monotonic()
-        once.send_signal(signal.SIGTERM)
-        output, _ = once.communicate(timeout=60)
-        stopped_in = time.monotonic() - stop_sent
+        output, stopped_in = stop_with_sigterm(once, timeout=60)
     finally:
-        if once.poll() is None:
-            once.kill()
-            once.wait()
+        kill_if_running(once)
         fake.release()
     assert stopped_in < 9, (stopped_in, output)
     assert "Traceback" not in output

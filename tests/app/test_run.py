@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from simulator.server import SimAccount, SimStream
 from tests.app.conftest import write_config, write_inventory
+from tests.app.processes import kill_if_running, stop_with_sigterm
 from tests.sim_fixtures import ProviderFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,14 +31,9 @@ def test_sigterm_stops_the_daemon_mid_check(
     )
     try:
         assert sim.wait_for_connections("ua", 1, timeout=20)
-        stop_sent = time.monotonic()
-        daemon.send_signal(signal.SIGTERM)
-        output, _ = daemon.communicate(timeout=15)
-        stopped_in = time.monotonic() - stop_sent
+        output, stopped_in = stop_with_sigterm(daemon, timeout=15)
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+        kill_if_running(daemon)
     assert daemon.returncode == 0, output
     assert stopped_in < 5
     # The probe's ffmpeg died with the daemon: the provider sees nobody left.

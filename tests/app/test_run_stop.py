@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.processes import kill_if_running, stop_with_sigterm
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -111,14 +113,9 @@ level = "warning"
     try:
         # The scheduler's inventory read and the viewer watcher's poll both hang.
         assert hung_dispatcharr.wait_for_connections(2, timeout=20)
-        stop_sent = time.monotonic()
-        daemon.send_signal(signal.SIGTERM)
-        output, _ = daemon.communicate(timeout=30)
-        stopped_in = time.monotonic() - stop_sent
+        output, stopped_in = stop_with_sigterm(daemon, timeout=30)
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+        kill_if_running(daemon)
     assert daemon.returncode == 0, output
     assert stopped_in < 5, (stopped_in, output)
     assert "Traceback" not in output
