@@ -26,6 +26,7 @@ be detected; the window is kept as short as one request.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -67,6 +68,9 @@ from domain.urls import redact_url
 log = structlog.get_logger(__name__)
 
 REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
+STATS_FRESH_S: Final = 1.0
+"""Seconds a batch's stats read may be merged into PATCHes; after, the rest is read
+again (Dispatcharr updates a stream's stats itself when someone plays it)."""
 """Counts :meth:`DispatcharrWriter.reorder` always returns."""
 
 
@@ -325,6 +329,7 @@ class DispatcharrWriter:
         reorder: Reorder channels at the end of a cycle (``results.reorder``).
         dry_run: Log what would be written instead of writing (``results.dry_run``).
         concurrency: Requests to Dispatcharr at most at once (at least 1).
+        clock: Monotonic seconds, for how fresh a batch's stats read is.
     """
 
     def __init__(
@@ -334,8 +339,10 @@ class DispatcharrWriter:
         reorder: bool = True,
         dry_run: bool = False,
         concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._clock = clock
         self._reorder_enabled = reorder
         self._dry_run = dry_run
         self._concurrency = concurrency
@@ -384,21 +391,22 @@ class DispatcharrWriter:
             return dict(self._counts)
 
     def _write_batch(self, results: Sequence[CheckResult]) -> None:
-        """Read the batch's current stats in one call, then PATCH each stream."""
-        existing: dict[int, JsonObject] = {}
-        if len(results) > 1:
-            ids = ",".join(str(r.stream_id) for r in results)
-            try:
-                existing = {s["id"]: s for s in self._client.streams({"ids": ids}) if "id" in s}
-            except DispatcharrUnavailable as exc:
-                if exc.status is None:  # no answer: every stream of the batch would wait too
-                    for result in results:
-                        self._failed(result, _source_error("stats write", STREAMS_PATH, exc))
-                    return
-            except DispatcharrError as exc:
-                # Read them one by one below, so each failure names its stream.
-                log.info("stats_batch_read_failed", streams=len(results), error=str(exc))
+        """Read the batch's current stats in one call, then PATCH each stream.
+
+        What was read is merged into a PATCH only while it is fresh
+        (:data:`STATS_FRESH_S`): past that the rest of the batch is read again,
+        so a stats update Dispatcharr made meanwhile is not written over.
+        """
+        existing = self._read_batch(results)
+        if existing is None:
+            return
+        read_at = self._clock()
         for index, result in enumerate(results):
+            if existing and self._clock() - read_at > STATS_FRESH_S:
+                existing = self._read_batch(results[index:])
+                if existing is None:
+                    return
+                read_at = self._clock()
             try:
                 self._write_one(result, existing.get(result.stream_id))
             except SourceError as exc:
@@ -408,6 +416,26 @@ class DispatcharrWriter:
                     for rest in results[index + 1 :]:
                         self._failed(rest, exc)  # not even an answer: do not wait again
                     return
+
+    def _read_batch(self, results: Sequence[CheckResult]) -> dict[int, JsonObject] | None:
+        """The current stream objects of ``results`` in one call (none for one stream:
+        it is read on its own); ``None`` when Dispatcharr did not answer at all (every
+        write of the batch then failed, and was logged)."""
+        if len(results) < 2:
+            return {}
+        ids = ",".join(str(r.stream_id) for r in results)
+        try:
+            return {s["id"]: s for s in self._client.streams({"ids": ids}) if "id" in s}
+        except DispatcharrUnavailable as exc:
+            if exc.status is None:  # no answer: every stream of the batch would wait too
+                for result in results:
+                    self._failed(result, _source_error("stats write", STREAMS_PATH, exc))
+                return None
+            log.info("stats_batch_read_failed", streams=len(results), error=str(exc))
+        except DispatcharrError as exc:
+            # Read them one by one, so each failure names its stream.
+            log.info("stats_batch_read_failed", streams=len(results), error=str(exc))
+        return {}
 
     def _write_one(self, result: CheckResult, stream: JsonObject | None) -> None:
         """Merge and PATCH one result; ``stream`` is its current object, when read already.

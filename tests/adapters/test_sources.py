@@ -32,6 +32,7 @@ from app.config import (
 from app.sources import build_sources
 from domain.models import CheckResult, Inventory, Profile, StreamInfo, ViewerSnapshot
 from domain.ports import Reordered, SourceError
+from tests.app.dashboard_setup import wait_for
 from tests.fakes.dispatcharr import FakeDispatcharr
 
 FINISHED = "2026-08-20T10:00:00Z"
@@ -901,3 +902,43 @@ def test_build_sources_prefers_an_api_key(fake: FakeDispatcharr):
         assert fake.logins == 0
     finally:
         sources.client.close()  # type: ignore[union-attr]
+
+
+class UpdatedMeanwhile(DispatcharrClient):
+    """A client under which Dispatcharr updates ``stream_id``'s stats itself (a viewer's
+    playback measured it) while our PATCH of ``before_patch_of`` is on its way."""
+
+    def __init__(self, fake: FakeDispatcharr, before_patch_of: int, stream_id: int) -> None:
+        super().__init__(fake.url, api_key=fake.api_key, retries=1, backoff_factor=0.0)
+        self._fake, self._before, self._stream = fake, before_patch_of, stream_id
+
+    def patch_stream(self, stream_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        if stream_id == self._before:
+            with self._fake._lock:
+                stats = self._fake.streams[self._stream].setdefault("stream_stats", {}) or {}
+                stats["source_fps"] = 50.0  # a key we never write
+                self._fake.streams[self._stream]["stream_stats"] = stats
+        return super().patch_stream(stream_id, body)
+
+
+def test_a_stale_batch_read_is_read_again_so_dispatcharrs_own_update_stays(
+    fake: FakeDispatcharr,
+):
+    # The batch's stats were read once and merged into PATCHes for as long as the
+    # batch took: an update Dispatcharr made meanwhile was written over.
+    add_streams(fake, range(7000, 7003))
+    ticks = iter(range(0, 1000, 5))  # each look at the clock: 5 s later
+    client = UpdatedMeanwhile(fake, before_patch_of=7001, stream_id=7002)
+    with client:
+        writer = DispatcharrWriter(client, concurrency=1, clock=lambda: float(next(ticks)))
+        fake.hold("stream", "PATCH")
+        writer.write_result(result(7000, "ok"))
+        assert wait_for(lambda: fake.count("stream", "PATCH") == 1, timeout=10)
+        writer.write_result(result(7001, "ok"))  # these two queue up as one batch
+        writer.write_result(result(7002, "ok"))
+        fake.release()
+        assert writer.flush(timeout=30)
+    assert fake.count("streams", "GET") == 2  # the batch, then its rest afresh
+    stats = fake.streams[7002]["stream_stats"]
+    assert stats["source_fps"] == 50.0
+    assert stats["checker_status"] == "ok"
