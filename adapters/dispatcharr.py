@@ -16,9 +16,10 @@ further logins until Dispatcharr's ``Retry-After``; there is no login loop.
 
 Transport faults are retried by urllib3 on the session: a failed connect on
 any method; a connection dropped (or a read timed out) after the request was
-sent, once, on idempotent methods, which here include PATCH, since every PATCH
-this client sends sets whole values (a stream's ``stream_stats``, a channel's
-complete stream list) and sending it twice lands the same; and
+sent, once, on idempotent methods, which here include a stream's PATCH, since
+it sets a whole value (its ``stream_stats``) and sending it twice lands the
+same (a channel's PATCH is not sent again after a read error: see
+:class:`_CappedRetry`); and
 500/502/503/504 on GET, HEAD, PUT, DELETE, ... with exponential backoff. 500
 is retried too because Dispatcharr answers it for transient database and
 Redis hiccups. PATCH is not retried on a status (the answer says the server

@@ -441,12 +441,26 @@ class _ViewerCounter:
                 log.info("dispatcharr.viewer_unmapped", stream_id=stream_id, state=state)
 
     def sessions(self, section: Reader, name: str) -> None:
+        """VOD or catch-up sessions: each entry one session, or (as Dispatcharr's VOD
+        stats group them by film or episode) one title with its ``connections``."""
         for entry in section.objects(name):
-            profile_id = entry.get("m3u_profile_id", OPTIONAL_ID)
-            if profile_id is None:
-                log.info("dispatcharr.viewer_unmapped", kind=name)
-                continue
-            self._count_profile(profile_id)
+            if isinstance(entry.data.get("connections"), list):
+                for connection in entry.objects("connections"):
+                    self._session(connection, name)
+            else:
+                self._session(entry, name)
+
+    def _session(self, entry: Reader, name: str) -> None:
+        profile_id = entry.get("m3u_profile_id", OPTIONAL_ID)
+        profile = entry.data.get("m3u_profile")  # {} when Dispatcharr's lookup failed
+        if profile_id is None and isinstance(profile, dict):
+            profile_id = Reader(profile, entry.path("m3u_profile"), entry.problems, API).get(
+                "m3u_profile_id", OPTIONAL_ID
+            )
+        if profile_id is None:
+            log.info("dispatcharr.viewer_unmapped", kind=name)
+            return
+        self._count_profile(profile_id)
 
     def _count_profile(self, profile_id: int) -> None:
         if profile_id in self.known:

@@ -437,6 +437,34 @@ def test_proxy_stats_adds_vod_and_catchup_sessions() -> None:
     assert snapshot.profiles == {9: 2, 5: 1}
 
 
+def test_vod_connections_grouped_by_content_count_each_connection() -> None:
+    # Dispatcharr's own VOD stats group the sessions by film or episode: each entry
+    # has its connections inside, whose profile id comes from Redis as a string.
+    # Before, the grouped entries had no profile of their own and counted nowhere.
+    stats = {
+        "live": {"count": 0, "channels": []},
+        "vod": {
+            "vod_connections": [
+                {
+                    "content_type": "movie",
+                    "content_uuid": "m1",
+                    "connection_count": 2,
+                    "connections": [
+                        {"client_id": "vod_1", "m3u_profile_id": "5"},
+                        {"client_id": "vod_2", "m3u_profile": {"m3u_profile_id": 9}},
+                    ],
+                },
+                {"content_type": "episode", "connection_count": 1, "connections": [{}]},
+            ],
+            "total_connections": 3,
+        },
+    }
+
+    snapshot = viewers_from_status(stats, ACCOUNTS)
+
+    assert snapshot.profiles == {5: 1, 9: 1}
+
+
 def test_proxy_stats_without_vod_or_catchup() -> None:
     stats = {"live": {"count": 0, "channels": []}, "vod": None, "timestamp": 1.0}
     assert viewers_from_status(stats, ACCOUNTS).profiles == {}

@@ -471,10 +471,20 @@ class FakeDispatcharr:
         return entry
 
     def add_vod_connection(self, m3u_profile_id: int | None) -> None:
-        """A VOD session holding a slot on a profile (``/proxy/stats/`` only)."""
-        entry: dict[str, Any] = {"content_type": "movie", "content_name": "A film"}
+        """A VOD session holding a slot on a profile (``/proxy/stats/`` only).
+
+        As Dispatcharr's ``build_vod_stats_data`` shapes it: one entry per film,
+        its sessions inside, the profile id as Redis keeps it (a string).
+        """
+        connection: dict[str, Any] = {"client_id": f"vod_{len(self.vod_connections)}"}
         if m3u_profile_id is not None:
-            entry["m3u_profile_id"] = m3u_profile_id
+            connection["m3u_profile_id"] = str(m3u_profile_id)
+        entry: dict[str, Any] = {
+            "content_type": "movie",
+            "content_name": "A film",
+            "connection_count": 1,
+            "connections": [connection],
+        }
         with self._lock:
             self.vod_connections.append(entry)
 
