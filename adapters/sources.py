@@ -25,6 +25,8 @@ be detected; the window is kept as short as one request.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 from collections import Counter
@@ -448,7 +450,9 @@ class DispatcharrWriter:
             if stream is None:
                 stream = self._client.stream(result.stream_id)
             body = stats_patch(
-                stream.get("stream_stats"), result, checked_at=result.finished_at or _utc_now()
+                _current_stats(stream.get("stream_stats"), endpoint),
+                result,
+                checked_at=result.finished_at or _utc_now(),
             )
             if self._dry_run:
                 log.info("stats_dry_run", stream_id=result.stream_id, body=body)
@@ -632,6 +636,26 @@ class DispatcharrWriter:
                 "reorder_unconfirmed", channel_id=channel_id, expected=new_order, got=written
             )
         return "changed"
+
+
+def _current_stats(value: object, endpoint: str) -> Mapping[str, Any] | None:
+    """A stream's ``stream_stats`` as read, to merge ours into; JSON text of an object
+    counts as that object.
+
+    Raises:
+        SourceError: It is something else (a list, a number, other text): a PATCH
+            would replace it with our keys alone, so the stream is left as it is.
+    """
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(value)
+            if isinstance(parsed, Mapping):
+                return parsed
+    kind = type(value).__name__
+    message = f"{endpoint}: stream_stats is {kind}, not an object: left as it is, not written"
+    raise SourceError(message)
 
 
 def _stream_ids(channel: Mapping[str, Any], channel_id: int) -> list[int] | None:

@@ -942,3 +942,26 @@ def test_a_stale_batch_read_is_read_again_so_dispatcharrs_own_update_stays(
     stats = fake.streams[7002]["stream_stats"]
     assert stats["source_fps"] == 50.0
     assert stats["checker_status"] == "ok"
+
+
+@pytest.mark.parametrize("odd", ['{"audio_codec": "aac", "custom_note": "x"}', ["aac"], 7])
+def test_stats_that_are_no_object_are_never_written_over(
+    fake: FakeDispatcharr, client: DispatcharrClient, odd: object
+):
+    # A stream_stats that is a string (JSON written as text by some tool), a list
+    # or a number was taken as empty: the PATCH then replaced it with ours alone.
+    add_streams(fake, range(7100, 7101))
+    with fake._lock:
+        fake.streams[7100]["stream_stats"] = odd
+    writer = DispatcharrWriter(client, concurrency=1)
+    with capture_logs() as logs:
+        written(writer, result(7100, "ok"))
+    if isinstance(odd, str):  # JSON text of an object: read as that object
+        stats = fake.streams[7100]["stream_stats"]
+        assert (stats["custom_note"], stats["checker_status"]) == ("x", "ok")
+        return
+    assert fake.stream_patches == []  # left alone ...
+    assert writer.counts() == {"written": 0, "failed": 1}
+    failed = [e for e in logs if e["event"] == "writeback_failed"]
+    assert len(failed) == 1  # ... and said why
+    assert "stream_stats is" in failed[0]["error"]
