@@ -69,6 +69,9 @@ REFRESH_PATH: Final = "/api/accounts/token/refresh/"
 VERSION_PATH: Final = "/api/core/version/"
 ACCOUNTS_PATH: Final = "/api/m3u/accounts/"
 STREAMS_PATH: Final = "/api/channels/streams/"
+STREAM_IDS_PATH: Final = "/api/channels/streams/ids/"
+_IDS_PER_CALL = 200
+"""Stream ids asked for in one ``?ids=`` (the query string stays short)."""
 CHANNELS_PATH: Final = "/api/channels/channels/"
 PROXY_STATUS_PATH: Final = "/proxy/ts/status"
 """No trailing slash: the proxy's routes are not DRF routes."""
@@ -325,12 +328,50 @@ class DispatcharrClient:
         """
         query: dict[str, str | int] = {"page_size": self._page_size}
         query.update(params or {})
-        try:
-            return self._collect(STREAMS_PATH, query)
-        except DispatcharrNotFound:
-            if "ids" in query:
+        if "ids" in query:
+            try:
+                return self._collect(STREAMS_PATH, query)
+            except DispatcharrNotFound:
                 return []
-            raise
+        items, count = self._collect_counted(STREAMS_PATH, query)
+        streams: list[JsonObject] = []
+        seen: set[object] = set()
+        for item in items:
+            key = item.get("id")
+            if isinstance(key, int) and key in seen:
+                continue  # the same stream on two pages
+            seen.add(key)
+            streams.append(item)
+        if len(streams) == len(items) and (count is None or len(streams) >= count):
+            return streams
+        # Dispatcharr orders the pages by name alone: streams of one name may come
+        # in another order at each page's query, some twice and some never.
+        log.warning(
+            "dispatcharr.streams_paged_inconsistently",
+            count=count,
+            read=len(items),
+            unique=len(streams),
+            hint="the missing ones are read by id",
+        )
+        filters = {k: v for k, v in (params or {}).items() if k != "page_size"}
+        missing = [i for i in self._stream_ids(filters) if i not in seen]
+        for start in range(0, len(missing), _IDS_PER_CALL):
+            chunk = missing[start : start + _IDS_PER_CALL]
+            streams.extend(self.streams({"ids": ",".join(str(i) for i in chunk)}))
+        return streams
+
+    def _stream_ids(self, params: Mapping[str, str | int]) -> list[int]:
+        """Every stream id matching ``params`` (one plain array, in no useful order)."""
+        data = self._call("GET", STREAM_IDS_PATH, params=params)
+        if not isinstance(data, list):
+            raise DispatcharrBadResponse(
+                STREAM_IDS_PATH, "", f"expected an array, got {json_kind(data)}"
+            )
+        for index, item in enumerate(data):
+            if not isinstance(item, int) or isinstance(item, bool):
+                detail = f"expected an id, got {json_kind(item)}"
+                raise DispatcharrBadResponse(STREAM_IDS_PATH, f"[{index}]", detail)
+        return list(data)
 
     def channels(self, *, include_streams: bool = False) -> list[JsonObject]:
         """Every channel, hidden ones included; ``streams`` are ids in failover order.
@@ -405,9 +446,17 @@ class DispatcharrClient:
 
     def _collect(self, path: str, params: Mapping[str, str | int] | None) -> list[JsonObject]:
         """A bare array, or every ``results`` of a DRF page chain."""
+        return self._collect_counted(path, params)[0]
+
+    def _collect_counted(
+        self, path: str, params: Mapping[str, str | int] | None
+    ) -> tuple[list[JsonObject], int | None]:
+        """:meth:`_collect`, with the first page's ``count`` (``None``: no count given)."""
         data = self._call("GET", path, params=params)
         if isinstance(data, list):
-            return self._objects(path, "", data)
+            return self._objects(path, "", data), None
+        first = data.get("count") if isinstance(data, dict) else None
+        count = first if isinstance(first, int) and not isinstance(first, bool) else None
         items: list[JsonObject] = []
         seen: set[str] = set()
         current = self._base + path
@@ -424,7 +473,7 @@ class DispatcharrClient:
             items.extend(self._objects(path, f"{where}.results", data["results"]))
             following = data.get("next")
             if following is None:
-                return items
+                return items, count
             if not isinstance(following, str) or not following:
                 detail = f"expected a URL or null, got {json_kind(following)}"
                 raise DispatcharrBadResponse(path, f"{where}.next", detail)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from adapters.dispatcharr import (
     DispatcharrAuthError,
@@ -214,6 +215,26 @@ def test_streams_follow_next_to_the_end_on_our_own_base_url(
     assert len(pages) == 3
     assert all("page_size=3" in q and "m3u_account=7" in q for q in pages)
     assert "page=3" in pages[-1]
+
+
+def test_pages_that_skip_streams_of_one_name_are_completed_by_id(
+    fake_dispatcharr: FakeDispatcharr, make_client: MakeClient
+) -> None:
+    # Dispatcharr orders stream pages by name only; streams of one name (the same
+    # channel from several providers) may come in another order at each page's
+    # query, so some come twice and others never: those were simply not checked.
+    fake = fake_dispatcharr
+    fake.add_account(7, "P", max_streams=1)
+    for stream_id in range(1, 13):
+        fake.add_stream(stream_id, "BBC One HD", 7, f"http://127.0.0.1:9/{stream_id}.ts")
+    fake.unstable_name_order = True
+    client = make_client(page_size=4)
+
+    with capture_logs() as logs:
+        streams = client.streams()
+
+    assert sorted(s["id"] for s in streams) == list(range(1, 13))  # each once
+    assert [e["event"] for e in logs].count("dispatcharr.streams_paged_inconsistently") == 1
 
 
 def test_default_page_size_is_1000(seeded: FakeDispatcharr, make_client: MakeClient) -> None:

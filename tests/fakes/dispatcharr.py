@@ -102,6 +102,7 @@ _URLS = Map(
         Rule("/api/core/version/", endpoint="version", methods=["GET"]),
         Rule("/api/m3u/accounts/", endpoint="accounts", methods=["GET"]),
         Rule("/api/channels/streams/", endpoint="streams", methods=["GET"]),
+        Rule("/api/channels/streams/ids/", endpoint="stream_ids", methods=["GET"]),
         Rule("/api/channels/streams/<int:item>/", endpoint="stream", methods=["GET", "PATCH"]),
         Rule("/api/channels/channels/", endpoint="channels", methods=["GET"]),
         Rule("/api/channels/channels/<int:item>/", endpoint="channel", methods=["GET", "PATCH"]),
@@ -196,6 +197,10 @@ class FakeDispatcharr:
         self.hidden_channels: set[int] = set()
         self.live_channels: list[dict[str, Any]] = []
         self.vod_connections: list[dict[str, Any]] = []
+        self.unstable_name_order = False
+        """Order stream pages as Dispatcharr does (by name, descending) with streams of
+        one name in another order at each page read, as PostgreSQL may."""
+        self._page_reads = 0
         self.timeshift_sessions: list[dict[str, Any]] = []
         self.on_channel_read: Callable[[FakeDispatcharr, int], None] | None = None
         self.calls: list[RecordedCall] = []
@@ -788,12 +793,32 @@ class FakeDispatcharr:
                 if not found:
                     return _Reply({"detail": "No streams found for the given IDs."}, 404)
                 return _Reply(found)
-            accounts = request.args.get("m3u_account")
-            if accounts:
-                chosen = {int(x) for x in accounts.split(",") if x.strip().isdigit()}
-                rows = [s for s in rows if s["m3u_account"] in chosen]
-            rows = copy.deepcopy(sorted(rows, key=lambda s: s["id"]))
+            rows = self._filtered(request, rows)
+            if self.unstable_name_order:
+                # Dispatcharr orders by -name only: on PostgreSQL streams of one
+                # name may come in another order at each page's query.
+                self._page_reads += 1
+                turn = self._page_reads
+                rows.sort(key=lambda s: (s["id"] * 7919 + turn * 104729) % 1009)
+                rows.sort(key=lambda s: s["name"], reverse=True)
+            else:
+                rows.sort(key=lambda s: s["id"])
+            rows = copy.deepcopy(rows)
         return self._page(request, rows, default_size=50)
+
+    def _route_stream_ids(self, request: Request) -> _Reply:
+        with self._lock:
+            active = [s for s in self.streams.values() if self._active_account(s)]
+            rows = self._filtered(request, active)
+            return _Reply(sorted(s["id"] for s in rows))
+
+    @staticmethod
+    def _filtered(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        accounts = request.args.get("m3u_account")
+        if accounts:
+            chosen = {int(x) for x in accounts.split(",") if x.strip().isdigit()}
+            rows = [s for s in rows if s["m3u_account"] in chosen]
+        return list(rows)
 
     def _page(self, request: Request, rows: list[Any], *, default_size: int) -> _Reply:
         try:
