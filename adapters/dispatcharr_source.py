@@ -205,14 +205,17 @@ def _profile(obj: Reader) -> Profile | None:
     search: str = v["search_pattern"]
     is_active: bool = v["is_active"]
     problem = check_pattern(search) if search else None
+    plays_as_default = False
     if problem is not None and not v["is_default"] and is_active:
         log.warning(
             "dispatcharr.profile_disabled",
             profile_id=profile_id,
             reason="invalid_search_pattern",
             error=problem,
+            hint="its viewers count on the default login, whose URL Dispatcharr then plays",
         )
         is_active = False
+        plays_as_default = True
     return Profile(
         id=profile_id,
         name=_named(v["name"], f"profile {profile_id}"),
@@ -221,6 +224,7 @@ def _profile(obj: Reader) -> Profile | None:
         is_active=is_active,
         search_pattern=search,
         replace_pattern=v["replace_pattern"],
+        plays_as_default=plays_as_default,
     )
 
 

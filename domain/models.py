@@ -32,6 +32,10 @@ class Profile:
     is_active: bool = True
     search_pattern: str = "^(.*)$"
     replace_pattern: str = "$1"
+    plays_as_default: bool = False
+    """Active in the source but not usable here (its pattern does not compile):
+    Dispatcharr then plays its viewers through the URL as it is, the default
+    login's, so they count there."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,12 @@ class ViewerSnapshot:
     accounts: dict[int, int] = field(default_factory=dict)
 
     def for_account(self, account: Account) -> dict[int, int]:
-        """Viewers per profile id of ``account`` (profile-level plus account-level)."""
+        """Viewers per profile id of ``account`` (profile-level plus account-level, and
+        those of a profile that plays as the default one on the default one)."""
         usable = account.usable_profiles()
         counts = {p.id: self.profiles.get(p.id, 0) for p in usable}
         extra = self.accounts.get(account.id, 0)
+        extra += sum(self.profiles.get(p.id, 0) for p in account.profiles if p.plays_as_default)
         if extra and usable:
             default = usable[0]
             counts[default.id] = counts.get(default.id, 0) + extra

@@ -219,6 +219,20 @@ def test_a_second_profile_with_a_broken_pattern_is_disabled() -> None:
     assert [p.id for p in parsed.usable_profiles()] == [5]
 
 
+def test_viewers_on_a_profile_disabled_for_its_pattern_hold_the_default_login() -> None:
+    # Dispatcharr cannot rewrite a URL with that pattern either, so it plays the
+    # viewer through the original URL: the default login. Before, the viewer was
+    # counted nowhere, and a check could take the slot he holds.
+    data = account()
+    data["profiles"][1]["search_pattern"] = "/u1/(pass1/"
+    (parsed,) = parse_accounts([data])
+    status = {"channels": [live(m3u_profile_id=9)]}
+
+    snapshot = viewers_from_status(status, (parsed,))
+
+    assert snapshot.for_account(parsed) == {5: 1}
+
+
 def test_account_without_profiles_gets_a_default_one() -> None:
     (parsed,) = parse_accounts([{"id": 8, "name": "bare", "max_streams": 3, "profiles": []}])
     assert parsed.usable_profiles()[0].max_streams == 3
