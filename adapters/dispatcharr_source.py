@@ -26,8 +26,10 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 import structlog
@@ -51,7 +53,7 @@ from domain.models import (
     StreamInfo,
     ViewerSnapshot,
 )
-from domain.urls import check_pattern
+from domain.urls import check_pattern, stream_url_for
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +94,7 @@ ACCOUNT = {
     "server_url": TEXT,
     "username": TEXT,
     "password": TEXT,
+    "server_group": OPTIONAL_ID,
 }
 PROFILE = {
     "id": ID,
@@ -183,6 +186,7 @@ def _account(obj: Reader) -> Account | None:
         server_url=v["server_url"],
         username=v["username"],
         password=v["password"],
+        server_group=v["server_group"],
     )
     if not account.is_active:
         log.debug("dispatcharr.account_skipped", account_id=account_id, reason="inactive")
@@ -313,6 +317,82 @@ def _stream_ids(obj: Reader) -> list[int]:
         else:
             obj.problems.add(where, f"expected a stream id or object, got {json_kind(entry)}")
     return ids
+
+
+_LOGIN_IN_URL = re.compile(r"/(?:live|movie|series)/([^/]+)/([^/]+)/", re.IGNORECASE)
+"""The provider login in an Xtream-style URL, as Dispatcharr finds it for its pools."""
+
+
+def _login_of(account: Account, profile: Profile, sample: Stream | None) -> tuple[str, str] | None:
+    """The provider login ``profile`` plays with, as Dispatcharr fingerprints it: from
+    a stream of the account rewritten by the profile, else the account's own."""
+    if sample is not None:
+        match = _LOGIN_IN_URL.search(stream_url_for(account, profile, sample))
+        if match:
+            return match[1].lower(), match[2]
+    if account.username and account.password:
+        return account.username.lower(), account.password
+    return None
+
+
+def pool_shared_logins(inventory: Inventory) -> Inventory:
+    """Accounts whose logins a Dispatcharr server group pools, made to count together.
+
+    Dispatcharr counts the profiles of one server group that resolve to the same
+    provider login (and have a limit) on one counter, held to each profile's own
+    ``max_streams``. Each account actor counts its own profiles only, so such a
+    login's smallest limit is split between them (a profile left with no slot is
+    not used for checks), and each profile counts the viewers of all of them.
+    """
+    samples: dict[int, Stream] = {}
+    for stream in inventory.streams:
+        samples.setdefault(stream.account_id, stream)
+    pools: dict[tuple[int, str, str], list[tuple[Account, Profile]]] = {}
+    for account in inventory.accounts:
+        if account.server_group is None:
+            continue
+        for profile in account.usable_profiles():
+            login = _login_of(account, profile, samples.get(account.id))
+            if profile.max_streams > 0 and login is not None:
+                pools.setdefault((account.server_group, *login), []).append((account, profile))
+    changed: dict[int, Profile] = {}
+    for (group, _user, _password), members in pools.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda m: (m[0].id, m[1].id))
+        cap = min(profile.max_streams for _, profile in members)
+        base, extra = divmod(cap, len(members))
+        ids = [profile.id for _, profile in members]
+        shares = []
+        for index, (_account, profile) in enumerate(members):
+            share = base + (1 if index < extra else 0)
+            shares.append(share)
+            changed[profile.id] = replace(
+                profile,
+                max_streams=share or profile.max_streams,
+                is_active=profile.is_active and share > 0,
+                shares_login_with=tuple(i for i in ids if i != profile.id),
+            )
+        log.info(
+            "dispatcharr.login_shared",
+            server_group=group,
+            profiles=ids,
+            limit=cap,
+            shares=shares,
+            hint="Dispatcharr counts these on one counter: the daemon splits the limit",
+        )
+    if not changed:
+        return inventory
+    accounts = []
+    for given in inventory.accounts:
+        account = replace(given, profiles=tuple(changed.get(p.id, p) for p in given.profiles))
+        if account.usable_profiles():
+            accounts.append(account)
+        else:  # its one login's slots went to another account of the group
+            log.warning("dispatcharr.account_skipped", account_id=account.id, reason="login_pooled")
+    kept = {a.id for a in accounts}
+    streams = tuple(s for s in inventory.streams if s.account_id in kept)
+    return replace(inventory, accounts=tuple(accounts), streams=streams)
 
 
 def build_inventory(

@@ -57,6 +57,7 @@ from adapters.dispatcharr_source import (
     parse_channels,
     parse_streams,
     plan_reorder,
+    pool_shared_logins,
     stats_patch,
     viewers_from_status,
 )
@@ -254,6 +255,8 @@ class DispatcharrInventorySource:
             exclude_channels=section.exclude_channels,
         )
         inventory = apply_overrides(inventory, self._overrides)
+        # After the overrides: a pool's limit is the limits as the daemon applies them.
+        inventory = pool_shared_logins(inventory)
         loaded = LoadedAccounts(
             accounts=inventory.accounts,
             stream_accounts=MappingProxyType({s.id: s.account_id for s in streams}),

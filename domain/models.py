@@ -36,6 +36,10 @@ class Profile:
     """Active in the source but not usable here (its pattern does not compile):
     Dispatcharr then plays its viewers through the URL as it is, the default
     login's, so they count there."""
+    shares_login_with: tuple[int, ...] = ()
+    """Profiles (of this or other accounts of its server group) that resolve to
+    the same provider login: Dispatcharr counts them on one counter, so their
+    viewers hold this profile's slots too."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ class Account:
     server_url: str = ""
     username: str = ""
     password: str = ""
+    server_group: int | None = None
+    """Dispatcharr's server group: its accounts' profiles that resolve to the same
+    provider login share one connection counter."""
 
     def usable_profiles(self) -> tuple[Profile, ...]:
         """Active profiles, default first; an account without profiles gets one.
@@ -123,9 +130,15 @@ class ViewerSnapshot:
 
     def for_account(self, account: Account) -> dict[int, int]:
         """Viewers per profile id of ``account`` (profile-level plus account-level, and
-        those of a profile that plays as the default one on the default one)."""
+        those of a profile that plays as the default one on the default one); a
+        profile that shares its login counts the viewers of every profile it shares
+        it with."""
         usable = account.usable_profiles()
-        counts = {p.id: self.profiles.get(p.id, 0) for p in usable}
+        profiles = self.profiles
+        counts = {
+            p.id: profiles.get(p.id, 0) + sum(profiles.get(t, 0) for t in p.shares_login_with)
+            for p in usable
+        }
         extra = self.accounts.get(account.id, 0)
         extra += sum(self.profiles.get(p.id, 0) for p in account.profiles if p.plays_as_default)
         if extra and usable:

@@ -17,11 +17,12 @@ from adapters.dispatcharr_source import (
     parse_channels,
     parse_streams,
     plan_reorder,
+    pool_shared_logins,
     stats_patch,
     viewers_from_status,
 )
 from adapters.schema import InputError
-from domain.models import Account, Channel, CheckResult, Profile, Stream, StreamInfo
+from domain.models import Account, Channel, CheckResult, Inventory, Profile, Stream, StreamInfo
 
 # Shapes copied from reference/dispatcharr-api.md (v0.29.0).
 ACCOUNT_3: dict[str, Any] = {
@@ -727,3 +728,48 @@ def test_digit_string_ids_are_read_and_odd_digits_are_a_shape_error() -> None:
     with pytest.raises(DispatcharrBadResponse) as caught:  # "²" is a digit to str.isdigit
         parse_streams([stream(stream_id="²")], ACCOUNTS)
     assert caught.value.field == "[0].stream_id"
+
+
+def pooled_accounts() -> tuple[Account, ...]:
+    """Accounts 3 and 4 in server group 1, their default logins the same (u1/pass1)."""
+    first = account(server_group=1)
+    second = account(id=4, name="ProviderA mirror", server_group=1)
+    second["profiles"] = [dict(first["profiles"][0], id=6, max_streams=2)]
+    return parse_accounts([first, second])
+
+
+def test_logins_that_a_server_group_pools_share_their_limit_and_their_viewers() -> None:
+    # Since Dispatcharr 0.27, accounts of one server group whose profiles resolve
+    # to the same provider login share one counter. Before, each account counted
+    # the login apart: two accounts of limit 2 could open four connections on
+    # one login of two, and a viewer on one account left the other's slot free.
+    accounts = pooled_accounts()
+    streams = (
+        Stream(812, "a", 3, "http://prov.example:8080/live/u1/pass1/12345.ts", stream_id=12345),
+        Stream(900, "b", 4, "http://prov.example:8080/live/u1/pass1/999.ts", stream_id=999),
+    )
+    inventory = pool_shared_logins(Inventory(accounts, streams))
+    first, second = inventory.accounts
+    limits = {p.id: p.max_streams for a in inventory.accounts for p in a.usable_profiles()}
+    assert (limits[5], limits[6]) == (1, 1)  # the login's 2, split
+    assert limits[9] == 1  # another login (u2/pass2): its own limit
+    viewers = viewers_from_status({"channels": [live(m3u_profile_id=5)]}, inventory.accounts)
+    assert viewers.for_account(second) == {6: 1}  # the viewer on account 3 holds it too
+    assert viewers.for_account(first)[5] == 1
+
+
+def test_a_pooled_login_of_one_slot_goes_to_one_account() -> None:
+    first = account(server_group=1)
+    first["profiles"] = [dict(first["profiles"][0], max_streams=1)]
+    second = account(id=4, name="mirror", server_group=1)
+    second["profiles"] = [dict(first["profiles"][0], id=6)]
+    streams = (Stream(812, "a", 3, "http://h/1.ts"), Stream(900, "b", 4, "http://h/2.ts"))
+    inventory = pool_shared_logins(Inventory(parse_accounts([first, second]), streams))
+    usable = {a.id: [p.id for p in a.usable_profiles()] for a in inventory.accounts}
+    assert usable == {3: [5]}  # the other has no slot left (never 0, unlimited)
+    assert [s.id for s in inventory.streams] == [812]
+
+
+def test_accounts_without_a_server_group_keep_their_limits() -> None:
+    accounts = parse_accounts([account(), account(id=4, name="B")])
+    assert pool_shared_logins(Inventory(accounts, ())).accounts == accounts
