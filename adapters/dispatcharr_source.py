@@ -473,6 +473,8 @@ def viewers_from_status(
         raise DispatcharrBadResponse(PROXY_STATUS_PATH, "", detail)
     accounts = tuple(accounts)
     known = {p.id for account in accounts for p in account.profiles}
+    # A login's other profiles too (of an account left out, say): their viewers hold it.
+    known.update(t for account in accounts for p in account.profiles for t in p.shares_login_with)
     known_accounts = {account.id for account in accounts}
     counter = _ViewerCounter(known, known_accounts, stream_accounts or {})
     endpoint = PROXY_STATS_PATH if "live" in status else PROXY_STATUS_PATH

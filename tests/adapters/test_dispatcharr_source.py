@@ -768,6 +768,9 @@ def test_a_pooled_login_of_one_slot_goes_to_one_account() -> None:
     usable = {a.id: [p.id for p in a.usable_profiles()] for a in inventory.accounts}
     assert usable == {3: [5]}  # the other has no slot left (never 0, unlimited)
     assert [s.id for s in inventory.streams] == [812]
+    # A viewer through the account left out still holds the login.
+    viewers = viewers_from_status({"channels": [live(m3u_profile_id=6)]}, inventory.accounts)
+    assert viewers.for_account(inventory.accounts[0]) == {5: 1}
 
 
 def test_accounts_without_a_server_group_keep_their_limits() -> None:
