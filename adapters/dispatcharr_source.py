@@ -292,13 +292,17 @@ def parse_channels(data: object) -> tuple[Channel, ...]:
         stream_ids = _stream_ids(obj)
         if len(problems) > before:
             continue
+        # What users see is the effective name (an override's, where there is one).
+        shown = v["effective_name"] or v["name"] or ""
+        raw = v["name"]
         channels.append(
             Channel(
                 id=v["id"],
-                name=v["name"] or v["effective_name"],
+                name=shown,
                 stream_ids=tuple(stream_ids),
                 uuid=v["uuid"],
                 channel_group=v["channel_group_id"],
+                also_named=(raw,) if raw and raw != shown else (),
             )
         )
     problems.check(DispatcharrBadResponse.of)
@@ -416,7 +420,7 @@ def build_inventory(
     every stream of those accounts is added after them, except streams whose
     own ``channel_group`` is excluded and streams only excluded channels use.
     """
-    names = {str(x).casefold() for x in exclude_channels if isinstance(x, str)}
+    names = {str(x).strip().casefold() for x in exclude_channels if isinstance(x, str)}
     ids = {x for x in exclude_channels if isinstance(x, int)}
     groups = set(exclude_groups)
     kept: list[Channel] = []
@@ -424,7 +428,7 @@ def build_inventory(
     for channel in channels:
         if (
             channel.id in ids
-            or channel.name.casefold() in names
+            or not names.isdisjoint(channel.names())
             or (channel.channel_group is not None and channel.channel_group in groups)
         ):
             dropped.update(channel.stream_ids)

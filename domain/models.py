@@ -100,6 +100,13 @@ class Channel:
     stream_ids: tuple[int, ...]
     uuid: str | None = None
     channel_group: int | None = None
+    also_named: tuple[str, ...] = ()
+    """Its other name: Dispatcharr's own ``name`` where an override shows another
+    (``effective_name``, the one kept in ``name``). Either picks it in the config."""
+
+    def names(self) -> tuple[str, ...]:
+        """Every name the channel answers to, case-folded and stripped."""
+        return tuple(n.strip().casefold() for n in (self.name, *self.also_named))
 
 
 @dataclass(frozen=True)

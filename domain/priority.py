@@ -203,7 +203,7 @@ def marked_streams(inventory: Inventory, channels: Collection[int | str]) -> fro
     wanted = {str(key).strip().casefold() for key in channels}
     marked: set[int] = set()
     for channel in inventory.channels:
-        keys = {str(channel.id), channel.name.strip().casefold()}
+        keys = {str(channel.id), *channel.names()}
         if channel.uuid:
             keys.add(channel.uuid.casefold())
         if keys & wanted:

@@ -23,6 +23,7 @@ from adapters.dispatcharr_source import (
 )
 from adapters.schema import InputError
 from domain.models import Account, Channel, CheckResult, Inventory, Profile, Stream, StreamInfo
+from domain.priority import marked_streams
 
 # Shapes copied from reference/dispatcharr-api.md (v0.29.0).
 ACCOUNT_3: dict[str, Any] = {
@@ -776,3 +777,18 @@ def test_a_pooled_login_of_one_slot_goes_to_one_account() -> None:
 def test_accounts_without_a_server_group_keep_their_limits() -> None:
     accounts = parse_accounts([account(), account(id=4, name="B")])
     assert pool_shared_logins(Inventory(accounts, ())).accounts == accounts
+
+
+def test_a_channel_answers_to_the_name_users_see_and_to_its_own() -> None:
+    # Dispatcharr shows an override's name (effective_name); the config may use
+    # either. Before, only the channel's own name matched, and was shown.
+    data = [dict(CHANNEL_42, name="BBC 1", effective_name="BBC One HD")]
+    (channel,) = parse_channels(data)
+    assert (channel.name, channel.also_named) == ("BBC One HD", ("BBC 1",))
+    accounts = parse_accounts([account()])
+    streams = parse_streams([stream()], accounts)
+    for name in ("bbc 1", " BBC One HD "):
+        kept = build_inventory(accounts, streams, (channel,), exclude_channels=[name])
+        assert kept.channels == ()
+    inventory = build_inventory(accounts, streams, (channel,))
+    assert marked_streams(inventory, ["bbc 1"]) == frozenset(channel.stream_ids)
