@@ -354,7 +354,12 @@ class DispatcharrClient:
             hint="the missing ones are read by id",
         )
         filters = {k: v for k, v in (params or {}).items() if k != "page_size"}
-        missing = [i for i in self._stream_ids(filters) if i not in seen]
+        try:
+            every = self._stream_ids(filters)
+        except DispatcharrError as exc:  # an older Dispatcharr: what the pages gave
+            log.warning("dispatcharr.stream_ids_unavailable", error=str(exc))
+            return streams
+        missing = [i for i in every if i not in seen]
         for start in range(0, len(missing), _IDS_PER_CALL):
             chunk = missing[start : start + _IDS_PER_CALL]
             streams.extend(self.streams({"ids": ",".join(str(i) for i in chunk)}))

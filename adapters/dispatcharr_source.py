@@ -328,8 +328,11 @@ _LOGIN_IN_URL = re.compile(r"/(?:live|movie|series)/([^/]+)/([^/]+)/", re.IGNORE
 
 
 def _login_of(account: Account, profile: Profile, sample: Stream | None) -> tuple[str, str] | None:
-    """The provider login ``profile`` plays with, as Dispatcharr fingerprints it: from
-    a stream of the account rewritten by the profile, else the account's own."""
+    """The provider login ``profile`` plays with, as Dispatcharr fingerprints it: an
+    Xtream Codes account's credentials rewritten by the profile, else a stream of
+    the account rewritten by it, else the account's own."""
+    if account.account_type == "XC" and account.server_url and account.username:
+        sample = Stream(0, "", account.id, "", stream_id=1234)  # no stream needed
     if sample is not None:
         match = _LOGIN_IN_URL.search(stream_url_for(account, profile, sample))
         if match:
@@ -339,52 +342,26 @@ def _login_of(account: Account, profile: Profile, sample: Stream | None) -> tupl
     return None
 
 
+Pool = list[tuple[Account, Profile]]
+
+
 def pool_shared_logins(inventory: Inventory) -> Inventory:
     """Accounts whose logins a Dispatcharr server group pools, made to count together.
 
     Dispatcharr counts the profiles of one server group that resolve to the same
     provider login (and have a limit) on one counter, held to each profile's own
     ``max_streams``. Each account actor counts its own profiles only, so such a
-    login's smallest limit is split between them (a profile left with no slot is
-    not used for checks), and each profile counts the viewers of all of them.
+    login's smallest limit is split between the profiles of accounts that have
+    streams to check (a profile left with no slot is not used for checks), and
+    each profile counts the viewers of all of them.
     """
     samples: dict[int, Stream] = {}
     for stream in inventory.streams:
         samples.setdefault(stream.account_id, stream)
-    pools: dict[tuple[int, str, str], list[tuple[Account, Profile]]] = {}
-    for account in inventory.accounts:
-        if account.server_group is None:
-            continue
-        for profile in account.usable_profiles():
-            login = _login_of(account, profile, samples.get(account.id))
-            if profile.max_streams > 0 and login is not None:
-                pools.setdefault((account.server_group, *login), []).append((account, profile))
     changed: dict[int, Profile] = {}
-    for (group, _user, _password), members in pools.items():
-        if len(members) < 2:
-            continue
-        members.sort(key=lambda m: (m[0].id, m[1].id))
-        cap = min(profile.max_streams for _, profile in members)
-        base, extra = divmod(cap, len(members))
-        ids = [profile.id for _, profile in members]
-        shares = []
-        for index, (_account, profile) in enumerate(members):
-            share = base + (1 if index < extra else 0)
-            shares.append(share)
-            changed[profile.id] = replace(
-                profile,
-                max_streams=share or profile.max_streams,
-                is_active=profile.is_active and share > 0,
-                shares_login_with=tuple(i for i in ids if i != profile.id),
-            )
-        log.info(
-            "dispatcharr.login_shared",
-            server_group=group,
-            profiles=ids,
-            limit=cap,
-            shares=shares,
-            hint="Dispatcharr counts these on one counter: the daemon splits the limit",
-        )
+    for (group, _user, _password), members in _pools(inventory.accounts, samples).items():
+        if len(members) > 1:
+            changed.update(_split(group, members, samples))
     if not changed:
         return inventory
     accounts = []
@@ -397,6 +374,49 @@ def pool_shared_logins(inventory: Inventory) -> Inventory:
     kept = {a.id for a in accounts}
     streams = tuple(s for s in inventory.streams if s.account_id in kept)
     return replace(inventory, accounts=tuple(accounts), streams=streams)
+
+
+def _pools(
+    accounts: Iterable[Account], samples: Mapping[int, Stream]
+) -> dict[tuple[int, str, str], Pool]:
+    """The limited profiles of server-group accounts, by group and provider login."""
+    pools: dict[tuple[int, str, str], Pool] = {}
+    for account in accounts:
+        if account.server_group is None:
+            continue
+        for profile in account.usable_profiles():
+            login = _login_of(account, profile, samples.get(account.id))
+            if profile.max_streams > 0 and login is not None:
+                pools.setdefault((account.server_group, *login), []).append((account, profile))
+    return pools
+
+
+def _split(group: int, members: Pool, samples: Mapping[int, Stream]) -> dict[int, Profile]:
+    """One pooled login's profiles, each with its share of the smallest limit."""
+    members = sorted(members, key=lambda m: (m[0].id, m[1].id))
+    cap = min(profile.max_streams for _, profile in members)
+    ids = [profile.id for _, profile in members]
+    checking = [profile.id for account, profile in members if account.id in samples]
+    base, extra = divmod(cap, max(1, len(checking)))
+    shares = {pid: base + (1 if index < extra else 0) for index, pid in enumerate(checking)}
+    log.info(
+        "dispatcharr.login_shared",
+        server_group=group,
+        profiles=ids,
+        limit=cap,
+        shares=shares,  # of the profiles whose accounts have streams to check
+        hint="Dispatcharr counts these on one counter: the daemon splits the limit",
+    )
+    changed = {}
+    for _account, profile in members:
+        share = shares.get(profile.id)
+        changed[profile.id] = replace(
+            profile,
+            max_streams=share or profile.max_streams,
+            is_active=profile.is_active and share != 0,
+            shares_login_with=tuple(i for i in ids if i != profile.id),
+        )
+    return changed
 
 
 def build_inventory(
@@ -497,7 +517,27 @@ def viewers_from_status(
     else:
         counter.live(root)
     problems.check(DispatcharrBadResponse.of)
-    return ViewerSnapshot(profiles=dict(counter.profiles), accounts=dict(counter.accounts))
+    return ViewerSnapshot(profiles=_on_logins(counter.profiles, counter.accounts, accounts))
+
+
+def _on_logins(
+    profiles: Counter[int], by_account: Counter[int], accounts: Iterable[Account]
+) -> dict[int, int]:
+    """Viewers per profile id, those of a whole account and of a profile that plays as
+    the default one moved onto the account's default profile (active or not): the
+    login they hold, which other profiles may share."""
+    counts = Counter(profiles)
+    for account in accounts:
+        default = next((p for p in account.profiles if p.is_default), None)
+        if default is None:
+            default = (account.profiles or account.usable_profiles())[0]
+        moved = by_account.get(account.id, 0)
+        for profile in account.profiles:
+            if profile.plays_as_default:
+                moved += counts.pop(profile.id, 0)
+        if moved:
+            counts[default.id] += moved
+    return dict(counts)
 
 
 _LIVE = {"state": TEXT, "m3u_profile_id": OPTIONAL_ID, "stream_id": OPTIONAL_ID}
@@ -541,7 +581,9 @@ class _ViewerCounter:
                 self._session(entry, name)
 
     def _session(self, entry: Reader, name: str) -> None:
-        profile_id = entry.get("m3u_profile_id", OPTIONAL_ID)
+        raw = entry.data.get("m3u_profile_id")
+        no_profile = raw in ("", "None")  # how Redis keeps "no profile"
+        profile_id = None if no_profile else entry.get("m3u_profile_id", OPTIONAL_ID)
         profile = entry.data.get("m3u_profile")  # {} when Dispatcharr's lookup failed
         if profile_id is None and isinstance(profile, dict):
             profile_id = Reader(profile, entry.path("m3u_profile"), entry.problems, API).get(

@@ -651,6 +651,8 @@ def _current_stats(value: object, endpoint: str) -> Mapping[str, Any] | None:
     """
     if value is None or isinstance(value, Mapping):
         return value
+    if isinstance(value, str) and value.strip() in ("", "null"):
+        return None
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             parsed = json.loads(value)

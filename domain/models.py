@@ -136,10 +136,14 @@ class ViewerSnapshot:
     accounts: dict[int, int] = field(default_factory=dict)
 
     def for_account(self, account: Account) -> dict[int, int]:
-        """Viewers per profile id of ``account`` (profile-level plus account-level, and
-        those of a profile that plays as the default one on the default one); a
-        profile that shares its login counts the viewers of every profile it shares
-        it with."""
+        """Viewers per profile id of ``account`` (profile-level plus account-level, on
+        the default profile); a profile that shares its login counts the viewers
+        of every profile it shares it with.
+
+        The Dispatcharr reader has already put account-level viewers, and those of
+        a profile that plays as the default one, on the default profile itself
+        (so that the profiles sharing its login see them too).
+        """
         usable = account.usable_profiles()
         profiles = self.profiles
         counts = {
@@ -147,9 +151,8 @@ class ViewerSnapshot:
             for p in usable
         }
         extra = self.accounts.get(account.id, 0)
-        extra += sum(self.profiles.get(p.id, 0) for p in account.profiles if p.plays_as_default)
         if extra and usable:
-            default = usable[0]
+            default = next((p for p in usable if p.is_default), usable[0])
             counts[default.id] = counts.get(default.id, 0) + extra
         return counts
 

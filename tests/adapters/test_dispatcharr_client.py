@@ -235,6 +235,10 @@ def test_pages_that_skip_streams_of_one_name_are_completed_by_id(
 
     assert sorted(s["id"] for s in streams) == list(range(1, 13))  # each once
     assert [e["event"] for e in logs].count("dispatcharr.streams_paged_inconsistently") == 1
+    # A Dispatcharr without the ids route: what the pages gave, once each.
+    fake.fail_next("stream_ids", status=404)
+    fewer = client.streams()
+    assert len({s["id"] for s in fewer}) == len(fewer) <= 12
 
 
 def test_default_page_size_is_1000(seeded: FakeDispatcharr, make_client: MakeClient) -> None:

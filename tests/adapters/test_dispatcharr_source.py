@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -435,8 +435,9 @@ def test_channels_without_a_profile_map_through_their_stream() -> None:
 
     snapshot = viewers_from_status(status, ACCOUNTS, stream_accounts={812: 3})
 
-    assert snapshot.profiles == {}
-    assert snapshot.accounts == {3: 1}
+    # Held on the account's default login, where a pooled twin sees it too.
+    assert snapshot.profiles == {5: 1}
+    assert snapshot.accounts == {}
     assert snapshot.for_account(ACCOUNTS[0]) == {5: 1, 9: 0}
 
 
@@ -479,6 +480,10 @@ def test_vod_connections_grouped_by_content_count_each_connection() -> None:
     snapshot = viewers_from_status(stats, ACCOUNTS)
 
     assert snapshot.profiles == {5: 1, 9: 1}
+    # A session Redis keeps with no profile ("") is unmapped, not a bad answer.
+    vod = cast(dict[str, Any], stats["vod"])
+    vod["vod_connections"][1]["connections"] = [{"m3u_profile_id": ""}]
+    assert viewers_from_status(stats, ACCOUNTS).profiles == {5: 1, 9: 1}
 
 
 def test_proxy_stats_without_vod_or_catchup() -> None:
@@ -792,3 +797,40 @@ def test_a_channel_answers_to_the_name_users_see_and_to_its_own() -> None:
         assert kept.channels == ()
     inventory = build_inventory(accounts, streams, (channel,))
     assert marked_streams(inventory, ["bbc 1"]) == frozenset(channel.stream_ids)
+
+
+def test_a_pooled_login_counts_the_viewers_its_account_sends_to_the_default_login() -> None:
+    # Viewers on account 3's profile with a broken pattern play on its default
+    # login, which account 4 shares: account 4 must see them too.
+    first = account(server_group=1)
+    first["profiles"][1]["search_pattern"] = "/u1/(pass1/"
+    second = account(id=4, name="mirror", server_group=1)
+    second["profiles"] = [dict(first["profiles"][0], id=6)]
+    streams = (Stream(812, "a", 3, "http://h/1.ts"), Stream(900, "b", 4, "http://h/2.ts"))
+    pooled = pool_shared_logins(Inventory(parse_accounts([first, second]), streams))
+    status = {"channels": [live(m3u_profile_id=9), live(channel_id="z", m3u_profile_id=9)]}
+    viewers = viewers_from_status(status, pooled.accounts)
+    assert viewers.for_account(pooled.accounts[1]) == {6: 2}
+
+
+def test_an_account_with_nothing_to_check_takes_no_share_of_a_pooled_login() -> None:
+    first = account(server_group=1)
+    first["profiles"] = [dict(first["profiles"][0], max_streams=1)]
+    second = account(id=4, name="mirror", server_group=1)
+    second["profiles"] = [dict(first["profiles"][0], id=6)]
+    streams = (Stream(900, "b", 4, "http://h/2.ts"),)  # only account 4 has streams
+    pooled = pool_shared_logins(Inventory(parse_accounts([first, second]), streams))
+    limits = {p.id: p.max_streams for a in pooled.accounts for p in a.usable_profiles()}
+    assert limits == {5: 1, 6: 1}  # account 3 checks nothing: its limit is not split
+    assert [s.id for s in pooled.streams] == [900]
+
+
+def test_an_xtream_codes_login_is_known_without_a_stream() -> None:
+    # Dispatcharr rewrites an Xtream Codes account's own credentials: profile 9
+    # of account 3 plays as u2, not as the account's u1, even with no stream read.
+    first = account(server_group=1)
+    second = account(id=4, name="mirror", server_group=1)
+    second["profiles"] = [dict(first["profiles"][1], id=6, is_default=True, max_streams=1)]
+    pooled = pool_shared_logins(Inventory(parse_accounts([first, second]), ()))
+    twins = {p.id: p.shares_login_with for a in pooled.accounts for p in a.profiles}
+    assert twins == {5: (), 9: (6,), 6: (9,)}  # u2 pooled, u1 alone

@@ -341,7 +341,8 @@ def test_viewers_use_the_last_inventory_and_its_stream_map(
 
     snapshot = DispatcharrViewerSource(client, source).read()
 
-    assert snapshot == ViewerSnapshot(profiles={5: 1}, accounts={4: 1})
+    # The stream's account (4) holds its default login (400) for the viewer.
+    assert snapshot == ViewerSnapshot(profiles={5: 1, 400: 1})
     assert fake.count("accounts") == 1  # only the inventory's own read
 
 
@@ -944,7 +945,9 @@ def test_a_stale_batch_read_is_read_again_so_dispatcharrs_own_update_stays(
     assert stats["checker_status"] == "ok"
 
 
-@pytest.mark.parametrize("odd", ['{"audio_codec": "aac", "custom_note": "x"}', ["aac"], 7])
+@pytest.mark.parametrize(
+    "odd", ['{"audio_codec": "aac", "custom_note": "x"}', "", "null", ["aac"], 7]
+)
 def test_stats_that_are_no_object_are_never_written_over(
     fake: FakeDispatcharr, client: DispatcharrClient, odd: object
 ):
@@ -956,9 +959,10 @@ def test_stats_that_are_no_object_are_never_written_over(
     writer = DispatcharrWriter(client, concurrency=1)
     with capture_logs() as logs:
         written(writer, result(7100, "ok"))
-    if isinstance(odd, str):  # JSON text of an object: read as that object
+    if isinstance(odd, str):  # JSON text of an object: read as that object; "" is empty
         stats = fake.streams[7100]["stream_stats"]
-        assert (stats["custom_note"], stats["checker_status"]) == ("x", "ok")
+        assert stats["checker_status"] == "ok"
+        assert stats.get("custom_note") == ("x" if odd.startswith("{") else None)
         return
     assert fake.stream_patches == []  # left alone ...
     assert writer.counts() == {"written": 0, "failed": 1}

@@ -87,6 +87,7 @@ ROUTES = (
     "version",
     "accounts",
     "streams",
+    "stream_ids",
     "stream",
     "channels",
     "channel",
