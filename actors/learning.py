@@ -339,7 +339,10 @@ class ProviderLearning:
         """The rules of :meth:`refused` for a stream's first refusal (see the module)."""
         settings = self.settings
         login.closes = [t for t in login.closes if now - t <= settings.lag_window_s]
-        gap = now - login.closes[-1] if login.closes else None
+        # Only a close before the refused connection was granted can linger in the
+        # provider's count: one after it was an open connection the login held then.
+        before = [t for t in login.closes if granted_at is None or t <= granted_at]
+        gap = now - before[-1] if before else None
         login.changed_at = now
         lag = self._lag_lesson(login, counted, current, granted_at, gap, now)
         if lag is not None:

@@ -313,6 +313,21 @@ def test_a_relaxed_grace_waits_a_quiet_period_again_after_a_restart(clock):
     assert restored.relax_grace(P)
 
 
+def test_a_close_after_the_refused_connection_was_granted_is_no_release_lag(clock):
+    # Three checks granted at once on a login whose real cap is 1; one of them
+    # ends (closes) just before the refusal of another is heard. That close came
+    # after the refused connection was granted: it cannot linger in the count,
+    # the cap can. Seen in CI: read as a lag, the limit stayed 3 and a stream
+    # was refused twice.
+    learning = learner(clock, first_grace_s=3.0)
+    granted = clock.now
+    clock.advance(0.5)
+    learning.closed(P)  # stream 1 ends
+    clock.advance(0.05)
+    refused = learning.refused(P, held=1, configured=3, granted_at=granted)  # stream 3
+    assert (refused.lesson, learning.limit(P, 3), learning.release_lag(P)) == ("lowered", 1, 0.0)
+
+
 def test_a_close_long_ago_is_no_release_lag(clock):
     learning = learner(clock, lag_window_s=10.0)
     learning.closed(P)
