@@ -8,7 +8,8 @@ login (profile) this class learns, from the refusals that mean "full":
   grace), never below one; after ``quiet_period_s`` without a refusal it probes
   one step upward again, never above the configured limit;
 - the **release lag**: a refusal right after one of our own connections on the
-  login closed means the provider still counts the closed connection. The
+  login closed (before the refused one was granted) means the provider still
+  counts the closed connection. The
   first such refusal sets a release grace (at least ``first_grace_s``, twice
   the measured gap); from then on a slot freed on that login is reused only
   after the grace, so no more refusals follow. A refusal after the grace was
