@@ -149,6 +149,7 @@ class Roster(Generic[H]):
                         "name": p.name,
                         "is_default": p.is_default,
                         "max_streams": p.max_streams,
+                        "shares_login_with": list(p.shares_login_with),
                     }
                     for p in account.usable_profiles()
                 ],

@@ -126,6 +126,8 @@ def _logins(
         }
         if learned is not None:
             login["learned_limit"] = learned
+        if profile.get("shares_login_with"):  # a server group pools this login
+            login["shared_with"] = list(profile["shares_login_with"])
         lag = _release_lag_of((usage or {}).get(profile["id"]))
         if lag:
             login["release_lag_s"] = lag

@@ -113,7 +113,10 @@ def test_logins_show_a_learned_limit_when_the_account_reports_one():
         13: (0, 4, 0),
         14: (0, 1, 1),  # a login removed from the source, still holding a lease
     }
+    account["profiles"][1]["shares_login_with"] = [21]  # a server group pools login 12
     logins = {login["id"]: login for login in _logins(account, usage, {})}
+    assert logins[12]["shared_with"] == [21]
+    assert "shared_with" not in logins[11]
     assert logins[11]["learned_limit"] == 2
     assert (logins[11]["limit"], logins[11]["effective_limit"], logins[11]["free"]) == (3, 2, 1)
     assert (logins[12]["learned_limit"], logins[12]["checks"], logins[12]["free"]) == (1, 1, 0)
