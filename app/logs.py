@@ -116,7 +116,10 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
         old.close()
     root.addHandler(handler)
     root.setLevel(library_level)
-    logging.captureWarnings(True)  # warnings.warn() of libraries become records too
+    # warnings.warn() of libraries become records too; off first, so that a
+    # capture left on from before wraps the warnings hook as it is now.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
 
 
 def reset() -> None:
