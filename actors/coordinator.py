@@ -152,7 +152,9 @@ class Coordinator(SupervisedActor, QuickActor):
         """
         self._cycles.fail_open(outcome)
         kept = []
-        while not self.actor_inbox.empty():  # only this thread reads it (as pykka's teardown)
+        # pykka's inbox protocol has no get_nowait; get() cannot wait here: only this
+        # thread takes from the inbox, and it is not empty (pykka's teardown does the same).
+        while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
             message = envelope.message
             if isinstance(message, CheckCycle):

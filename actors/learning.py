@@ -226,7 +226,7 @@ class ProviderLearning:
         if login is None or login.limit is None or login.changed_at is None:
             return False
         now = self._clock()
-        if now - login.changed_at < self.settings.quiet_period_s:
+        if not self._quiet(now, login.changed_at):
             return False
         login.limit += 1
         login.changed_at = now
@@ -247,19 +247,21 @@ class ProviderLearning:
         if login is None or login.grace <= 0 or login.grace_at is None:
             return False
         now = self._clock()
-        quiet = self.settings.quiet_period_s
-        if now - login.grace_at < quiet:
-            return False
         # Quiet since the last refusal and the last step of either kind: a
         # limit probed up and a grace relaxed never come together, so the
         # refusal that may follow a step says which step it was.
-        if login.changed_at is not None and now - login.changed_at < quiet:
+        if not self._quiet(now, login.grace_at, login.changed_at):
             return False
         login.relaxed_from = login.grace
         login.changed_at = now
         half = login.grace / 2
         self._set_grace(login, half if half >= self.settings.first_grace_s else 0.0, now)
         return True
+
+    def _quiet(self, now: float, *since: float | None) -> bool:
+        """True if a whole quiet period has passed since each of ``since`` (None: never)."""
+        quiet = self.settings.quiet_period_s
+        return all(t is None or now - t >= quiet for t in since)
 
     def closed(self, profile_id: int) -> float | None:
         """One of our connections on the login closed (not a refused one).

@@ -189,6 +189,7 @@ class ResultSink(SupervisedActor):
                     aborted=message.aborted,
                 )
             self._db_cycles.pop(message.cycle_id, None)
+            self._unstored.discard(message.cycle_id)  # a months-long run keeps no ids
 
         self._store_write(f"end of cycle {message.cycle_id}", finish)
         days = self._history_days
