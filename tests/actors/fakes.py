@@ -174,6 +174,12 @@ class Event:
     login: str
 
 
+def _event(table: dict[int, threading.Event], key: int) -> threading.Event:
+    """``table[key]``, made on first use; setdefault stores one Event for every caller."""
+    event = table.get(key)
+    return event if event is not None else table.setdefault(key, threading.Event())
+
+
 class FakeProbe:
     """A probe that sleeps (on the cancel token), fails, hangs or waits for a gate.
 
@@ -200,21 +206,24 @@ class FakeProbe:
         """The last request per stream id."""
         self.violations: list[str] = []
         self.limit_check: object = None
-        self._started: dict[int, threading.Event] = defaultdict(threading.Event)
-        self._ended: dict[int, threading.Event] = defaultdict(threading.Event)
-        self._gates: dict[int, threading.Event] = defaultdict(threading.Event)
+        # Plain dicts read through _event: a defaultdict's factory runs before the
+        # entry is stored, so a probe thread and the test could each make their own
+        # Event for one stream, one set and the other waited on (a CI flake).
+        self._started: dict[int, threading.Event] = {}
+        self._ended: dict[int, threading.Event] = {}
+        self._gates: dict[int, threading.Event] = {}
         self._cond = threading.Condition(self.lock)
 
     # --- test side ----------------------------------------------------------------
 
     def started(self, stream_id: int, timeout: float = 5.0) -> bool:
-        return self._started[stream_id].wait(timeout)
+        return _event(self._started, stream_id).wait(timeout)
 
     def ended(self, stream_id: int, timeout: float = 5.0) -> bool:
-        return self._ended[stream_id].wait(timeout)
+        return _event(self._ended, stream_id).wait(timeout)
 
     def open_gate(self, stream_id: int) -> None:
-        self._gates[stream_id].set()
+        _event(self._gates, stream_id).set()
 
     def wait_open(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until exactly ``count`` connections are open."""
@@ -255,7 +264,7 @@ class FakeProbe:
                 if problem:
                     self.violations.append(problem)
             self._cond.notify_all()
-        self._started[request.stream_id].set()
+        _event(self._started, request.stream_id).set()
         try:
             return self._run(behaviour, request, token)
         finally:
@@ -266,7 +275,7 @@ class FakeProbe:
                     Event(time.monotonic(), "end", request.stream_id, request.account_id, login)
                 )
                 self._cond.notify_all()
-            self._ended[request.stream_id].set()
+            _event(self._ended, request.stream_id).set()
 
     def _run(self, behaviour: Behaviour, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
         if behaviour.raises:
@@ -274,7 +283,7 @@ class FakeProbe:
         if behaviour.ignore_cancel:
             time.sleep(behaviour.duration)
         elif behaviour.gated:
-            gate = self._gates[request.stream_id]
+            gate = _event(self._gates, request.stream_id)
             token.on_cancel(gate.set)
             gate.wait()
         elif behaviour.hang:
