@@ -11,8 +11,8 @@ from typing import Any
 import pykka
 import structlog
 
-from actors.inbox import QuickActor
 from actors.learning import LearningSettings, ProviderLearning
+from actors.loop import LoopActor
 from actors.messages import (
     AccountFailed,
     Batch,
@@ -77,7 +77,7 @@ class LearningFeed:
         return replace(self, restored={**self.restored, account_id: tuple(logins)})
 
 
-class AccountActor(QuickActor):
+class AccountActor(LoopActor):
     """Grants, denies and takes back leases for one account.
 
     It answers every request at once (no waiting inside the actor). After every

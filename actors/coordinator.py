@@ -27,7 +27,7 @@ from actors.checker import Checkers, utc_now
 from actors.cycle import Scorer
 from actors.cycles import CycleBusyError, Cycles, resolve
 from actors.dispatch import CoordinatorSettings, Dispatch
-from actors.inbox import QuickActor
+from actors.loop import LoopActor
 from actors.messages import (
     AbortCycle,
     AccountFailed,
@@ -66,7 +66,7 @@ def _no_score(_info: StreamInfo) -> float:
     return 0.0
 
 
-class Coordinator(SupervisedActor, QuickActor):
+class Coordinator(SupervisedActor, LoopActor):
     """Grants checks to accounts without blocking; owns the queue and the global limit.
 
     Args:

@@ -1,0 +1,174 @@
+"""``LoopActor``: pykka's actor contract, with every loop actor's turns on one shared thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.loop import LoopActor
+
+WAIT_S = 5.0
+
+
+class Journal:
+    """What the actors did, in order, and on which thread (shared by the test's actors)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, Any]] = []
+        self.threads: set[int] = set()
+        self._cond = threading.Condition()
+
+    def add(self, who: str, what: Any) -> None:
+        with self._cond:
+            self.lines.append((who, what))
+            self.threads.add(threading.get_ident())
+            self._cond.notify_all()
+
+    def wait_for(self, line: tuple[str, Any]) -> list[tuple[str, Any]]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: line in self.lines, WAIT_S), self.lines
+            return list(self.lines)
+
+
+class Echo(LoopActor):
+    """Records its life and its messages; forwards ``("to", ref, message)``; ``"boom"`` raises."""
+
+    def __init__(self, name: str, journal: Journal, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.journal = journal
+        self.gate = gate
+
+    def on_start(self) -> None:
+        self.journal.add(self.name, "started")
+
+    def on_stop(self) -> None:
+        self.journal.add(self.name, "stopped")
+
+    def on_failure(self, *_exc_info: object) -> None:
+        self.journal.add(self.name, "failed")
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ("to", ref, forwarded):
+                ref.tell(forwarded)
+            case "boom":
+                raise RuntimeError("boom")
+            case "hold" if self.gate is not None:
+                self.journal.add(self.name, "holding")
+                assert self.gate.wait(WAIT_S)  # a test's way to line up mail; never in the daemon
+            case "ask":
+                return f"{self.name} answers"
+            case "ask_boom":
+                raise ValueError("bad ask")
+        self.journal.add(self.name, message)
+        return None
+
+
+@pytest.fixture
+def journal() -> Iterator[Journal]:
+    journal = Journal()
+    yield journal
+    pykka.ActorRegistry.stop_all()
+
+
+def test_on_start_comes_first_messages_in_order_on_stop_last(journal: Journal) -> None:
+    ref = Echo.start("a", journal)
+    for number in range(5):
+        ref.tell(number)
+    ref.stop()
+
+    assert journal.lines == [
+        ("a", "started"),
+        *(("a", number) for number in range(5)),
+        ("a", "stopped"),
+    ]
+
+
+def test_loop_actors_share_one_thread_and_mail_between_them_stays_on_it(
+    journal: Journal,
+) -> None:
+    a = Echo.start("a", journal)
+    b = Echo.start("b", journal)
+
+    a.tell(("to", b, "from a"))
+    journal.wait_for(("b", "from a"))
+
+    assert len(journal.threads) == 1
+    assert threading.get_ident() not in journal.threads
+
+
+def test_asks_from_other_threads_get_answers_and_errors(journal: Journal) -> None:
+    ref = Echo.start("a", journal)
+
+    assert ref.ask("ask", timeout=WAIT_S) == "a answers"
+    with pytest.raises(ValueError, match="bad ask"):
+        ref.ask("ask_boom", timeout=WAIT_S)
+    assert ref.ask("ask", timeout=WAIT_S) == "a answers"  # an asker's error does not stop it
+
+
+def test_a_crash_stops_that_actor_only(journal: Journal) -> None:
+    a = Echo.start("a", journal)
+    b = Echo.start("b", journal)
+
+    a.tell("boom")
+    journal.wait_for(("a", "failed"))
+    b.tell("still here")
+
+    journal.wait_for(("b", "still here"))
+    assert not a.is_alive()
+    with pytest.raises(pykka.ActorDeadError):
+        a.tell("after")
+
+
+def test_each_turn_is_one_message_so_a_busy_actor_does_not_starve_another(
+    journal: Journal,
+) -> None:
+    gate = threading.Event()
+    busy = Echo.start("busy", journal, gate)
+    other = Echo.start("other", journal)
+    busy.tell("hold")
+    journal.wait_for(("busy", "holding"))
+    for number in range(20):  # all queued while the loop is held
+        busy.tell(number)
+    other.tell("mine")
+
+    gate.set()
+    lines = journal.wait_for(("busy", 19))
+
+    assert lines.index(("other", "mine")) < lines.index(("busy", 1))
+
+
+def test_the_thread_ends_with_the_last_actor_and_comes_back_for_the_next(
+    journal: Journal,
+) -> None:
+    pykka.ActorRegistry.stop_all()  # no loop actor of an earlier test in this process
+    first = Echo.start("a", journal)
+    first.tell("hello")
+    journal.wait_for(("a", "hello"))
+    (loop_thread,) = (t for t in threading.enumerate() if t.ident in journal.threads)
+
+    first.stop()
+    loop_thread.join(WAIT_S)
+    assert not loop_thread.is_alive()
+
+    second = Echo.start("b", journal)
+    assert second.ask("ask", timeout=WAIT_S) == "b answers"
+
+
+def test_mail_told_before_its_first_turn_waits_for_on_start(journal: Journal) -> None:
+    gate = threading.Event()
+    holder = Echo.start("holder", journal, gate)
+    holder.tell("hold")  # the loop is busy while the next actor starts and gets mail
+    journal.wait_for(("holder", "holding"))
+    late = Echo.start("late", journal)
+    late.tell("early mail")
+
+    gate.set()
+    lines = journal.wait_for(("late", "early mail"))
+
+    assert lines.index(("late", "started")) < lines.index(("late", "early mail"))
