@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 import structlog
+from pykka import messages as pykka_messages
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from pykka._envelope import Envelope
 
 logger = structlog.get_logger(__name__)
@@ -71,6 +73,14 @@ class _Loop:
         self._turns.put(actor)
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            with self._lock:  # ended by an error (none is expected): the next attach starts one
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _serve(self) -> None:
         turns = self._turns
         while True:
             actor = turns.get()
@@ -82,8 +92,11 @@ class _Loop:
                 continue
             try:
                 actor._take_turn()
-            except Exception:  # a bug in a teardown must not end every actor's turns
+            except BaseException:  # one actor's fault must not end every actor's turns
+                # pykka's loop lets what raises past on_start, on_stop or on_failure end
+                # that actor's thread; here the thread is everybody's, so only the actor ends.
                 logger.exception("loop_turn_failed", actor=str(actor))
+                actor._abandon(sys.exc_info())
 
 
 _LOOP = _Loop()
@@ -147,6 +160,8 @@ class LoopActor(pykka.ThreadingActor):
     actor_inbox: _Inbox
     _loop_started: bool = False
     _loop_ended: bool = False
+    _letter: Envelope[Any] | None = None
+    """The message being handled, if a turn handles one."""
 
     def _create_actor_inbox(self) -> _Inbox:  # type: ignore[override]
         return _Inbox(self)
@@ -164,9 +179,10 @@ class LoopActor(pykka.ThreadingActor):
             self._loop_started = True
             self._actor_loop_setup()
         if not self.actor_stopped.is_set():
-            envelope = self.actor_inbox.next_or_rest()
+            envelope = self._letter = self.actor_inbox.next_or_rest()
             if envelope is not None:
                 self._handle_envelope(envelope)
+            self._letter = None
         if self.actor_stopped.is_set():
             self._loop_ended = True
             self._actor_loop_teardown()
@@ -174,6 +190,32 @@ class LoopActor(pykka.ThreadingActor):
             return
         if envelope is not None:
             self.actor_inbox.again()
+
+    def _abandon(self, exc_info: OptExcInfo) -> None:
+        """A turn raised past the actor's own handling: it is dead; answer who waits.
+
+        Its ``on_failure`` is told (once: the fault may have come from there),
+        so a supervised actor's supervisor hears of it.
+        """
+        if self._loop_ended:
+            return
+        self._loop_ended = True
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        letter, self._letter = self._letter, None
+        try:
+            if letter is not None and letter.reply_to is not None:
+                if isinstance(letter.message, pykka_messages._ActorStop):
+                    letter.reply_to.set(None)  # it is stopped: a blocking stop returns
+                else:
+                    letter.reply_to.set_exception(exc_info=exc_info)
+            try:
+                self.on_failure(*exc_info)
+            except BaseException:  # it failed already; nothing more to tell
+                logger.exception("loop_actor_on_failure_failed", actor=str(self))
+            self._actor_loop_teardown()
+        finally:
+            _LOOP.detach()
 
     def _handle_envelope(self, envelope: Envelope[Any]) -> None:
         """What pykka's own actor loop does with one message."""

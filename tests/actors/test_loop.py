@@ -37,16 +37,28 @@ class Journal:
 class Echo(LoopActor):
     """Records its life and its messages; forwards ``("to", ref, message)``; ``"boom"`` raises."""
 
-    def __init__(self, name: str, journal: Journal, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        journal: Journal,
+        gate: threading.Event | None = None,
+        exit_in: str = "",
+    ) -> None:
         super().__init__()
         self.name = name
         self.journal = journal
         self.gate = gate
+        self.exit_in = exit_in
+        """``on_start`` or ``on_stop``: raise ``SystemExit`` there (past pykka's handling)."""
 
     def on_start(self) -> None:
+        if self.exit_in == "on_start":
+            raise SystemExit(3)
         self.journal.add(self.name, "started")
 
     def on_stop(self) -> None:
+        if self.exit_in == "on_stop":
+            raise SystemExit(3)
         self.journal.add(self.name, "stopped")
 
     def on_failure(self, *_exc_info: object) -> None:
@@ -172,3 +184,22 @@ def test_mail_told_before_its_first_turn_waits_for_on_start(journal: Journal) ->
     lines = journal.wait_for(("late", "early mail"))
 
     assert lines.index(("late", "started")) < lines.index(("late", "early mail"))
+
+
+@pytest.mark.parametrize("exit_in", ["on_start", "on_stop"])
+def test_what_raises_past_pykka_ends_that_actor_and_no_other(
+    journal: Journal, exit_in: str
+) -> None:
+    other = Echo.start("other", journal)
+    doomed = Echo.start("doomed", journal, exit_in=exit_in)
+    if exit_in == "on_start":
+        pending = doomed.ask("ask", block=False)
+        with pytest.raises(pykka.ActorDeadError):
+            pending.get(timeout=WAIT_S)  # its asker is answered, it does not wait for ever
+    else:
+        assert doomed.stop(block=True, timeout=WAIT_S)  # a blocking stop still returns
+
+    journal.wait_for(("doomed", "failed"))  # on_failure is told (the supervisor hears of it)
+    assert not doomed.is_alive()
+    assert other.ask("ask", timeout=WAIT_S) == "other answers"
+    assert Echo.start("new", journal).ask("ask", timeout=WAIT_S) == "new answers"
