@@ -64,6 +64,9 @@ def plan(cycle_id: int, jobs: Iterable[Job], memory: CheckMemory, stable_every: 
     It counts the cycle in ``memory`` (a stream's cycles unchecked grow by one).
     """
     memory.next_cycle()
+    if stable_every <= 1:  # every job is due: one pass, no history read
+        ranked = memory.priority
+        return [job.evolve(priority=ranked(job.stream_ids, marked=job.marked)) for job in jobs]
     planned: list[Job] = []
     skipped = 0
     for job in jobs:

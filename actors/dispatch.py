@@ -394,8 +394,9 @@ class Dispatch:
             each.unauthorized = False  # the next cycle tries a refused login again
             self._mark(each)
         jobs = list(jobs)
-        known = {job.stream.id for job in jobs}
-        self._history = {sid: s for sid, s in self._history.items() if sid in known}
+        if len(self._history) > 2 * len(jobs):  # forget streams gone from the inventory
+            known = {job.stream.id for job in jobs}
+            self._history = {sid: s for sid, s in self._history.items() if sid in known}
         default = self._settings.check_duration
         self._open += len(jobs)
         history, accounts = self._history, self._accounts

@@ -43,6 +43,7 @@ class LastCheck:
 
 
 _FAILED = frozenset({"dead", "error"})
+_MARKED, _NEVER_CHECKED, _FAILED_RANK, _REST = (int(rank) for rank in Rank)
 _NEVER = 1_000_000
 """The age, in cycles, of a check that never happened."""
 
@@ -60,16 +61,17 @@ def priority(marked: bool, last: LastCheck | None, age: int = 1) -> tuple[int, i
             cycle short) and only a stream left out of cycles (a cut-short cycle,
             ``stable_every``) moves up.
     """
+    # Plain ints, not the Rank members: it runs once per job at each cycle's start.
     if marked:
-        rank = Rank.MARKED
+        rank = _MARKED
     elif last is None or last.status == "cancelled":
-        rank = Rank.NEVER_CHECKED
+        rank = _NEVER_CHECKED
     elif last.status in _FAILED:
-        rank = Rank.FAILED
+        rank = _FAILED_RANK
     else:
-        rank = Rank.REST
+        rank = _REST
     # Never checked counts as checked longest ago.
-    return int(rank), -(_NEVER if last is None else age)
+    return rank, -(_NEVER if last is None else age)
 
 
 def job_priority(keys: Iterable[tuple[int, int]]) -> tuple[int, int]:
