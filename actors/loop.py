@@ -1,4 +1,4 @@
-"""``LoopActor``: pykka actors that take turns, one at a time, on whichever thread tells them.
+"""``LoopActor``: pykka actors that take turns on one shared thread.
 
 Each check passes messages between the coordinator and an account actor
 several times (a release and the next request, the grant, the room left). As
@@ -9,27 +9,17 @@ average, which is more than the actors' own work per check.
 
 A ``LoopActor`` keeps everything pykka promises an actor (its own mailbox,
 one message at a time in order, ``on_start``/``on_stop``/``on_failure``, asks
-answered through a future), but loop actors have no threads of their own.
-Their turns (one message each) wait in one queue, in the order their mail
-came, and one thread at a time runs them:
-
-- A thread that tells a loop actor while nobody runs turns runs them itself
-  (a pool thread reporting its check's end runs the coordinator's turn, the
-  account's and the coordinator's again, and then finds the next check in
-  its own queue): no thread is woken for any of it.
-- It does so for :data:`TURNS_BUDGET_S` at most; then, and whenever the
-  telling thread is the main thread (where signals and ``KeyboardInterrupt``
-  land), a helper thread runs the turns until none are left.
-- Mail that a turn sends to another loop actor joins the queue; the running
-  thread takes it in order. A message between loop actors is a list append.
+from other threads answered through a future), but its messages are handled
+on the loop thread that all loop actors share, one message per turn, the
+actors in the order their mail came. A message from one loop actor to another
+is then a list append on the same thread: no wake, no GIL hand-over.
 
 What this asks of a loop actor: it never blocks (nor does any actor here,
-DESIGN.md), never waits on another loop actor (an ``ask`` or a blocking
-``stop``: that actor's turn could only come after its own), and does not care
-which thread runs it (one turn at a time, each seeing what the last one did:
-the queue's lock orders them).
+DESIGN.md), and above all never waits on another loop actor (an ``ask`` or a
+blocking ``stop``): that other actor's turn could only come after its own.
 
-The helper is a daemon thread (as if every loop actor set pykka's
+The thread starts with the first loop actor and ends after the last one has
+stopped. It is a daemon thread (as if every loop actor set pykka's
 ``use_daemon_thread``): the process does not wait for it at exit, so whoever
 starts loop actors stops them (the daemon stops every actor before it exits).
 """
@@ -39,9 +29,8 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import pykka
 import structlog
@@ -53,82 +42,64 @@ if TYPE_CHECKING:
 
 logger = structlog.get_logger(__name__)
 
-TURNS_BUDGET_S = 0.002
-"""Longest a thread that told a loop actor runs turns itself before the helper takes over."""
 
-_HELPER = -1
+class _Loop:
+    """The shared thread and the queue of actors whose turn it is."""
 
-
-class Turns:
-    """Whose turn it is, and which thread runs the turns now (one at a time).
-
-    Every loop actor shares :data:`SHARED` (:attr:`LoopActor.turns`); a test can
-    give its actors their own.
-    """
-
-    def __init__(self, budget_s: float = TURNS_BUDGET_S) -> None:
-        self._budget_s = budget_s
+    def __init__(self) -> None:
+        self._turns: queue.SimpleQueue[LoopActor | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._turns: deque[LoopActor] = deque()
-        self._runner: int | None = None
-        """The thread running turns (its ident, or ``_HELPER``); None: nobody is."""
-        self._helper_wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._helper: threading.Thread | None = None
+        self._actors = 0
+        self._thread: threading.Thread | None = None
+
+    def attach(self) -> None:
+        """A loop actor starts: start the thread if none runs."""
+        with self._lock:
+            self._actors += 1
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="LoopActor", daemon=True)
+                self._thread = thread
+                thread.start()
+
+    def detach(self) -> None:
+        """A loop actor has stopped: the thread ends when it was the last."""
+        with self._lock:
+            self._actors -= 1
+            last = self._actors == 0
+        if last:
+            self._turns.put(None)
 
     def turn(self, actor: LoopActor) -> None:
-        """Queue the actor's turn; run the turns here if nobody does (see the module)."""
-        with self._lock:
-            self._turns.append(actor)
-            if self._runner is not None:
-                return  # the running thread takes it (in order)
-            if threading.current_thread() is threading.main_thread():
-                self._hand_over()  # signals and KeyboardInterrupt land in the main thread
-                return
-            self._runner = threading.get_ident()
-        self._run(time.perf_counter() + self._budget_s)
+        self._turns.put(actor)
 
-    def _run(self, deadline: float | None) -> None:
+    def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            with self._lock:  # ended by an error (none is expected): the next attach starts one
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _serve(self) -> None:
         turns = self._turns
         while True:
-            with self._lock:
-                if not turns:
-                    self._runner = None
-                    return
-                if deadline is not None and time.perf_counter() > deadline:
-                    self._hand_over()  # the caller has its own work: the helper goes on
-                    return
-                actor = turns.popleft()
+            actor = turns.get()
+            if actor is None:
+                with self._lock:
+                    if self._actors == 0:  # none attached since the last one stopped
+                        self._thread = None
+                        return
+                continue
             try:
                 actor._take_turn()
-            except BaseException:  # one actor's fault must not end the others' turns
+            except BaseException:  # one actor's fault must not end every actor's turns
                 # pykka's loop lets what raises past on_start, on_stop or on_failure end
-                # that actor's thread; here only that actor ends.
+                # that actor's thread; here the thread is everybody's, so only the actor ends.
                 logger.exception("loop_turn_failed", actor=str(actor))
                 actor._abandon(sys.exc_info())
 
-    def _hand_over(self) -> None:
-        """Let the helper thread run the turns (called with the lock held)."""
-        self._runner = _HELPER
-        if self._helper is None:
-            self._helper = threading.Thread(target=self._help, name="LoopActor", daemon=True)
-            self._helper.start()
-        self._helper_wake.put(True)
 
-    def close(self) -> None:
-        """End the helper thread, if one was started (turns queued later start another)."""
-        with self._lock:
-            helper, self._helper = self._helper, None
-        if helper is not None:
-            self._helper_wake.put(False)
-            helper.join(timeout=5)
-
-    def _help(self) -> None:
-        while self._helper_wake.get():
-            self._run(None)
-
-
-SHARED = Turns()
-"""The turns of every loop actor."""
+_LOOP = _Loop()
 
 
 class _Inbox:
@@ -149,7 +120,7 @@ class _Inbox:
             if self._waiting:
                 return
             self._waiting = True
-        self._actor.turns.turn(self._actor)
+        _LOOP.turn(self._actor)
 
     def get(self) -> Envelope[Any]:
         with self._lock:
@@ -172,7 +143,7 @@ class _Inbox:
             if self._waiting:
                 return
             self._waiting = True
-        self._actor.turns.turn(self._actor)
+        _LOOP.turn(self._actor)
 
     def again(self) -> None:
         """After a turn: another turn if letters wait, else none until the next one."""
@@ -180,13 +151,12 @@ class _Inbox:
             if not self._items:
                 self._waiting = False
                 return
-        self._actor.turns.turn(self._actor)
+        _LOOP.turn(self._actor)
 
 
 class LoopActor(pykka.ThreadingActor):
-    """A pykka actor without a thread of its own: its turns run as the module says."""
+    """A pykka actor whose messages run on the loop thread all loop actors share."""
 
-    turns: ClassVar[Turns] = SHARED
     actor_inbox: _Inbox
     _loop_started: bool = False
     _loop_ended: bool = False
@@ -197,10 +167,11 @@ class LoopActor(pykka.ThreadingActor):
         return _Inbox(self)
 
     def _start_actor_loop(self) -> None:
+        _LOOP.attach()
         self.actor_inbox.start()
 
     def _take_turn(self) -> None:
-        """One turn: ``on_start`` first, then one message."""
+        """One turn on the loop thread: ``on_start`` first, then one message."""
         if self._loop_ended:
             return
         envelope = None
@@ -215,6 +186,7 @@ class LoopActor(pykka.ThreadingActor):
         if self.actor_stopped.is_set():
             self._loop_ended = True
             self._actor_loop_teardown()
+            _LOOP.detach()
             return
         if envelope is not None:
             self.actor_inbox.again()
@@ -231,16 +203,19 @@ class LoopActor(pykka.ThreadingActor):
         pykka.ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
         letter, self._letter = self._letter, None
-        if letter is not None and letter.reply_to is not None:
-            if isinstance(letter.message, pykka_messages._ActorStop):
-                letter.reply_to.set(None)  # it is stopped: a blocking stop returns
-            else:
-                letter.reply_to.set_exception(exc_info=exc_info)
         try:
-            self.on_failure(*exc_info)
-        except BaseException:  # it failed already; nothing more to tell
-            logger.exception("loop_actor_on_failure_failed", actor=str(self))
-        self._actor_loop_teardown()
+            if letter is not None and letter.reply_to is not None:
+                if isinstance(letter.message, pykka_messages._ActorStop):
+                    letter.reply_to.set(None)  # it is stopped: a blocking stop returns
+                else:
+                    letter.reply_to.set_exception(exc_info=exc_info)
+            try:
+                self.on_failure(*exc_info)
+            except BaseException:  # it failed already; nothing more to tell
+                logger.exception("loop_actor_on_failure_failed", actor=str(self))
+            self._actor_loop_teardown()
+        finally:
+            _LOOP.detach()
 
     def _handle_envelope(self, envelope: Envelope[Any]) -> None:
         """What pykka's own actor loop does with one message."""
@@ -265,4 +240,4 @@ class LoopActor(pykka.ThreadingActor):
             pykka.ActorRegistry.stop_all(block=False)
 
 
-__all__ = ["SHARED", "LoopActor", "Turns"]
+__all__ = ["LoopActor"]

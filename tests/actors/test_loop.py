@@ -1,15 +1,15 @@
-"""``LoopActor``: pykka's actor contract; turns one at a time, on the thread that tells them."""
+"""``LoopActor``: pykka's actor contract, with every loop actor's turns on one shared thread."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
 
-from actors.loop import LoopActor, Turns
+from actors.loop import LoopActor
 
 WAIT_S = 5.0
 
@@ -19,14 +19,13 @@ class Journal:
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, Any]] = []
-        self.threads: dict[tuple[str, Any], int] = {}
-        """The thread each line was written on."""
+        self.threads: set[int] = set()
         self._cond = threading.Condition()
 
     def add(self, who: str, what: Any) -> None:
         with self._cond:
             self.lines.append((who, what))
-            self.threads[who, what] = threading.get_ident()
+            self.threads.add(threading.get_ident())
             self._cond.notify_all()
 
     def wait_for(self, line: tuple[str, Any]) -> list[tuple[str, Any]]:
@@ -83,14 +82,10 @@ class Echo(LoopActor):
 
 
 @pytest.fixture
-def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal]:
-    turns = Turns()
-    monkeypatch.setattr(Echo, "turns", turns)  # nobody else's turns: who runs them is known
+def journal() -> Iterator[Journal]:
     journal = Journal()
     yield journal
     pykka.ActorRegistry.stop_all()
-    Echo.turns.close()
-    turns.close()
 
 
 def test_on_start_comes_first_messages_in_order_on_stop_last(journal: Journal) -> None:
@@ -106,48 +101,17 @@ def test_on_start_comes_first_messages_in_order_on_stop_last(journal: Journal) -
     ]
 
 
-def on_a_thread(work: Callable[[], object]) -> int:
-    """Run ``work`` on a new thread (not the main one); that thread's ident."""
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join(WAIT_S)
-    assert thread.ident is not None
-    return thread.ident
+def test_loop_actors_share_one_thread_and_mail_between_them_stays_on_it(
+    journal: Journal,
+) -> None:
+    a = Echo.start("a", journal)
+    b = Echo.start("b", journal)
 
-
-def test_the_telling_thread_runs_the_turns_and_the_mail_they_send(journal: Journal) -> None:
-    def start_and_tell() -> None:
-        a = Echo.start("a", journal)
-        b = Echo.start("b", journal)
-        a.tell(("to", b, "from a"))
-
-    teller = on_a_thread(start_and_tell)
+    a.tell(("to", b, "from a"))
     journal.wait_for(("b", "from a"))
 
-    # No other thread was woken for any of it: on_start, the message, its forward.
-    assert {journal.threads[line] for line in journal.lines} == {teller}
-
-
-def test_the_main_thread_leaves_the_turns_to_the_helper(journal: Journal) -> None:
-    a = Echo.start("a", journal)
-
-    a.tell("from main")
-    journal.wait_for(("a", "from main"))
-
-    # Signals and KeyboardInterrupt land in the main thread, never inside a turn.
-    assert journal.threads["a", "from main"] != threading.main_thread().ident
-
-
-def test_a_teller_past_its_budget_leaves_the_rest_to_the_helper(
-    journal: Journal, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Echo, "turns", Turns(budget_s=0.0))
-    a = Echo.start("a", journal)
-
-    teller = on_a_thread(lambda: a.tell("late"))
-    journal.wait_for(("a", "late"))
-
-    assert journal.threads["a", "late"] not in (teller, threading.main_thread().ident)
+    assert len(journal.threads) == 1
+    assert threading.get_ident() not in journal.threads
 
 
 def test_asks_from_other_threads_get_answers_and_errors(journal: Journal) -> None:
@@ -189,6 +153,23 @@ def test_each_turn_is_one_message_so_a_busy_actor_does_not_starve_another(
     lines = journal.wait_for(("busy", 19))
 
     assert lines.index(("other", "mine")) < lines.index(("busy", 1))
+
+
+def test_the_thread_ends_with_the_last_actor_and_comes_back_for_the_next(
+    journal: Journal,
+) -> None:
+    pykka.ActorRegistry.stop_all()  # no loop actor of an earlier test in this process
+    first = Echo.start("a", journal)
+    first.tell("hello")
+    journal.wait_for(("a", "hello"))
+    (loop_thread,) = (t for t in threading.enumerate() if t.ident in journal.threads)
+
+    first.stop()
+    loop_thread.join(WAIT_S)
+    assert not loop_thread.is_alive()
+
+    second = Echo.start("b", journal)
+    assert second.ask("ask", timeout=WAIT_S) == "b answers"
 
 
 def test_mail_told_before_its_first_turn_waits_for_on_start(journal: Journal) -> None:
