@@ -185,8 +185,10 @@ class LoopActor(pykka.ThreadingActor):
             self._letter = None
         if self.actor_stopped.is_set():
             self._loop_ended = True
-            self._actor_loop_teardown()
-            _LOOP.detach()
+            try:
+                self._actor_loop_teardown()
+            finally:
+                _LOOP.detach()
             return
         if envelope is not None:
             self.actor_inbox.again()
