@@ -71,10 +71,10 @@ from domain.urls import redact_url
 log = structlog.get_logger(__name__)
 
 REORDER_KEYS: Final = ("changed", "unchanged", "skipped", "failed")
+"""Counts :meth:`DispatcharrWriter.reorder` always returns."""
 STATS_FRESH_S: Final = 1.0
 """Seconds a batch's stats read may be merged into PATCHes; after, the rest is read
 again (Dispatcharr updates a stream's stats itself when someone plays it)."""
-"""Counts :meth:`DispatcharrWriter.reorder` always returns."""
 
 
 class AccountOverride(Protocol):
@@ -431,13 +431,12 @@ class DispatcharrWriter:
         ids = ",".join(str(r.stream_id) for r in results)
         try:
             return {s["id"]: s for s in self._client.streams({"ids": ids}) if "id" in s}
-        except DispatcharrUnavailable as exc:
-            if exc.status is None:  # no answer: every stream of the batch would wait too
+        except DispatcharrError as exc:
+            if isinstance(exc, DispatcharrUnavailable) and exc.status is None:
+                # No answer at all: every stream of the batch would wait too.
                 for result in results:
                     self._failed(result, _source_error("stats write", STREAMS_PATH, exc))
                 return None
-            log.info("stats_batch_read_failed", streams=len(results), error=str(exc))
-        except DispatcharrError as exc:
             # Read them one by one, so each failure names its stream.
             log.info("stats_batch_read_failed", streams=len(results), error=str(exc))
         return {}

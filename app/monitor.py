@@ -39,9 +39,9 @@ logger = structlog.get_logger(__name__)
 
 _RECENT_CYCLES = 10
 _USER_STOPS = frozenset({"shutdown", "signal"})
+"""Reasons of an abort that a person asked for: no alert."""
 _WRITTEN = frozenset({"changed", "unchanged"})
 """Reorder outcomes after which the channel's order in the source is the planned one."""
-"""Reasons of an abort that a person asked for: no alert."""
 
 # --- messages to the monitor (app-level, not part of the lease protocol) -----------
 
