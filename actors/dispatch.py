@@ -132,7 +132,7 @@ class _Account:
     the reason of its last denial; cleared by a grant."""
     key: tuple[float, float, float, int] | None = None
     """``urgency`` as last computed; ``Dispatch._mark`` drops it whenever the account
-    changes, so a pump compares the accounts without recomputing every one."""
+    changes (see ``Dispatch._most_urgent``)."""
 
     @property
     def ready(self) -> bool:
@@ -240,6 +240,10 @@ class Dispatch:
         self._accounts: dict[int, _Account] = {}
         self._ready: set[int] = set()
         """Accounts with waiting jobs and room, that only the global budget holds back."""
+        self._urgent: list[tuple[float, float, float, int]] = []
+        """The ready accounts, most urgent first (see ``_most_urgent``)."""
+        self._changed: set[int] = set()
+        """Accounts whose urgency was dropped since the last pick."""
         self._requests: dict[int, Job] = {}
         self._running: dict[int, _Run] = {}
         self._delayed: dict[int, Job] = {}
@@ -565,6 +569,7 @@ class Dispatch:
     def _mark(self, account: _Account) -> None:
         """The account changed: refresh whether it is ready, forget its urgency."""
         account.key = None
+        self._changed.add(account.account_id)
         if account.ready:
             self._ready.add(account.account_id)
         else:
@@ -622,19 +627,39 @@ class Dispatch:
                     while account.ready:
                         self._request(account, out)
                 return out
-        limit = self._settings.global_limit
-
-        def urgency(account_id: int) -> tuple[float, float, float, int]:
-            account = accounts[account_id]
-            key = account.key  # kept until the account changes (see _mark)
-            if key is None:
-                key = account.key = account.urgency(limit)
-            return key
-
         while budget > 0 and self._ready:
-            self._request(accounts[max(self._ready, key=urgency)], out)
+            self._request(self._most_urgent(), out)
             budget -= 1
         return out
+
+    def _most_urgent(self) -> _Account:
+        """The ready account on the critical path (the largest ``urgency``; one must be ready).
+
+        The heap holds an entry per ready account with its key as last computed
+        (``_mark`` drops the key of an account that changed, and notes it in
+        ``_changed``); an entry whose key is no longer its account's is stale and
+        skipped. So a pick costs a few heap operations for the accounts that
+        changed, not a comparison of every ready account (up to 200 of them, at
+        every hand-over of a global slot).
+        """
+        accounts, ready, heap = self._accounts, self._ready, self._urgent
+        if len(heap) > 2 * len(accounts) + 64:  # too many stale entries: start afresh
+            self._changed.update(ready)
+            heap.clear()
+        limit = self._settings.global_limit
+        for account_id in self._changed:
+            if account_id in ready:
+                account = accounts[account_id]
+                finish, per_slot, longest, negated_id = account.key = account.urgency(limit)
+                heapq.heappush(heap, (-finish, -per_slot, -longest, -negated_id))
+        self._changed.clear()
+        while True:
+            finish, per_slot, longest, account_id = heap[0]
+            if account_id in ready:  # a ready account is in the accounts
+                key = accounts[account_id].key
+                if key is not None and key[:3] == (-finish, -per_slot, -longest):
+                    return accounts[account_id]
+            heapq.heappop(heap)
 
     def _request(self, account: _Account, out: list[Action]) -> None:
         job = self._pop(account)

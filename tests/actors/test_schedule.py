@@ -15,14 +15,16 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import structlog
 
-from actors.dispatch import CoordinatorSettings
+from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.slots import UNLIMITED
 from bench.scheduler import generate, load_scenario
 from domain.models import Account, ProbeOutcome, Profile, Stream
+from tests.actors import sim as sim_module
 from tests.actors.sim import CycleRun, Scenario, Simulation, random_latency
 
 
@@ -234,3 +236,35 @@ def test_with_message_latency_and_failures_every_job_ends_once_within_limits() -
             assert {o.kind for o in run.finished.values()} <= {"ok", "dead", "error"}
         assert sim.leases_held() == 0
         assert sim.rooms_agree()
+
+
+class _ScanChecked(Dispatch):
+    """The dispatch, checking each pick of the critical account against a scan of every one."""
+
+    picks = 0
+
+    def _most_urgent(self) -> Any:
+        picked = super()._most_urgent()
+        limit = self._settings.global_limit
+        ready = [self._accounts[account_id] for account_id in self._ready]
+        assert picked is max(ready, key=lambda account: account.urgency(limit))
+        _ScanChecked.picks += 1
+        return picked
+
+
+def test_the_critical_account_is_the_one_a_scan_of_every_ready_account_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pick keeps a heap of the accounts' keys, refreshed as each account changes;
+    # with latency, failures and retries every kind of change comes in between picks.
+    monkeypatch.setattr(sim_module, "Dispatch", _ScanChecked)
+    rng = random.Random(11)
+    settings = CoordinatorSettings(retries=1, retry_delay=0.05, busy_backoff=0.02)
+    for make in (anything, fine, skewed) * 20:
+        scenario = make(rng)
+        if not scenario.global_limit:
+            scenario = replace(scenario, global_limit=rng.randint(1, 6))
+        run_two_cycles(
+            scenario, settings=settings, latency=random_latency(rng, 0.003), outcome=flaky(rng)
+        )
+    assert _ScanChecked.picks > 1000
