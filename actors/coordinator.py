@@ -27,7 +27,7 @@ from actors.checker import Checkers, utc_now
 from actors.cycle import Scorer
 from actors.cycles import CycleBusyError, Cycles, resolve
 from actors.dispatch import CoordinatorSettings, Dispatch
-from actors.loop import LoopActor
+from actors.loop import Idle, LoopActor
 from actors.messages import (
     AbortCycle,
     AccountFailed,
@@ -209,6 +209,8 @@ class Coordinator(SupervisedActor, LoopActor):
                     self.on_receive(each)
             case GetStatus():
                 return self._status()
+            case Idle():
+                self._cycles.announce_begun()
             case _:
                 return super().on_receive(message)
         return None
@@ -244,7 +246,9 @@ class Coordinator(SupervisedActor, LoopActor):
             if message.requester is not None:
                 tell_quietly(message.requester, refused)
         else:
-            self._perform(self._dispatch.start(cycles.begin(message, self._roster.limits())))
+            jobs = cycles.begin(message, self._roster.limits())
+            self._perform(self._dispatch.start(jobs, cycles.rank))
+            self.tell_when_idle()  # the log line and CycleStarted after the first requests
 
     def _on_abort(self, message: AbortCycle) -> None:
         cycle = self._cycles.abort(message)

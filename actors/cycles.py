@@ -8,6 +8,13 @@ answers whoever waits for that: the ``CheckCycle``'s ``done`` and every
 ``AbortCycle``'s. It also keeps the last cycle's summary and whether cycles
 fail at once (an actor the daemon needs has died). Listeners are told through
 the injected ``announce``.
+
+A cycle's start is logged and announced (``CycleStarted``) by
+:meth:`Cycles.announce_begun`, which the coordinator calls once the first
+checks are asked for: the listeners and the log line do not hold them up.
+Whatever comes next of the cycle (a result, its end) announces it first if
+that has not happened yet, so the listeners always hear ``CycleStarted``
+first.
 """
 
 from __future__ import annotations
@@ -59,22 +66,21 @@ def resolve(
 
 
 def plan(cycle_id: int, jobs: Iterable[Job], memory: CheckMemory, stable_every: int) -> list[Job]:
-    """The cycle's jobs with their priority, less the stable ones not due (``stable_every``).
+    """The cycle's jobs less the stable ones not due (``stable_every``).
 
-    It counts the cycle in ``memory`` (a stream's cycles unchecked grow by one).
+    It counts the cycle in ``memory`` (a stream's cycles unchecked grow by one),
+    so that :func:`rank` ranks the jobs for this cycle.
     """
     memory.next_cycle()
-    if stable_every <= 1:  # every job is due: one pass, no history read
-        ranked = memory.priority
-        return [job.evolve(priority=ranked(job.stream_ids, marked=job.marked)) for job in jobs]
+    if stable_every <= 1:  # every job is due: no history read
+        return list(jobs)
     planned: list[Job] = []
     skipped = 0
     for job in jobs:
         if not memory.due(job.stream_ids, stable_every, marked=job.marked):
             skipped += len(job.stream_ids)
             continue
-        key = memory.priority(job.stream_ids, marked=job.marked)
-        planned.append(job.evolve(priority=key))
+        planned.append(job)
     if skipped:
         logger.info(
             "cycle_stable_skipped",
@@ -117,6 +123,8 @@ class Cycles:
         self._done: pykka.Future[CycleFinished] | None = None
         self._abort_waiters: list[pykka.Future[CycleFinished | None]] = []
         self._last: dict[str, Any] | None = None
+        self._unannounced: tuple[Cycle, Mapping[int, int]] | None = None
+        """The cycle begun and not yet announced, with the limits for its log line."""
         self.failing: ProbeOutcome | None = None
         """Set by an error abort (an actor died): later cycles fail at once."""
 
@@ -136,10 +144,8 @@ class Cycles:
         return None if cycle is None else cycle.status(aborting=aborting)
 
     def begin(self, message: CheckCycle, limits: Mapping[int, int]) -> list[Job]:
-        """Start and announce the cycle (none may be running); the jobs for the dispatch.
-
-        Announced here, before anything the dispatch decides is carried out: a
-        job may end at once (an unknown account), and a cycle without jobs ends.
+        """Start the cycle (none may be running); the jobs for the dispatch (each
+        job's queue priority is :meth:`rank`).
 
         Args:
             message: the cycle asked for.
@@ -150,13 +156,27 @@ class Cycles:
         cycle = Cycle(message.cycle_id, jobs, self._scorer, self._clock, self._wall)
         self._running = cycle
         self._done = message.done
+        self._unannounced = (cycle, limits)
+        return jobs
+
+    def announce_begun(self) -> None:
+        """Log the cycle begun and tell the listeners ``CycleStarted``, unless done already."""
+        if self._unannounced is None:
+            return
+        cycle, limits = self._unannounced
+        self._unannounced = None
         cycle.log_started(limits)
         self._announce(CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at))
-        return jobs
+
+    def rank(self, job: Job) -> tuple[int, int]:
+        """A job's place in its account's queue in the cycle begun (``Job.priority``):
+        marked channels, never checked, failed, the rest; the longest unchecked first."""
+        return self._memory.priority(job.stream_ids, marked=job.marked)
 
     def refuse(self, message: CheckCycle) -> CycleRefused:
         """A cycle asked for while one runs: its ``done`` fails with :class:`CycleBusyError`;
         what to tell its requester."""
+        self.announce_begun()
         running = None if self._running is None else self._running.cycle_id
         logger.warning("cycle_overlap_skipped", cycle_id=message.cycle_id, running_cycle=running)
         error = CycleBusyError("a cycle is already running")
@@ -165,6 +185,7 @@ class Cycles:
 
     def fail_unstarted(self, message: CheckCycle, outcome: ProbeOutcome) -> None:
         """A cycle that will never start: its caller still gets a result for every job."""
+        self.announce_begun()
         finished = failed_unstarted(message.cycle_id, message.jobs, outcome, self._wall())
         self._announce(finished)
         resolve(message.done, finished)
@@ -174,6 +195,7 @@ class Cycles:
         cycle = self._running
         if cycle is None:
             return
+        self.announce_begun()
         results = cycle.record(
             finish.job, finish.outcome, finish.profile_id, finish.started_at, finish.finished_at
         )
@@ -186,6 +208,7 @@ class Cycles:
         cycle = self._running
         if cycle is None or not cycle.complete:
             return
+        self.announce_begun()
         self._running = None
         finished = cycle.finish(aborted=aborted)
         self._last = summary(finished, cycle.streams)
@@ -206,6 +229,7 @@ class Cycles:
         if self._running is None:
             resolve(message.done, None)
             return None
+        self.announce_begun()
         if message.done is not None:
             self._abort_waiters.append(message.done)
         return self._running

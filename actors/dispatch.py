@@ -388,8 +388,16 @@ class Dispatch:
 
     # --- cycles ---------------------------------------------------------------------
 
-    def start(self, jobs: Iterable[Job]) -> list[Action]:
-        """A cycle's jobs, ordered by what each took last time (unknown: a full check)."""
+    def start(
+        self, jobs: Iterable[Job], rank: Callable[[Job], tuple[int, int]] | None = None
+    ) -> list[Action]:
+        """A cycle's jobs, ordered by priority, then by what each took last time (unknown:
+        a full check).
+
+        Args:
+            jobs: the cycle's jobs.
+            rank: each job's priority (``Job.priority``); the jobs' own if None.
+        """
         out: list[Action] = []
         self._draining = None
         self._wait_expired = False
@@ -406,8 +414,12 @@ class Dispatch:
         history, accounts = self._history, self._accounts
         queued: dict[int, list[Job]] = {}
         for job in jobs:
-            expected = job.evolve(expected_s=history.get(job.stream.id, default))
-            account = accounts.get(job.account_id)
+            # One copy per job, with both keys: the cycle's start waits on this loop.
+            expected = job.evolve(
+                expected_s=history.get(job.stream.id, default),
+                priority=None if rank is None else rank(job),
+            )
+            account = accounts.get(job.stream.account_id)
             if account is None or account.retired:
                 self._finish(expected, ProbeOutcome(kind="error", reason="unknown_account"), out)
             elif account.lost is not None or account.unauthorized:

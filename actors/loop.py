@@ -18,6 +18,10 @@ What this asks of a loop actor: it never blocks (nor does any actor here,
 DESIGN.md), and above all never waits on another loop actor (an ``ask`` or a
 blocking ``stop``): that other actor's turn could only come after its own.
 
+A loop actor may also ask to be told :class:`Idle` once no loop actor has a
+turn waiting (:meth:`LoopActor.tell_when_idle`): work that must not hold up
+the turns waiting now, done in the gaps between them.
+
 The thread starts with the first loop actor and ends after the last one has
 stopped. It is a daemon thread (as if every loop actor set pykka's
 ``use_daemon_thread``): the process does not wait for it at exit, so whoever
@@ -30,17 +34,28 @@ import queue
 import sys
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pykka
 import structlog
 from pykka import messages as pykka_messages
 
+from actors.tell import tell_quietly
+
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from pykka._envelope import Envelope
 
 logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Told to a loop actor that asked for it once no loop actor had a turn waiting."""
+
+
+_IDLE = Idle()
 
 
 class _Loop:
@@ -51,6 +66,8 @@ class _Loop:
         self._lock = threading.Lock()
         self._actors = 0
         self._thread: threading.Thread | None = None
+        self._idle: deque[LoopActor] = deque()
+        """Actors to tell ``Idle`` when no turn waits (used on the loop thread only)."""
 
     def attach(self) -> None:
         """A loop actor starts: start the thread if none runs."""
@@ -72,6 +89,10 @@ class _Loop:
     def turn(self, actor: LoopActor) -> None:
         self._turns.put(actor)
 
+    def when_idle(self, actor: LoopActor) -> None:
+        """Tell ``actor`` ``Idle`` once no turn waits (on the loop thread, in a turn)."""
+        self._idle.append(actor)
+
     def _run(self) -> None:
         try:
             self._serve()
@@ -81,8 +102,11 @@ class _Loop:
                     self._thread = None
 
     def _serve(self) -> None:
-        turns = self._turns
+        turns, idle = self._turns, self._idle
         while True:
+            if idle and turns.empty():
+                idle.popleft()._idle_now()  # its Idle is a turn like any other
+                continue
             actor = turns.get()
             if actor is None:
                 with self._lock:
@@ -162,6 +186,20 @@ class LoopActor(pykka.ThreadingActor):
     _loop_ended: bool = False
     _letter: Envelope[Any] | None = None
     """The message being handled, if a turn handles one."""
+    _idle_asked: bool = False
+
+    def tell_when_idle(self) -> None:
+        """Have :class:`Idle` told to this actor once no loop actor has a turn waiting.
+
+        Call it in the actor's own turn. Asked again before it came, it comes once.
+        """
+        if not self._idle_asked:
+            self._idle_asked = True
+            _LOOP.when_idle(self)
+
+    def _idle_now(self) -> None:
+        self._idle_asked = False
+        tell_quietly(self.actor_ref, _IDLE)
 
     def _create_actor_inbox(self) -> _Inbox:  # type: ignore[override]
         return _Inbox(self)
@@ -242,4 +280,4 @@ class LoopActor(pykka.ThreadingActor):
             pykka.ActorRegistry.stop_all(block=False)
 
 
-__all__ = ["LoopActor"]
+__all__ = ["Idle", "LoopActor"]

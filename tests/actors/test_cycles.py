@@ -52,6 +52,9 @@ def test_a_cycle_is_announced_scored_ended_and_its_caller_answered() -> None:
     cycles, heard = keeper(clock=clock)
     message = cycle(1, 1, 2)
     jobs = cycles.begin(message, {1: 2})
+    assert heard == []  # announced once the first checks are asked for
+    cycles.announce_begun()
+    cycles.announce_begun()
     assert heard == [CycleStarted(1, 2, "2026-01-01T00:00:00Z")]
     assert cycles.status(aborting=False) == {
         "cycle_id": 1,
@@ -99,13 +102,14 @@ def test_the_plan_ranks_a_stream_that_failed_before_one_that_played() -> None:
     cycles.record(Finish(jobs[0], OK))
     cycles.record(Finish(jobs[1], ProbeOutcome(kind="error", reason="timeout")))
     cycles.end(aborted=False)
-    ranked = {job.stream.id: job.priority for job in cycles.begin(cycle(2, 1, 2), {})}
+    ranked = {job.stream.id: cycles.rank(job) for job in cycles.begin(cycle(2, 1, 2), {})}
     assert ranked[2] < ranked[1]
 
 
 def test_a_cycle_asked_for_while_one_runs_is_refused() -> None:
     cycles, heard = keeper()
     cycles.begin(cycle(1, 1), {})
+    cycles.announce_begun()
     second = cycle(2, 2)
     with capture_logs() as logs:
         refused = cycles.refuse(second)
@@ -167,3 +171,18 @@ def test_fail_open_gives_every_open_job_the_outcome_and_ends_the_cycle() -> None
     ]
     assert message.done is not None
     assert message.done.get(timeout=0) == finished
+
+
+def test_a_result_before_the_start_was_announced_announces_it_first() -> None:
+    cycles, heard = keeper()
+    with capture_logs() as logs:
+        jobs = cycles.begin(cycle(1, 1, 2), {1: 2})
+        assert heard == []
+        cycles.record(Finish(jobs[0], OK))
+        cycles.record(Finish(jobs[1], OK))
+        cycles.end(aborted=False)
+        cycles.announce_begun()  # too late: nothing more
+    assert [type(m) for m in heard] == [CycleStarted, ResultReady, ResultReady, CycleFinished]
+    events = [line["event"] for line in logs]
+    assert events[:2] == ["cycle_started", "cycle_accounts"]
+    assert events.count("cycle_started") == 1

@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.loop import LoopActor
+from actors.loop import Idle, LoopActor
 
 WAIT_S = 5.0
 
@@ -77,6 +77,11 @@ class Echo(LoopActor):
                 return f"{self.name} answers"
             case "ask_boom":
                 raise ValueError("bad ask")
+            case "idle_later":
+                self.tell_when_idle()
+                self.tell_when_idle()  # asked twice, told once
+            case Idle():
+                message = "idle"
         self.journal.add(self.name, message)
         return None
 
@@ -203,3 +208,25 @@ def test_what_raises_past_pykka_ends_that_actor_and_no_other(
     assert not doomed.is_alive()
     assert other.ask("ask", timeout=WAIT_S) == "other answers"
     assert Echo.start("new", journal).ask("ask", timeout=WAIT_S) == "new answers"
+
+
+def test_idle_comes_once_after_every_turn_waiting_when_it_was_asked_for(
+    journal: Journal,
+) -> None:
+    gate = threading.Event()
+    asker = Echo.start("asker", journal, gate)
+    other = Echo.start("other", journal)
+    asker.tell("hold")
+    journal.wait_for(("asker", "holding"))
+    asker.tell("idle_later")
+    for number in range(5):  # all queued while the loop is held
+        other.tell(number)
+
+    gate.set()
+    journal.wait_for(("asker", "idle"))
+    assert asker.ask("ask", timeout=WAIT_S) == "asker answers"  # nothing more comes
+
+    lines = journal.lines
+    assert lines.index(("asker", "idle_later")) < lines.index(("other", 1))
+    assert lines.index(("other", 4)) < lines.index(("asker", "idle"))
+    assert lines.count(("asker", "idle")) == 1
