@@ -62,6 +62,10 @@ __all__ = ["Coordinator", "CoordinatorSettings", "CycleBusyError", "Scorer"]
 logger = structlog.get_logger(__name__)
 
 
+_ENDED_PER_TURN = 64
+"""Checks ended a coordinator turn settles at most (the rest wait for its next turn)."""
+
+
 def _no_score(_info: StreamInfo) -> float:
     return 0.0
 
@@ -168,30 +172,13 @@ class Coordinator(SupervisedActor, LoopActor):
 
     # --- messages -----------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message
+    def on_receive(self, message: Any) -> Any:
         """Feed one message into the dispatch and carry out what it decides."""
-        dispatch = self._dispatch
+        todo = self._decide(message)
+        if todo is not None:
+            self._perform(todo)
+            return None
         match message:
-            case LeaseGranted(request_id=request_id, lease=lease):
-                self._perform(dispatch.granted(request_id, lease))
-            case LeaseDenied(request_id=request_id, account_id=account_id, reason=reason):
-                self._observer.lease_denied(account_id, reason)
-                self._perform(dispatch.denied(request_id, reason))
-            case RoomChanged(account_id=account_id, change=change, short=short):
-                self._perform(dispatch.room_changed(account_id, change, short))
-            case CheckFinished():
-                self._checkers.ended(message.lease_id)
-                ended = dispatch.check_finished(
-                    message.lease_id, message.outcome, message.started_at, message.finished_at
-                )
-                self._perform(ended)
-            case Preempt(lease_ids=lease_ids):
-                self._perform(dispatch.preempt(lease_ids))
-            case Tick():
-                if self._wake.fired(message):
-                    self._perform(dispatch.tick())
-            case AccountFailed(account_id=account_id):
-                self._perform(dispatch.account_lost(account_id, "account_actor_failed"))
             case CheckCycle():
                 self._on_cycle(message)
             case SetAccounts(accounts=accounts):
@@ -205,8 +192,7 @@ class Coordinator(SupervisedActor, LoopActor):
                 if listener not in self._listeners:
                     self._listeners.append(listener)
             case Batch(messages=messages):  # an account's answers to one batch
-                for each in messages:
-                    self.on_receive(each)
+                self._on_batch(messages)
             case GetStatus():
                 return self._status()
             case Idle():
@@ -214,6 +200,62 @@ class Coordinator(SupervisedActor, LoopActor):
             case _:
                 return super().on_receive(message)
         return None
+
+    def _decide(self, message: Any) -> list[actions.Action] | None:
+        """What the dispatch decides on a lease, check or timer event; None for other mail."""
+        dispatch = self._dispatch
+        todo: list[actions.Action] | None
+        match message:
+            case LeaseGranted(request_id=request_id, lease=lease):
+                todo = dispatch.granted(request_id, lease)
+            case LeaseDenied(request_id=request_id, account_id=account_id, reason=reason):
+                self._observer.lease_denied(account_id, reason)
+                todo = dispatch.denied(request_id, reason)
+            case RoomChanged(account_id=account_id, change=change, short=short):
+                todo = dispatch.room_changed(account_id, change, short)
+            case CheckFinished():
+                todo = self._checks_finished(message)
+            case Preempt(lease_ids=lease_ids):
+                todo = dispatch.preempt(lease_ids)
+            case Tick():
+                todo = dispatch.tick() if self._wake.fired(message) else []
+            case AccountFailed(account_id=account_id):
+                todo = dispatch.account_lost(account_id, "account_actor_failed")
+            case _:
+                todo = None
+        return todo
+
+    def _checks_finished(self, first: CheckFinished) -> list[actions.Action]:
+        """``first`` and the checks that ended after it, as long as their reports come
+        next in the mailbox (up to ``_ENDED_PER_TURN``): settled in one turn, their
+        releases and next requests go to each account as one message."""
+        todo: list[actions.Action] = []
+        ended: CheckFinished | None = first
+        settled = 0
+        while ended is not None:
+            self._checkers.ended(ended.lease_id)
+            todo.extend(
+                self._dispatch.check_finished(
+                    ended.lease_id, ended.outcome, ended.started_at, ended.finished_at
+                )
+            )
+            settled += 1
+            ended = self.take_next_if(CheckFinished) if settled < _ENDED_PER_TURN else None
+        return todo
+
+    def _on_batch(self, messages: tuple[Any, ...]) -> None:
+        """An account's answers, in order; what the dispatch decides on them is carried
+        out once (the next requests to each account as one message)."""
+        todo: list[actions.Action] = []
+        for each in messages:
+            decided = self._decide(each)
+            if decided is not None:
+                todo.extend(decided)
+                continue
+            self._perform(todo)
+            todo = []
+            self.on_receive(each)
+        self._perform(todo)
 
     def _on_set_accounts(self, accounts: Iterable[Account]) -> None:
         roster, dispatch = self._roster, self._dispatch

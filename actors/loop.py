@@ -35,7 +35,7 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 import structlog
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
 logger = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,15 @@ class _Inbox:
     def empty(self) -> bool:
         return not self._items
 
+    def take_told(self, kind: type[T]) -> T | None:
+        """The next letter's message, taken out, if it is a ``kind`` told (not asked)."""
+        with self._lock:
+            if self._items:
+                head = self._items[0]
+                if head.reply_to is None and isinstance(head.message, kind):
+                    return self._items.popleft().message
+        return None
+
     def next_or_rest(self) -> Envelope[Any] | None:
         """The next letter, or None (and no turn is waiting any more) if there is none."""
         with self._lock:
@@ -196,6 +207,15 @@ class LoopActor(pykka.ThreadingActor):
         if not self._idle_asked:
             self._idle_asked = True
             _LOOP.when_idle(self)
+
+    def take_next_if(self, kind: type[T]) -> T | None:
+        """The next message in this actor's mailbox if it is a ``kind`` told (not
+        asked), taken out of it; else None. Call it in the actor's own turn.
+
+        So a turn can handle a run of like messages at once (the order of the
+        mailbox kept), where one decision for them all costs less than one each.
+        """
+        return self.actor_inbox.take_told(kind)
 
     def _idle_now(self) -> None:
         self._idle_asked = False

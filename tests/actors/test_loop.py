@@ -77,6 +77,11 @@ class Echo(LoopActor):
                 return f"{self.name} answers"
             case "ask_boom":
                 raise ValueError("bad ask")
+            case "take_ints":  # the run of ints told after it, in this same turn
+                taken = []
+                while (number := self.take_next_if(int)) is not None:
+                    taken.append(number)
+                message = ("took", tuple(taken))
             case "idle_later":
                 self.tell_when_idle()
                 self.tell_when_idle()  # asked twice, told once
@@ -230,3 +235,31 @@ def test_idle_comes_once_after_every_turn_waiting_when_it_was_asked_for(
     assert lines.index(("asker", "idle_later")) < lines.index(("other", 1))
     assert lines.index(("other", 4)) < lines.index(("asker", "idle"))
     assert lines.count(("asker", "idle")) == 1
+
+
+def test_a_turn_takes_the_run_of_like_messages_that_come_next_and_no_other(
+    journal: Journal,
+) -> None:
+    gate = threading.Event()
+    ref = Echo.start("a", journal, gate)
+    ref.tell("hold")
+    journal.wait_for(("a", "holding"))
+    ref.tell("take_ints")
+    for number in (1, 2, 3):
+        ref.tell(number)
+    asked = ref.ask(4, block=False)  # an ask is answered in its own turn, never taken
+    ref.tell(5)
+    ref.tell("end")
+    ref.tell(6)
+
+    gate.set()
+    journal.wait_for(("a", 6))
+    asked.get(timeout=WAIT_S)
+
+    assert journal.lines[journal.lines.index(("a", "hold")) + 1 :] == [
+        ("a", ("took", (1, 2, 3))),
+        ("a", 4),
+        ("a", 5),
+        ("a", "end"),
+        ("a", 6),
+    ]
