@@ -347,11 +347,20 @@ class Coordinator(SupervisedActor, LoopActor):
         self, mail: dict[int, list[actions.Request | actions.Release]]
     ) -> list[actions.Action]:
         """Tell each account its releases and requests; returns what the dispatch
-        decides for an account whose actor turns out gone."""
+        decides for an account whose actor turns out gone.
+
+        Accounts asked for a lease go first: on the loop thread their turns then
+        come before those of accounts only given a slot back, so the next check
+        does not wait for those.
+        """
         more: list[actions.Action] = []
-        for account_id, letters in mail.items():
+        posts = [
+            (any(isinstance(a, actions.Request) for a in letters), account_id, letters)
+            for account_id, letters in mail.items()
+        ]
+        posts.sort(key=lambda post: not post[0])  # stable: in order within each kind
+        for asks, account_id, letters in posts:
             messages = [a.request if isinstance(a, actions.Request) else a.release for a in letters]
-            asks = any(isinstance(a, actions.Request) for a in letters)
             ref = self._roster.get(account_id)
             if (ref is None or not tell_quietly(ref, bundle(messages))) and asks:
                 more.extend(self._dispatch.account_lost(account_id, "account_actor_dead"))
