@@ -232,15 +232,19 @@ class Coordinator(SupervisedActor, LoopActor):
         todo: list[actions.Action] = []
         ended: CheckFinished | None = first
         settled = 0
-        while ended is not None:
-            self._checkers.ended(ended.lease_id)
-            todo.extend(
-                self._dispatch.check_finished(
-                    ended.lease_id, ended.outcome, ended.started_at, ended.finished_at
+        try:
+            while ended is not None:
+                self._checkers.ended(ended.lease_id)
+                todo.extend(
+                    self._dispatch.check_finished(
+                        ended.lease_id, ended.outcome, ended.started_at, ended.finished_at
+                    )
                 )
-            )
-            settled += 1
-            ended = self.take_next_if(CheckFinished) if settled < _ENDED_PER_TURN else None
+                settled += 1
+                ended = self.take_next_if(CheckFinished) if settled < _ENDED_PER_TURN else None
+        except Exception:
+            self._perform(todo)  # the checks settled before the fault keep their results
+            raise
         return todo
 
     def _on_batch(self, messages: tuple[Any, ...]) -> None:
@@ -248,7 +252,11 @@ class Coordinator(SupervisedActor, LoopActor):
         out once (the next requests to each account as one message)."""
         todo: list[actions.Action] = []
         for each in messages:
-            decided = self._decide(each)
+            try:
+                decided = self._decide(each)
+            except Exception:
+                self._perform(todo)  # what the answers before the fault decided still holds
+                raise
             if decided is not None:
                 todo.extend(decided)
                 continue

@@ -59,14 +59,17 @@ class Cycle:
         """The jobs without a final result yet."""
         return list(self._open.values())
 
-    def log_started(self, limits: Mapping[int, int]) -> None:
-        """Log the cycle's size, in all and per account (``limits``: 0 = unlimited)."""
+    def log_started(self) -> None:
+        """Log the cycle's size."""
+        logger.info("cycle_started", cycle_id=self.cycle_id, streams=self.streams)
+
+    def log_accounts(self, limits: Mapping[int, int]) -> None:
+        """Log the cycle's size per account (``limits``: 0 = unlimited), before any result."""
         by_account = Counter[int]()
         for job in self._open.values():
             by_account[job.account_id] += len(job.stream_ids)
-        logger.info("cycle_started", cycle_id=self.cycle_id, streams=self.streams)
         # One line for all accounts, not one each: at 200 accounts the per-account
-        # lines cost the coordinator milliseconds before the first check could start.
+        # lines cost the coordinator milliseconds.
         accounts = sorted(by_account)
         logger.info(
             "cycle_accounts",

@@ -9,12 +9,12 @@ answers whoever waits for that: the ``CheckCycle``'s ``done`` and every
 fail at once (an actor the daemon needs has died). Listeners are told through
 the injected ``announce``.
 
-A cycle's start is logged and announced (``CycleStarted``) by
+A cycle's start is logged at once (``cycle_started``), but its size per
+account (``cycle_accounts``) and ``CycleStarted`` come from
 :meth:`Cycles.announce_begun`, which the coordinator calls once the first
-checks are asked for: the listeners and the log line do not hold them up.
-Whatever comes next of the cycle (a result, its end) announces it first if
-that has not happened yet, so the listeners always hear ``CycleStarted``
-first.
+checks are asked for, so that they do not hold those up. Whatever comes next
+of the cycle (a result, its end) announces it first if that has not happened
+yet, so the listeners always hear ``CycleStarted`` first.
 """
 
 from __future__ import annotations
@@ -157,15 +157,16 @@ class Cycles:
         self._running = cycle
         self._done = message.done
         self._unannounced = (cycle, limits)
+        cycle.log_started()
         return jobs
 
     def announce_begun(self) -> None:
-        """Log the cycle begun and tell the listeners ``CycleStarted``, unless done already."""
+        """Log the cycle's accounts and tell the listeners ``CycleStarted``, unless done."""
         if self._unannounced is None:
             return
         cycle, limits = self._unannounced
         self._unannounced = None
-        cycle.log_started(limits)
+        cycle.log_accounts(limits)
         self._announce(CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at))
 
     def rank(self, job: Job) -> tuple[int, int]:

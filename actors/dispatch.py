@@ -14,7 +14,7 @@ How slots are handed out: a job waits on its account until the account has
 room (see the lease protocol in :mod:`actors.messages`) and the global budget
 has room; requests in flight count against the budget like running checks, so
 the budget is never overdrawn. Within an account the job of highest priority
-goes first (``Job.priority``, set by the coordinator: channels marked in the
+goes first (``Job.priority``, ranked by the coordinator: channels marked in the
 config, then streams never checked, then those whose last check failed, then
 the rest, the most cycles unchecked first), and among equals the longest
 expected check. While the budget can serve every ready account in full, each gets

@@ -107,7 +107,11 @@ class _Loop:
         turns, idle = self._turns, self._idle
         while True:
             if idle and turns.empty():
-                idle.popleft()._idle_now()  # its Idle is a turn like any other
+                asker = idle.popleft()
+                try:
+                    asker._idle_now()  # tells it Idle: its turn comes like any other
+                except Exception:  # none is expected; it must not end every actor's turns
+                    logger.exception("loop_idle_failed", actor=str(asker))
                 continue
             actor = turns.get()
             if actor is None:
@@ -154,6 +158,9 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def take_told(self, kind: type[T]) -> T | None:
         """The next letter's message, taken out, if it is a ``kind`` told (not asked)."""

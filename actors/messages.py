@@ -73,7 +73,8 @@ class Job:
     priority: tuple[int, int] = (1, 0)
     """Its place in its account's queue, smaller first (:mod:`domain.priority`):
     marked, never checked, failed, the rest; then the most cycles unchecked
-    first. The coordinator sets it; jobs it did not rank all rank the same."""
+    first. The dispatch sets it from the coordinator's ranking; unranked jobs
+    all rank the same."""
 
     @property
     def account_id(self) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sized
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import pykka
 import pytest
@@ -11,8 +13,10 @@ from structlog.testing import capture_logs
 
 from actors.account import AccountActor, LearningFeed
 from actors.coordinator import Coordinator, CoordinatorSettings
+from actors.dispatch import Dispatch
 from actors.jobs import jobs_for
 from actors.learning import LearningSettings
+from actors.loop import LoopActor
 from actors.messages import (
     AbortCycle,
     CheckCycle,
@@ -533,3 +537,50 @@ def test_a_restarted_account_actor_keeps_what_its_logins_taught(timers):
         assert learned(fresh) == 2
     finally:
         coordinator.stop()
+
+
+class _Holder(LoopActor):
+    """Holds the loop thread until its gate opens, so that mail queues behind it."""
+
+    def __init__(self, gate: threading.Event, holding: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+        self.holding = holding
+
+    def on_receive(self, message: Any) -> None:
+        self.holding.set()
+        assert self.gate.wait(5)
+
+
+def test_a_fault_among_checks_settled_in_one_turn_keeps_the_verdicts_settled_before_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled: list[int] = []
+    check_finished = Dispatch.check_finished
+
+    def third_fails(self: Dispatch, lease_id: int, *args: Any) -> Any:
+        settled.append(lease_id)
+        if len(settled) == 3:
+            raise RuntimeError("boom")
+        return check_finished(self, lease_id, *args)
+
+    monkeypatch.setattr(Dispatch, "check_finished", third_fails)
+    probe = FakeProbe(behaviours={i: Behaviour(gated=True) for i in range(1, 6)})
+    coordinator = harness.start([simple_account(1, 5)], probe)
+    done = harness.begin([stream(i, 1) for i in range(1, 6)])
+    assert probe.wait_open(5)
+    gate, holding = threading.Event(), threading.Event()
+    _Holder.start(gate, holding).tell("hold")
+    assert holding.wait(5)
+    for i in range(1, 6):
+        probe.open_gate(i)
+    # The five reports wait behind the holder: the coordinator settles them in one turn.
+    inbox = cast(Sized, coordinator.actor_inbox)  # a loop actor's mailbox counts its letters
+    assert wait_for(lambda: len(inbox) == 5, timeout=5, interval=0.005)
+    gate.set()
+
+    finished = done.get(timeout=10)
+    statuses = sorted(r.status for r in finished.results)
+    assert statuses == ["error", "error", "error", "ok", "ok"]
+    errors = [r.error for r in finished.results if r.status == "error"]
+    assert all(e is not None and e.startswith("coordinator_failed") for e in errors)
