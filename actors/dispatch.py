@@ -105,6 +105,10 @@ class CoordinatorSettings:
 # --- state ------------------------------------------------------------------------
 
 
+_Waiting = tuple[int, int, float, int, Job]
+"""A waiting job's heap entry: priority rank and age, its expected seconds negated, its id."""
+
+
 @dataclass
 class _Account:
     account_id: int
@@ -112,10 +116,11 @@ class _Account:
     """Slots the account's profiles allow in all (UNLIMITED if one is unlimited)."""
     room: int = 0
     """Requests the account has room for, as both sides count it (see ``RoomChanged``)."""
-    waiting: list[tuple[int, int, float, int, Job]] = field(default_factory=list)
+    waiting: list[_Waiting] = field(default_factory=list)
     """A heap: the job's priority first (``Job.priority``: marked channels, never
     checked, failed, the rest, the most cycles unchecked first), then the longest
-    expected check, then the oldest job."""
+    expected check, then the oldest job. The entry's keys are the job's: a job
+    queued at a cycle's start gets them copied in when it leaves the queue."""
     waiting_work: float = 0.0
     in_flight: int = 0
     in_flight_work: float = 0.0
@@ -412,22 +417,24 @@ class Dispatch:
         default = self._settings.check_duration
         self._open += len(jobs)
         history, accounts = self._history, self._accounts
-        queued: dict[int, list[Job]] = {}
+        # The cycle's start waits on this loop: a job goes into its account's queue
+        # as its heap entry, and is copied with its keys only when it is asked for.
+        queued: dict[int, list[_Waiting]] = {}
         for job in jobs:
-            # One copy per job, with both keys: the cycle's start waits on this loop.
-            expected = job.evolve(
-                expected_s=history.get(job.stream.id, default),
-                priority=None if rank is None else rank(job),
-            )
+            expected = history.get(job.stream.id, default)
+            order, age = job.priority if rank is None else rank(job)
             account = accounts.get(job.stream.account_id)
+            if account is not None and not account.retired and account.lost is None:
+                entry = (order, age, -expected, job.job_id, job)
+                queued.setdefault(account.account_id, []).append(entry)
+                continue
+            keyed = job.evolve(expected_s=expected, priority=(order, age))
             if account is None or account.retired:
-                self._finish(expected, ProbeOutcome(kind="error", reason="unknown_account"), out)
-            elif account.lost is not None or account.unauthorized:
-                self._enqueue(expected, out)  # it ends at once, as _enqueue says why
+                self._finish(keyed, ProbeOutcome(kind="error", reason="unknown_account"), out)
             else:
-                queued.setdefault(account.account_id, []).append(expected)
-        for account_id, batch in queued.items():
-            self._push_all(accounts[account_id], batch)
+                self._enqueue(keyed, out)  # it ends at once, as _enqueue says why
+        for account_id, entries in queued.items():
+            self._push_all(accounts[account_id], entries)
         if self._open:
             self._timers.set(_MAX_WAIT, self._clock() + self._settings.max_wait)
         self._pump(out)
@@ -562,21 +569,20 @@ class Dispatch:
         account.waiting_work += job.expected_s
         self._mark(account)
 
-    def _push_all(self, account: _Account, jobs: list[Job]) -> None:
-        """``_push`` of many jobs at once (a cycle's start): one heapify, one mark."""
+    def _push_all(self, account: _Account, entries: list[_Waiting]) -> None:
+        """``_push`` of many heap entries at once (a cycle's start): one heapify, one mark."""
         waiting = account.waiting
-        for job in jobs:
-            rank, age = job.priority
-            waiting.append((rank, age, -job.expected_s, job.job_id, job))
+        waiting.extend(entries)
         heapq.heapify(waiting)
-        account.waiting_work += sum(job.expected_s for job in jobs)
+        account.waiting_work -= sum(entry[2] for entry in entries)
         self._mark(account)
 
     def _pop(self, account: _Account) -> Job:
-        *_, job = heapq.heappop(account.waiting)
-        account.waiting_work = max(0.0, account.waiting_work - job.expected_s)
+        """The account's next job, with the priority and expected duration it waited by."""
+        rank, age, negated_s, _, job = heapq.heappop(account.waiting)
+        account.waiting_work = max(0.0, account.waiting_work + negated_s)
         self._mark(account)
-        return job
+        return job.evolve(expected_s=-negated_s, priority=(rank, age))
 
     def _mark(self, account: _Account) -> None:
         """The account changed: refresh whether it is ready, forget its urgency."""
