@@ -98,6 +98,15 @@ def journal() -> Iterator[Journal]:
     pykka.ActorRegistry.stop_all()
 
 
+def hold_loop(journal: Journal, name: str) -> tuple[threading.Event, pykka.ActorRef[Any]]:
+    """An ``Echo`` that holds the loop thread (mail queues meanwhile) until the gate is set."""
+    gate = threading.Event()
+    ref = Echo.start(name, journal, gate)
+    ref.tell("hold")
+    journal.wait_for((name, "holding"))
+    return gate, ref
+
+
 def test_on_start_comes_first_messages_in_order_on_stop_last(journal: Journal) -> None:
     ref = Echo.start("a", journal)
     for number in range(5):
@@ -150,11 +159,8 @@ def test_a_crash_stops_that_actor_only(journal: Journal) -> None:
 def test_each_turn_is_one_message_so_a_busy_actor_does_not_starve_another(
     journal: Journal,
 ) -> None:
-    gate = threading.Event()
-    busy = Echo.start("busy", journal, gate)
+    gate, busy = hold_loop(journal, "busy")
     other = Echo.start("other", journal)
-    busy.tell("hold")
-    journal.wait_for(("busy", "holding"))
     for number in range(20):  # all queued while the loop is held
         busy.tell(number)
     other.tell("mine")
@@ -183,10 +189,7 @@ def test_the_thread_ends_with_the_last_actor_and_comes_back_for_the_next(
 
 
 def test_mail_told_before_its_first_turn_waits_for_on_start(journal: Journal) -> None:
-    gate = threading.Event()
-    holder = Echo.start("holder", journal, gate)
-    holder.tell("hold")  # the loop is busy while the next actor starts and gets mail
-    journal.wait_for(("holder", "holding"))
+    gate, _holder = hold_loop(journal, "holder")  # busy while the next one starts, gets mail
     late = Echo.start("late", journal)
     late.tell("early mail")
 
@@ -218,11 +221,8 @@ def test_what_raises_past_pykka_ends_that_actor_and_no_other(
 def test_idle_comes_once_after_every_turn_waiting_when_it_was_asked_for(
     journal: Journal,
 ) -> None:
-    gate = threading.Event()
-    asker = Echo.start("asker", journal, gate)
+    gate, asker = hold_loop(journal, "asker")
     other = Echo.start("other", journal)
-    asker.tell("hold")
-    journal.wait_for(("asker", "holding"))
     asker.tell("idle_later")
     for number in range(5):  # all queued while the loop is held
         other.tell(number)
@@ -240,10 +240,7 @@ def test_idle_comes_once_after_every_turn_waiting_when_it_was_asked_for(
 def test_a_turn_takes_the_run_of_like_messages_that_come_next_and_no_other(
     journal: Journal,
 ) -> None:
-    gate = threading.Event()
-    ref = Echo.start("a", journal, gate)
-    ref.tell("hold")
-    journal.wait_for(("a", "holding"))
+    gate, ref = hold_loop(journal, "a")
     ref.tell("take_ints")
     for number in (1, 2, 3):
         ref.tell(number)
