@@ -298,7 +298,7 @@ class Coordinator(SupervisedActor, LoopActor):
         else:
             jobs = cycles.begin(message, self._roster.limits())
             self._perform(self._dispatch.start(jobs, cycles.rank))
-            self.tell_when_idle()  # the log line and CycleStarted after the first requests
+            self.tell_when_idle()  # its accounts' log line and CycleStarted: once these are out
 
     def _on_abort(self, message: AbortCycle) -> None:
         cycle = self._cycles.abort(message)

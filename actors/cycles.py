@@ -69,7 +69,7 @@ def plan(cycle_id: int, jobs: Iterable[Job], memory: CheckMemory, stable_every: 
     """The cycle's jobs less the stable ones not due (``stable_every``).
 
     It counts the cycle in ``memory`` (a stream's cycles unchecked grow by one),
-    so that :func:`rank` ranks the jobs for this cycle.
+    so that :meth:`Cycles.rank` ranks the jobs for this cycle.
     """
     memory.next_cycle()
     if stable_every <= 1:  # every job is due: no history read

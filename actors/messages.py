@@ -87,8 +87,8 @@ class Job:
         """A copy with a new ``expected_s`` and/or ``priority``.
 
         What ``dataclasses.replace`` gives, four times faster (1 against 4 µs):
-        the dispatch makes one per job at each cycle's start, before
-        the first check can start (10,000 jobs: 30 ms against 80 ms).
+        the dispatch makes one each time a job leaves its queue (10,000 jobs:
+        30 ms against 80 ms in all).
         """
         clone = object.__new__(Job)
         fields = clone.__dict__
