@@ -378,7 +378,7 @@ class Dispatch:
         account.lost = reason
         self._mark(account)
         self._fail_waiting(account, failed, out)
-        return self._done(out)
+        return self._done(self._pump(out))  # the budget its requests held goes on at once
 
     def room_changed(self, account_id: int, change: int, short: str | None = None) -> list[Action]:
         """``RoomChanged`` from an account (``short``: why it has no room)."""

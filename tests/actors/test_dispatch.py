@@ -295,6 +295,17 @@ def test_a_lost_account_actor_costs_its_requests_and_queue() -> None:
     assert desk.dispatch.can_restart(1)
 
 
+def test_the_global_budget_a_lost_account_held_goes_to_another_at_once() -> None:
+    desk = Desk({1: 2, 2: 2}, CoordinatorSettings(global_limit=2))
+    assert desk.requested(desk.start({1: 1, 2: 1, 3: 2, 4: 2})) == [1, 3]
+    rows = desk.rows(desk.dispatch.account_lost(1, "account_actor_dead"))
+    assert [row for row in rows if row[0] == "finish"] == [
+        ("finish", 1, "error", "account_actor_dead"),
+        ("finish", 2, "error", "account_actor_dead"),
+    ]
+    assert desk.requested(rows) == [4]  # not at the next event: there may be none for long
+
+
 def test_a_grant_for_a_request_given_up_is_handed_back() -> None:
     desk = Desk({1: 1})
     desk.start({1: 1})
