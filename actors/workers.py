@@ -39,8 +39,11 @@ class BlockingWork:
         self._work = queue.SimpleQueue()
         self._spawn: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = 0
-        """Threads waiting for work that no call has been promised to yet."""
+        """Guards the thread count and ``_stopped`` between the spawner and ``stop``."""
+        self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
+        """One item for each thread waiting for work that no call has been promised to
+        yet. A queue, not a count under a lock: a pool thread that lost the GIL while
+        holding that lock made the caller (the loop thread) wait for it."""
         self._threads = 0
         self._stopped = False
         self._spawner = threading.Thread(target=self._spawn_loop, name=f"{name}-spawner")
@@ -57,14 +60,16 @@ class BlockingWork:
 
         The thread counts as idle again before ``then`` runs: a call that
         ``then`` causes (a report that leads to the next check) finds it idle.
-        Returns at once.
+        Returns at once. Calls come from one thread (the coordinator's turns),
+        and so does ``stop``: after it, a call does nothing.
         """
-        with self._lock:
-            if self._stopped:
-                return
-            spawn = self._idle == 0
-            if not spawn:
-                self._idle -= 1
+        if self._stopped:
+            return
+        try:
+            self._idle.get_nowait()  # an idle thread is promised to this call
+            spawn = False
+        except queue.Empty:
+            spawn = True
         self._work.put((fn, then))  # type: ignore[arg-type]  # T is erased in the queue
         if spawn:
             self._spawn.put(True)
@@ -96,11 +101,9 @@ class BlockingWork:
                 result = fn()
             except Exception:
                 logger.exception("blocking_work_failed")
-                with self._lock:
-                    self._idle += 1
+                self._idle.put(None)
                 continue
-            with self._lock:
-                self._idle += 1
+            self._idle.put(None)
             try:
                 then(result)
             except Exception:

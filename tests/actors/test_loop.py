@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
 
-from actors.loop import Idle, LoopActor
+from actors import loop
+from actors.loop import Idle, LoopActor, _Inbox
 
 WAIT_S = 5.0
 
@@ -260,3 +262,62 @@ def test_a_turn_takes_the_run_of_like_messages_that_come_next_and_no_other(
         ("a", "end"),
         ("a", 6),
     ]
+
+
+def test_mail_from_many_threads_at_once_is_each_handled_once_in_each_senders_order(
+    journal: Journal,
+) -> None:
+    ref = Echo.start("a", journal)
+    senders, letters = 8, 200
+    go = threading.Barrier(senders)
+
+    def send(sender: int) -> None:
+        go.wait(WAIT_S)
+        for number in range(letters):
+            ref.tell((sender, number))
+
+    threads = [threading.Thread(target=send, args=(sender,)) for sender in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_S)
+    for sender in range(senders):  # no more mail: a letter left without a turn stays so
+        journal.wait_for(("a", (sender, letters - 1)))
+
+    got = [what for who, what in journal.lines if who == "a" and isinstance(what, tuple)]
+    assert sorted(got) == [(s, n) for s in range(senders) for n in range(letters)]
+    for sender in range(senders):
+        assert [n for s, n in got if s == sender] == list(range(letters))
+
+
+class _LetterJustThen(deque[Any]):
+    """A mailbox's letters where one more is put by another thread just as the loop
+    thread finds it empty (the first time it looks), the race the lock used to close."""
+
+    def __init__(self, inbox: _Inbox, letter: Any) -> None:
+        super().__init__()
+        self.inbox, self.letter = inbox, letter
+
+    def __len__(self) -> int:
+        length = super().__len__()
+        if length == 0 and self.letter is not None:
+            letter, self.letter = self.letter, None
+            self.inbox.put(letter)  # it sees a turn still waiting: asks for none
+        return length
+
+
+def test_a_letter_put_as_the_loop_finds_the_mailbox_empty_still_gets_a_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    turns: list[object] = []
+    monkeypatch.setattr(loop._LOOP, "turn", turns.append)
+    actor = object()
+    inbox = _Inbox(actor)  # type: ignore[arg-type]  # only passed on to the loop
+    inbox.start()
+    assert turns == [actor]
+    inbox._items = _LetterJustThen(inbox, "late")
+
+    assert inbox.next_or_rest() is None  # the turn finds none: the letter comes just then
+
+    assert turns == [actor, actor]  # so the loop gives the actor another turn
+    assert inbox.next_or_rest() == "late"  # type: ignore[comparison-overlap]  # a stand-in
