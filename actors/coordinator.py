@@ -13,7 +13,6 @@ decides from ``SetAccounts``. The lease protocol is told in
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -49,6 +48,7 @@ from actors.messages import (
     bundle,
 )
 from actors.observer import CheckObserver
+from actors.outbox import Letter, Outbox
 from actors.roster import Roster
 from actors.slots import capacity
 from actors.supervisor import SupervisedActor
@@ -155,20 +155,11 @@ class Coordinator(SupervisedActor, LoopActor):
         pykka drops the told messages of a dead actor.
         """
         self._cycles.fail_open(outcome)
-        kept = []
-        # pykka's inbox protocol has no get_nowait; get() cannot wait here: only this
-        # thread takes from the inbox, and it is not empty (pykka's teardown does the same).
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            message = envelope.message
+        for message in self.take_all_of(CheckCycle, AbortCycle):
             if isinstance(message, CheckCycle):
                 self._cycles.fail_unstarted(message, outcome)
-            elif isinstance(message, AbortCycle):
-                resolve(message.done, None)
             else:
-                kept.append(envelope)
-        for envelope in kept:  # pykka answers the asks among them with ActorDeadError
-            self.actor_inbox.put(envelope)
+                resolve(message.done, None)
 
     # --- messages -----------------------------------------------------------------
 
@@ -322,59 +313,32 @@ class Coordinator(SupervisedActor, LoopActor):
     # --- carrying out -------------------------------------------------------------
 
     def _perform(self, todo: Iterable[actions.Action]) -> None:
-        """Carry out the dispatch's actions in order, then end the cycle if it is complete.
-
-        Results go to the listeners last: a freed slot's next request is not
-        kept waiting behind them. What goes to one account goes as one
-        message (a :class:`Batch` if there are several), in order.
-        """
-        pending = deque(todo)
-        finished: list[actions.Finish] = []
-        mail: dict[int, list[actions.Request | actions.Release]] = {}
-        while pending:
-            action = pending.popleft()
-            if isinstance(action, actions.Finish):
-                finished.append(action)
-            elif isinstance(action, actions.Request | actions.Release):
-                mail.setdefault(action.account_id, []).append(action)
+        """Carry out the dispatch's actions in the :class:`Outbox` order, then end
+        the cycle if it is complete."""
+        outbox = Outbox(todo)
+        while (step := outbox.next()) is not None:
+            if isinstance(step, tuple):
+                outbox.add(self._post(step))
             else:
-                if isinstance(action, actions.DropAccount) and mail:  # its last release first
-                    pending.extend(self._post(mail))
-                    mail = {}
-                pending.extend(self._carry_out(action))
-            if not pending and mail:
-                pending.extend(self._post(mail))
-                mail = {}
-        for finish in finished:
+                self._carry_out(step)
+        for finish in outbox.finished:
             self._cycles.record(finish)
         # A max_wait expiry is not an abort: every stream has its result (once exits 0).
         dispatch = self._dispatch
         self._cycles.end(aborted=dispatch.draining is not None and not dispatch.wait_expired)
 
-    def _post(
-        self, mail: dict[int, list[actions.Request | actions.Release]]
-    ) -> list[actions.Action]:
-        """Tell each account its releases and requests; returns what the dispatch
-        decides for an account whose actor turns out gone.
-
-        Accounts asked for a lease go first: on the loop thread their turns then
-        come before those of accounts only given a slot back, so the next check
-        does not wait for those.
-        """
+    def _post(self, letters: tuple[Letter, ...]) -> list[actions.Action]:
+        """Tell each account its letter; returns what the dispatch decides for an
+        account whose actor turns out gone."""
         more: list[actions.Action] = []
-        posts = [
-            (any(isinstance(a, actions.Request) for a in letters), account_id, letters)
-            for account_id, letters in mail.items()
-        ]
-        posts.sort(key=lambda post: not post[0])  # stable: in order within each kind
-        for asks, account_id, letters in posts:
-            messages = [a.request if isinstance(a, actions.Request) else a.release for a in letters]
-            ref = self._roster.get(account_id)
-            if (ref is None or not tell_quietly(ref, bundle(messages))) and asks:
-                more.extend(self._dispatch.account_lost(account_id, "account_actor_dead"))
+        for letter in letters:
+            ref = self._roster.get(letter.account_id)
+            delivered = ref is not None and tell_quietly(ref, bundle(letter.messages))
+            if not delivered and letter.asks:
+                more.extend(self._dispatch.account_lost(letter.account_id, "account_actor_dead"))
         return more
 
-    def _carry_out(self, action: actions.Action) -> list[actions.Action]:
+    def _carry_out(self, action: actions.Action) -> None:
         """One action (not a lease message: see ``_post``)."""
         match action:
             case actions.StartCheck(job=job, lease=lease, others_running=others):
@@ -390,7 +354,6 @@ class Coordinator(SupervisedActor, LoopActor):
                 ref = self._roster.drop(account_id)
                 if ref is not None:
                     ref.stop(block=False)
-        return []
 
     def _announce(self, message: CycleStarted | ResultReady | CycleFinished) -> None:
         for listener in self._listeners:

@@ -180,6 +180,16 @@ class _Inbox:
                 return items.popleft().message
         return None
 
+    def take_all(self, kinds: tuple[type, ...]) -> list[Any]:
+        """The messages of ``kinds``, taken out; the other letters stay, in order."""
+        taken: list[Envelope[Any]] = []
+        kept: list[Envelope[Any]] = []
+        for _ in range(len(self._items)):  # letters put meanwhile stay after these
+            envelope = self._items.popleft()
+            (taken if isinstance(envelope.message, kinds) else kept).append(envelope)
+        self._items.extendleft(reversed(kept))
+        return [envelope.message for envelope in taken]
+
     def next_or_rest(self) -> Envelope[Any] | None:
         """The next letter, or None (and no turn is waiting any more) if there is none."""
         if self._items:
@@ -234,6 +244,11 @@ class LoopActor(pykka.ThreadingActor):
         mailbox kept), where one decision for them all costs less than one each.
         """
         return self.actor_inbox.take_told(kind)
+
+    def take_all_of(self, *kinds: type) -> list[Any]:
+        """Every message of ``kinds`` in this actor's mailbox, taken out of it, in
+        order; the others stay. Call it in the actor's own turn (or its teardown)."""
+        return self.actor_inbox.take_all(kinds)
 
     def _idle_now(self) -> None:
         self._idle_asked = False

@@ -29,6 +29,7 @@ at once when it subscribes). While counts are unknown an account fails closed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,7 @@ class Batch:
     messages: tuple[Any, ...]
 
 
-def bundle(messages: list[Any]) -> Any:
+def bundle(messages: Sequence[Any]) -> Any:
     """One message as it is, several as a :class:`Batch`."""
     return messages[0] if len(messages) == 1 else Batch(tuple(messages))
 

@@ -84,6 +84,8 @@ class Echo(LoopActor):
                 while (number := self.take_next_if(int)) is not None:
                     taken.append(number)
                 message = ("took", tuple(taken))
+            case "take_all_ints":  # every int in the mailbox, the rest left in order
+                message = ("took all", tuple(self.take_all_of(int)))
             case "idle_later":
                 self.tell_when_idle()
                 self.tell_when_idle()  # asked twice, told once
@@ -288,6 +290,21 @@ def test_mail_from_many_threads_at_once_is_each_handled_once_in_each_senders_ord
     assert sorted(got) == [(s, n) for s in range(senders) for n in range(letters)]
     for sender in range(senders):
         assert [n for s, n in got if s == sender] == list(range(letters))
+
+
+def test_a_turn_can_take_every_message_of_a_kind_out_of_its_mailbox(journal: Journal) -> None:
+    gate, ref = hold_loop(journal, "a")
+    for message in ("take_all_ints", 1, "x", 2, "y", 3):
+        ref.tell(message)
+
+    gate.set()
+    journal.wait_for(("a", "y"))
+
+    assert journal.lines[journal.lines.index(("a", "hold")) + 1 :] == [
+        ("a", ("took all", (1, 2, 3))),
+        ("a", "x"),
+        ("a", "y"),
+    ]
 
 
 class _LetterJustThen(deque[Any]):
