@@ -21,8 +21,8 @@ check that could use it waits, to the next such check starting; a slot the
 global limit keeps idle is not counted, the global slot it frees is),
 ``overhead_ms_per_check`` (CPU time of the whole process per check: the probe
 only sleeps, so every CPU cycle is ours), ``first_check_ms`` (from the cycle's
-start to its first check starting), ``threads_max`` (threads alive at once)
-and ``max_rss_mb``.
+start to its first check starting), ``threads_max`` (threads alive at the
+cycle's end: the pool keeps its threads) and ``max_rss_mb``.
 
 ``--suite`` runs every scenario file of a folder ``--runs`` times, each in its
 own process (so that ``max_rss_mb`` is the scenario's), and prints one line
@@ -161,48 +161,61 @@ def generate(
 
 
 class SleepProbe:
-    """Sleeps the stream's duration (on the cancel token) and records open connections."""
+    """Sleeps the stream's duration (on the cancel token) and records when each
+    connection opened and closed.
+
+    It takes no lock: a lock that every check takes twice is a cost the real
+    probe does not have (each ffmpeg run has its own), and with thousands of
+    checks at once a probe thread that lost the interpreter lock while holding
+    it kept others waiting for it. Appending to a list is atomic, and each
+    stamp is taken before it is appended, so the records sorted by time give
+    the connections open at each instant (:meth:`tally`).
+    """
 
     def __init__(self, scenario: Scenario) -> None:
         self._durations = scenario.durations
         self._limits = {a.id: _free_slots(a, scenario.viewers) for a in scenario.accounts}
         self._global = scenario.global_limit
-        self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
         """Forget what was recorded (between cycles)."""
-        self.open: dict[int, int] = defaultdict(int)
-        self.open_total = 0
-        self.max_open: dict[int, int] = defaultdict(int)
-        self.violations = 0
         self.events: list[tuple[float, str, int]] = []
         self.held: dict[int, float] = {}
         """Seconds each stream's check held its connection, as measured here."""
-        self.threads_max = 0
 
     def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
         account = request.account_id
-        with self._lock:
-            self.open[account] += 1
-            self.open_total += 1
-            self.max_open[account] = max(self.max_open[account], self.open[account])
-            limit = self._limits[account]
-            if limit < UNLIMITED and self.open[account] > limit:
-                self.violations += 1
-            if self._global and self.open_total > self._global:
-                self.violations += 1
-            opened = time.perf_counter()
-            self.events.append((opened, "start", account))
-            self.threads_max = max(self.threads_max, threading.active_count())
+        events = self.events
+        opened = time.perf_counter()
+        events.append((opened, "start", account))
         token.wait(self._durations[request.stream_id])
-        with self._lock:
-            closed = time.perf_counter()
-            self.events.append((closed, "end", account))
-            self.held[request.stream_id] = closed - opened
-            self.open[account] -= 1
-            self.open_total -= 1
+        closed = time.perf_counter()
+        events.append((closed, "end", account))
+        self.held[request.stream_id] = closed - opened
         return ProbeOutcome(kind="ok", info=StreamInfo(resolution="1280x720", height=720))
+
+    def tally(self) -> tuple[dict[int, int], int]:
+        """The most connections open at once per account, and the violations: each
+        opening beyond its account's limit or the global one counts once (a
+        closing and an opening at the same instant close first)."""
+        open_now: dict[int, int] = defaultdict(int)
+        max_open: dict[int, int] = defaultdict(int)
+        total = violations = 0
+        for _, kind, account in sorted(self.events):  # "end" sorts before "start"
+            if kind == "end":
+                open_now[account] -= 1
+                total -= 1
+                continue
+            open_now[account] += 1
+            total += 1
+            max_open[account] = max(max_open[account], open_now[account])
+            limit = self._limits[account]
+            if limit < UNLIMITED and open_now[account] > limit:
+                violations += 1
+            if self._global and total > self._global:
+                violations += 1
+        return dict(max_open), violations
 
 
 def _free_slots(account: Account, viewers: dict[int, int]) -> int:
@@ -346,6 +359,7 @@ def _one_cycle(
     held_bound = lower_bound(scenario, {**scenario.durations, **probe.held})
     first = min((at for at, kind, _ in probe.events if kind == "start"), default=started)
     latencies = sorted(idle_slot_latencies(probe.events, scenario))
+    max_open, violations = probe.tally()
     return {
         "streams": len(scenario.streams),
         "accounts": len(scenario.accounts),
@@ -355,8 +369,8 @@ def _one_cycle(
         "ratio": round(makespan / bound, 4) if bound else None,
         "lower_bound_held_s": round(held_bound, 4),
         "ratio_held": round(makespan / held_bound, 4) if held_bound else None,
-        "max_concurrency": {str(k): v for k, v in sorted(probe.max_open.items())},
-        "violations": probe.violations,
+        "max_concurrency": {str(k): v for k, v in sorted(max_open.items())},
+        "violations": violations,
         "idle_slot_latency_ms": {
             "p50": round(_percentile(latencies, 0.50) * 1000, 3),
             "p99": round(_percentile(latencies, 0.99) * 1000, 3),
@@ -364,7 +378,7 @@ def _one_cycle(
         },
         "overhead_ms_per_check": round(cpu * 1000 / max(len(jobs), 1), 4),
         "first_check_ms": round((first - started) * 1000, 1),
-        "threads_max": probe.threads_max,
+        "threads_max": threading.active_count(),  # the pool's threads outlive the cycle
     }
 
 

@@ -22,7 +22,7 @@ import structlog
 
 from actors.dispatch import CoordinatorSettings, Dispatch
 from actors.slots import UNLIMITED
-from bench.scheduler import generate, load_scenario
+from bench.scheduler import SleepProbe, generate, load_scenario
 from domain.models import Account, ProbeOutcome, Profile, Stream
 from tests.actors import sim as sim_module
 from tests.actors.sim import CycleRun, Scenario, Simulation, random_latency
@@ -268,3 +268,28 @@ def test_the_critical_account_is_the_one_a_scan_of_every_ready_account_finds(
             scenario, settings=settings, latency=random_latency(rng, 0.003), outcome=flaky(rng)
         )
     assert _ScanChecked.picks > 1000
+
+
+def test_the_bench_probe_counts_every_opening_over_a_limit_from_its_records() -> None:
+    """``bench.scheduler``'s probe takes no lock: what was open at once comes from
+    its records sorted by time (a closing and an opening at one instant close first)."""
+    bench = load_scenario(
+        {
+            "global_limit": 2,
+            "accounts": [{"id": 1, "max_streams": 1}, {"id": 2, "max_streams": 0}],
+            "streams": [],
+        }
+    )
+    probe = SleepProbe(bench)
+    probe.events = [  # appended out of order, as racing threads may
+        (2.0, "start", 1),  # a second on account 1 (limit 1): one violation
+        (1.0, "start", 1),
+        (3.0, "end", 1),
+        (3.0, "start", 2),  # at the instant one closes: two open in all, no violation
+        (3.5, "start", 2),  # a third in all (global 2): one violation
+        (4.0, "end", 1),
+        (5.0, "end", 2),
+        (5.0, "end", 2),
+    ]
+
+    assert probe.tally() == ({1: 2, 2: 2}, 2)
