@@ -145,7 +145,8 @@ class _Inbox:
     once. Then the actor has two turns queued, and one of them finds the
     mailbox empty and does nothing; a letter is never left without a turn:
     whoever puts it, looks at ``_waiting`` after, and the loop thread looks at
-    the letters after it lowers ``_waiting``.
+    the letters after it lowers ``_waiting`` (the interpreter lock keeps those
+    steps in that order, as seen from every thread).
     """
 
     __slots__ = ("_actor", "_items", "_waiting")
