@@ -165,8 +165,8 @@ class Coordinator(SupervisedActor, LoopActor):
 
     def on_receive(self, message: Any) -> Any:
         """Feed one message into the dispatch and carry out what it decides."""
-        todo = self._decide(message)
-        if todo is not None:
+        todo: list[actions.Action] = []
+        if self._decide_keeping(message, todo):
             self._perform(todo)
             return None
         match message:
@@ -192,68 +192,65 @@ class Coordinator(SupervisedActor, LoopActor):
                 return super().on_receive(message)
         return None
 
-    def _decide(self, message: Any) -> list[actions.Action] | None:
-        """What the dispatch decides on a lease, check or timer event; None for other mail."""
+    def _decide(self, message: Any, todo: list[actions.Action]) -> bool:
+        """Add what the dispatch decides on a lease, check or timer event to ``todo``;
+        False (nothing added) for other mail."""
         dispatch = self._dispatch
-        todo: list[actions.Action] | None
         match message:
             case LeaseGranted(request_id=request_id, lease=lease):
-                todo = dispatch.granted(request_id, lease)
+                todo.extend(dispatch.granted(request_id, lease))
             case LeaseDenied(request_id=request_id, account_id=account_id, reason=reason):
                 self._observer.lease_denied(account_id, reason)
-                todo = dispatch.denied(request_id, reason)
+                todo.extend(dispatch.denied(request_id, reason))
             case RoomChanged(account_id=account_id, change=change, short=short):
-                todo = dispatch.room_changed(account_id, change, short)
+                todo.extend(dispatch.room_changed(account_id, change, short))
             case CheckFinished():
-                todo = self._checks_finished(message)
+                self._checks_finished(message, todo)
             case Preempt(lease_ids=lease_ids):
-                todo = dispatch.preempt(lease_ids)
+                todo.extend(dispatch.preempt(lease_ids))
             case Tick():
-                todo = dispatch.tick() if self._wake.fired(message) else []
+                if self._wake.fired(message):
+                    todo.extend(dispatch.tick())
             case AccountFailed(account_id=account_id):
-                todo = dispatch.account_lost(account_id, "account_actor_failed")
+                todo.extend(dispatch.account_lost(account_id, "account_actor_failed"))
             case _:
-                todo = None
-        return todo
+                return False
+        return True
 
-    def _checks_finished(self, first: CheckFinished) -> list[actions.Action]:
+    def _decide_keeping(self, message: Any, todo: list[actions.Action]) -> bool:
+        """``_decide``; after a fault, what ``todo`` holds by then is carried out first
+        (the checks settled and the answers decided before it keep their results)."""
+        try:
+            return self._decide(message, todo)
+        except Exception:
+            self._perform(todo)
+            raise
+
+    def _checks_finished(self, first: CheckFinished, todo: list[actions.Action]) -> None:
         """``first`` and the checks that ended after it, as long as their reports come
         next in the mailbox (up to ``_ENDED_PER_TURN``): settled in one turn, their
         releases and next requests go to each account as one message."""
-        todo: list[actions.Action] = []
         ended: CheckFinished | None = first
         settled = 0
-        try:
-            while ended is not None:
-                self._checkers.ended(ended.lease_id)
-                todo.extend(
-                    self._dispatch.check_finished(
-                        ended.lease_id, ended.outcome, ended.started_at, ended.finished_at
-                    )
+        while ended is not None:
+            self._checkers.ended(ended.lease_id)
+            todo.extend(
+                self._dispatch.check_finished(
+                    ended.lease_id, ended.outcome, ended.started_at, ended.finished_at
                 )
-                settled += 1
-                ended = self.take_next_if(CheckFinished) if settled < _ENDED_PER_TURN else None
-        except Exception:
-            self._perform(todo)  # the checks settled before the fault keep their results
-            raise
-        return todo
+            )
+            settled += 1
+            ended = self.take_next_if(CheckFinished) if settled < _ENDED_PER_TURN else None
 
     def _on_batch(self, messages: tuple[Any, ...]) -> None:
         """An account's answers, in order; what the dispatch decides on them is carried
         out once (the next requests to each account as one message)."""
         todo: list[actions.Action] = []
         for each in messages:
-            try:
-                decided = self._decide(each)
-            except Exception:
-                self._perform(todo)  # what the answers before the fault decided still holds
-                raise
-            if decided is not None:
-                todo.extend(decided)
-                continue
-            self._perform(todo)
-            todo = []
-            self.on_receive(each)
+            if not self._decide_keeping(each, todo):
+                self._perform(todo)
+                todo = []
+                self.on_receive(each)
         self._perform(todo)
 
     def _on_set_accounts(self, accounts: Iterable[Account]) -> None:
