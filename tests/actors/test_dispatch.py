@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.dispatch import CoordinatorSettings
+from actors.dispatch import CoordinatorSettings, spread
 from domain.models import OutcomeKind
 from tests.actors.desk import Desk
 
@@ -227,11 +227,48 @@ def test_under_a_binding_budget_the_account_with_most_work_per_slot_goes_first()
     assert len(set(accounts[2:])) == 4  # then four small accounts, one slot each
 
 
-def test_longest_expected_check_first_within_an_account() -> None:
-    desk = Desk({1: 1}, history={1: 1.0, 2: 9.0, 3: 4.0})
-    assert desk.start({1: 1, 2: 1, 3: 1}) == [("request", 1, 2)]
-    desk.grant(2)
-    assert desk.end(2)[-1] == ("request", 1, 3)
+def asked(rows: list[tuple[object, ...]]) -> int:
+    """The stream of the last row, a lease request."""
+    kind, _account, stream = rows[-1]
+    assert kind == "request"
+    assert isinstance(stream, int)
+    return stream
+
+
+def test_an_accounts_shortest_checks_go_last_longest_first() -> None:
+    # Twenty checks of 1-20 s on one slot: the shortest six (30 %, and at least
+    # four per slot) are its tail, run 6, 5, ... 1 s.
+    history = {stream: float(stream) for stream in range(1, 21)}
+    desk = Desk({1: 1}, history=history)
+    order = [asked(desk.start({stream: 1 for stream in history}))]
+    for _ in range(19):
+        desk.grant(order[-1])
+        order.append(asked(desk.end(order[-1])))
+    assert order[-6:] == [6, 5, 4, 3, 2, 1]
+    # ... and the longer ones before them in the order their lengths spread them to.
+    assert order[:14] == sorted(range(7, 21), key=lambda stream: spread(float(stream)))
+    assert order[:14] != sorted(range(7, 21), reverse=True)
+
+
+def test_an_account_with_few_checks_per_slot_runs_them_longest_first() -> None:
+    history = {stream: float(stream) for stream in range(1, 11)}
+    desk = Desk({1: 3}, history=history)  # ten checks on three slots: all in the tail
+    first = [row[2] for row in desk.start({stream: 1 for stream in history})]
+    assert first == [10, 9, 8]
+
+
+def test_checks_as_long_as_each_other_keep_their_jobs_order() -> None:
+    desk = Desk({1: 1}, history={1: 2.0, 2: 2.0, 3: 2.0})
+    assert desk.start({1: 1, 2: 1, 3: 1}) == [("request", 1, 1)]
+    desk.grant(1)
+    assert desk.end(1)[-1] == ("request", 1, 2)
+
+
+def test_a_denied_job_gets_its_turn_back_before_the_others_of_its_rank() -> None:
+    desk = Desk({1: 1}, history={stream: float(stream) for stream in range(1, 11)})
+    first = asked(desk.start({stream: 1 for stream in range(1, 11)}))
+    desk.deny(first)
+    assert desk.room(1, 1)[-1] == ("request", 1, first)
 
 
 def test_abort_cancels_running_and_ends_waiting_and_asked_for_jobs() -> None:
