@@ -620,7 +620,7 @@ class Dispatch:
     # --- internals: queues ----------------------------------------------------------
 
     def _push(self, account: _Account, job: Job) -> None:
-        # Ties go to the older job, so a job that lost its turn (a denial) gets it back.
+        # Back in the queue (a denial, a retry): first among its equals, its turn had come.
         rank, age = job.priority
         heapq.heappush(account.waiting, (rank, age, _BACK, -job.expected_s, job.job_id, job))
         account.waiting_work += job.expected_s

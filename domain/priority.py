@@ -57,7 +57,7 @@ def priority(marked: bool, last: LastCheck | None, age: int = 1) -> tuple[int, i
             stream, and counts as never checked.
         age: cycles since that check (1 = the previous cycle). "Oldest checked
             first" is by cycle: streams checked in the same cycle rank the same,
-            so the queue keeps its longest-first order among them (what keeps a
+            so the queue keeps its order by expected length among them (what keeps a
             cycle short) and only a stream left out of cycles (a cut-short cycle,
             ``stable_every``) moves up.
     """
