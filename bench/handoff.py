@@ -16,8 +16,7 @@ thread spends ``--work`` µs of CPU on it (spinning on ``time.thread_time``:
 Python holding the interpreter lock, as the coordinator's and the accounts'
 turns do) and hands the next check to the pool. So the figure is what the hand
 over between threads alone costs, at that much Python per check, with nothing
-of the scheduler in the way: no schedule run on threads of one interpreter on
-this machine can beat it.
+of the scheduler in the way.
 
 Prints one JSON object: the bound (the checks' total over the threads, or the
 longest check) and, for each order, the ratio a plain list schedule of that
