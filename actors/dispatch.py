@@ -17,7 +17,7 @@ the budget is never overdrawn. Within an account the job of highest priority
 goes first (``Job.priority``, ranked by the coordinator: channels marked in the
 config, then streams never checked, then those whose last check failed, then
 the rest, the most cycles unchecked first); among equals the account's
-shortest expected checks (:func:`tail_length` of them) go last, longest first,
+shortest expected checks (up to :func:`tail_threshold`) go last, longest first,
 so that its slots end close together, and the longer ones before them in an
 order spread over their lengths (see :func:`spread`). While the budget can
 serve every ready account in full, each gets all it can take at once; when the
@@ -41,7 +41,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -143,19 +143,22 @@ def spread(expected_s: float) -> float:
     return (expected_s * _SPREAD) % 1.0
 
 
-def tail_length(checks: int, slots: int) -> int:
-    """How many of an account's ``checks`` on ``slots`` go in its tail (see :func:`place`)."""
-    return max(math.ceil(checks * TAIL_SHARE), TAIL_PER_SLOT * slots)
+def tail_threshold(lengths: Sequence[float], slots: int) -> float | None:
+    """The longest check of an account's tail: its checks as long or shorter are in
+    it (:data:`TAIL_SHARE`, at least :data:`TAIL_PER_SLOT` per one of its ``slots``);
+    None when all of them are."""
+    tail = max(math.ceil(len(lengths) * TAIL_SHARE), TAIL_PER_SLOT * slots)
+    if tail >= len(lengths):
+        return None
+    return sorted(lengths)[tail - 1]
 
 
 def place(entries: list[_Waiting], slots: int) -> list[_Waiting]:
     """An account's queue at a cycle's start, each entry given its place: its shortest
-    checks in the tail (:func:`tail_length`; all of them where every check is as
-    long), the others spread."""
-    tail = tail_length(len(entries), slots)
-    if tail >= len(entries):
+    checks in the tail (all of them where every check is as long), the others spread."""
+    threshold = tail_threshold([-entry[3] for entry in entries], slots)
+    if threshold is None:
         return entries
-    threshold = sorted(-entry[3] for entry in entries)[tail - 1]
     return [
         (rank, age, _TAIL if -negated_s <= threshold else spread(-negated_s), negated_s, jid, job)
         for rank, age, _, negated_s, jid, job in entries

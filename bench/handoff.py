@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from actors.dispatch import spread, tail_length
+from actors.dispatch import spread, tail_threshold
 from bench.scheduler import load_scenario
 
 ORDERS = ("longest", "tail")
@@ -53,12 +53,11 @@ def _spin(seconds: float) -> None:
 def in_order(durations: Sequence[float], order: str, slots: int) -> list[float]:
     """The checks in ``order`` (one of :data:`ORDERS`) for ``slots`` threads."""
     ordered = sorted(durations, reverse=True)
-    if order == "longest":
+    threshold = tail_threshold(ordered, slots) if order == "tail" else None
+    if threshold is None:
         return ordered
-    tail = tail_length(len(ordered), slots)
-    if tail >= len(ordered):
-        return ordered
-    return sorted(ordered[:-tail], key=spread) + ordered[-tail:]
+    longer = [duration for duration in ordered if duration > threshold]
+    return sorted(longer, key=spread) + ordered[len(longer) :]
 
 
 def list_schedule(durations: Sequence[float], slots: int) -> float:
