@@ -71,6 +71,10 @@ TAIL_PER_SLOT = 4
 """... and at least this many of them per slot the account can use, so that its
 slots, however the longer checks left them, still end close together."""
 
+REFUSALS_REQUEUED = 2
+"""A job refused as full goes back to its queue at most this many times in a cycle
+(the second only next to another of our checks on its account; see ``_refused_alone``)."""
+
 _SPREAD = 1000.0 + 0.6180339887498949
 """A golden-ratio step per second and per millisecond of a check's length (see :func:`spread`)."""
 
@@ -108,8 +112,9 @@ class CoordinatorSettings:
     """Accounts learn from "full" refusals (``[learning]``, given to the
     coordinator as its ``learning``): a job refused for the first time waits in
     the queue, holding no slot, until its account has room again, instead of a
-    ``busy_backoff`` delay. Refused again, it is the stream the provider refuses
-    (the account undoes what its first refusal taught): it backs off as before."""
+    ``busy_backoff`` delay. Refused again with none of our other checks on its
+    account (or a third time), it is the stream the provider refuses (the account
+    undoes what the stream's refusals taught): it backs off as before."""
     stable_every: int = 1
     """``check.stable_every``: a stream healthy and unchanged for its last checks
     is checked every that many cycles (1 = every cycle; see :mod:`domain.priority`)."""
@@ -762,11 +767,27 @@ class Dispatch:
             account.room += 1  # the account counts the release as room given back too
             self._mark(account)
         stream_id = job.stream.id if job is not None else None
-        repeated = job is not None and outcome == "busy" and job.refusals > 0
+        repeated = job is not None and outcome == "busy" and self._refused_alone(job)
         release = ReleaseLease(lease.lease_id, outcome, stream_id, repeated)
         out.append(Release(lease.account_id, release))
 
     # --- internals: ending ----------------------------------------------------------
+
+    def _refused_alone(self, job: Job) -> bool:
+        """Whether a ``busy`` for ``job`` means the provider refuses the stream, not the login.
+
+        The first refusal is the login's: the account learns from it and the job
+        waits for room again. Refused again with none of our other checks on its
+        account, it is the stream. Refused again next to another of our checks,
+        the login may still be full (a limit learned while some of the first
+        connections were still on their way): once more it goes back, and a
+        third refusal is the stream's whatever else runs.
+        """
+        if job.refusals == 0:
+            return False
+        account = self._accounts.get(job.account_id)
+        others = account.running if account is not None else 0
+        return job.refusals >= REFUSALS_REQUEUED or others == 0
 
     def _end_run(
         self,
@@ -822,7 +843,8 @@ class Dispatch:
         if outcome.kind == "cancelled" and going_on and job.requeues < settings.max_requeues:
             self._enqueue(replace(job, requeues=job.requeues + 1), out)
             return
-        if outcome.kind == "busy" and going_on and settings.learn_providers and not job.refusals:
+        learns = outcome.kind == "busy" and settings.learn_providers
+        if learns and going_on and not self._refused_alone(job):
             # The account learned from the refusal (a lower limit, a release
             # grace, a hold) and offers room again when it has some: the job
             # waits in its queue meanwhile, holding no slot.

@@ -301,10 +301,11 @@ class ProviderLearning:
                 refused for the lag already learned, and teaches nothing new.
             stream_id: the stream refused, if known.
             repeated: the same stream was refused before in this cycle, and
-                checked again once the login had room as learned. Then it is
-                the stream the provider refuses (some answer 403 for a stream
-                on its own), not the login: nothing is learned, and if that
-                stream's first refusal taught the last lesson, it is undone.
+                checked again once the login had room as learned (the
+                dispatch judges it so: see ``Dispatch._refused_alone``). Then
+                it is the stream the provider refuses (some answer 403 for a
+                stream on its own), not the login: nothing is learned, and if
+                that stream's refusals taught the last lessons, they are undone.
         """
         login = self._login(profile_id)
         now = self._clock()
@@ -317,7 +318,8 @@ class ProviderLearning:
             if not login.evidence:
                 login.base_limit = before.limit
             login.evidence[stream_id] = login.limit
-        if lesson.lesson != "none":
+        if lesson.lesson != "none" and (login.taught_by != stream_id or login.before is None):
+            # A stream that teaches again keeps the state before its first lesson.
             login.taught_by, login.before = stream_id, before
         return lesson
 

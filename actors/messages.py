@@ -166,7 +166,8 @@ class ReleaseLease:
     stream_id: int | None = None
     """The stream the check was for."""
     repeated: bool = False
-    """``busy`` again for a stream refused before in the cycle: the stream, not the login."""
+    """``busy`` again for a stream refused before in the cycle, and judged the
+    stream's own, not the login's (see ``Dispatch._refused_alone``)."""
 
 
 @dataclass(frozen=True)

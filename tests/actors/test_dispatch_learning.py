@@ -56,3 +56,37 @@ def test_without_learning_busy_still_backs_off() -> None:
     desk.start({1: 1})
     desk.grant(1)
     assert desk.end(1, "busy", "full") == [("release", 1, 1), ("wake", 10.0)]
+
+
+def test_refused_again_while_another_check_runs_there_the_login_is_still_full() -> None:
+    """A cap learned from incomplete counts: three open at once on a login whose real
+    cap is 1, and stream 2's refusal comes before stream 3's, whose connection is still
+    on its way. Stream 2 comes back with a limit of 2 and is refused next to stream 3:
+    the login, not the stream. It goes back to its queue once more."""
+    desk = Desk({1: 3}, LEARNING, wakes=True)
+    desk.start({1: 1, 2: 1, 3: 1})
+    desk.grant(1, 2, 3)
+    assert desk.end(2, "busy", "http_458") == [("release", 1, 2), ("request", 1, 2)]
+    desk.grant(2)  # the account had room by the limit it learned (2)
+    again = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("busy", reason="http_458"))
+    (release,) = [a.release for a in again if isinstance(a, Release)]
+    assert (release.stream_id, release.repeated) == (2, False)  # stream 1 or 3 held the login
+    assert desk.rows(again) == [("release", 1, 2), ("request", 1, 2)]  # no backoff
+    desk.grant(2)
+    assert desk.end(2, "ok") == [("release", 1, 2), ("finish", 2, "ok", None)]
+
+
+def test_refused_a_third_time_it_is_the_stream_whatever_else_runs() -> None:
+    desk = Desk({1: 3}, LEARNING, wakes=True)
+    desk.start({1: 1, 2: 1})
+    desk.grant(1, 2)
+    for refused_before in (0, 1):
+        rows = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("busy", reason="http_403"))
+        (release,) = [a.release for a in rows if isinstance(a, Release)]
+        assert release.repeated is False, refused_before
+        assert desk.rows(rows) == [("release", 1, 2), ("request", 1, 2)]  # stream 1 runs
+        desk.grant(2)
+    third = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("busy", reason="http_403"))
+    (release,) = [a.release for a in third if isinstance(a, Release)]
+    assert release.repeated is True
+    assert desk.rows(third) == [("release", 1, 2), ("wake", 10.0)]  # backs off, as before

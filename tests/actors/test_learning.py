@@ -452,3 +452,20 @@ def test_streams_refused_on_their_own_leave_no_lower_limit_behind(clock):
         assert again.lesson == "forgiven"
     assert learning.limit(P, 5) == 5
     assert learning.snapshot() == []
+
+
+def test_a_stream_refused_three_times_undoes_all_its_refusals_taught(clock):
+    # Refused next to another of our checks the second time, the dispatch sent it
+    # back once more (not ``repeated``): that refusal taught as a first one does.
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "release_lag"
+    clock.advance(5)
+    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "lowered"
+    assert (learning.limit(P, 3), learning.release_lag(P)) == (1, 3.0)
+    clock.advance(5)
+    third = learning.refused(P, held=0, configured=3, stream_id=5, repeated=True)
+    assert third.lesson == "forgiven"
+    assert (learning.limit(P, 3), learning.release_lag(P)) == (3, 0.0)
+    assert learning.snapshot() == []

@@ -55,15 +55,18 @@ def test_a_real_cap_below_the_configured_one_is_learned_kept_and_restored(
 
     statuses, login = run_cycle(config)
     assert statuses == dict.fromkeys(streams, "ok")
-    # Three openings at once on a login whose real cap is 1: two refusals, then none.
-    assert len(sim.refused) == 2
+    # Three openings at once on a login whose real cap is 1: two refusals, then none;
+    # or a third when one of the first connections was still on its way as a refused
+    # stream came back (a slow ffmpeg start): the limit was learned from both.
+    refusals = len(sim.refused)
+    assert 2 <= refusals <= 3
     assert sim.max_concurrency["ua"] == 1
     assert (login["limit"], login["learned_limit"], login["effective_limit"]) == (3, 1, 1)
 
     # A restarted daemon reads what was learned: it is refused nothing.
     statuses, login = run_cycle(config)
     assert statuses == dict.fromkeys(streams, "ok")
-    assert len(sim.refused) == 2
+    assert len(sim.refused) == refusals
     assert login["learned_limit"] == 1
 
 
