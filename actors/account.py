@@ -257,7 +257,11 @@ class AccountActor(LoopActor):
     def _release(self, message: ReleaseLease) -> None:
         self._preempting.discard(message.lease_id)
         self._slots.release(
-            message.lease_id, message.outcome, message.stream_id, repeated=message.repeated
+            message.lease_id,
+            message.outcome,
+            message.stream_id,
+            repeated=message.repeated,
+            again=message.again,
         )
 
     def _on_viewers_seen(self, message: ViewersSeen) -> None:

@@ -18,6 +18,11 @@ login (profile) this class learns, from the refusals that mean "full":
   none), since a provider's lag can pass; a refusal right after our close
   then puts the grace back as it was before the step, so each step costs at
   most one refusal if the lag is still there;
+- a stream refused **again** in a cycle next to another of our checks (the
+  dispatch sends it back once more, see ``Dispatch._refused_alone``) shows a
+  lower cap still: the limit goes down to what was held, never a release lag;
+  refused again with nothing else on the login, or a third time, it is the
+  stream the provider refuses, and what its refusals taught is undone;
 - a **hold**: a refusal that nothing of ours explains (nothing held, no recent
   close) means someone else uses the login; it is left alone for
   ``hold_s`` (doubling up to ``max_hold_s``) instead of being asked again.
@@ -287,6 +292,8 @@ class ProviderLearning:
         granted_at: float | None = None,
         stream_id: int | None = None,
         repeated: bool = False,
+        *,
+        again: bool = False,
     ) -> Refused:
         """A connection on the login was refused as "full".
 
@@ -306,20 +313,28 @@ class ProviderLearning:
                 it is the stream the provider refuses (some answer 403 for a
                 stream on its own), not the login: nothing is learned, and if
                 that stream's refusals taught the last lessons, they are undone.
+            again: the same stream was refused before in this cycle, and is
+                judged refused for the login again (another of our checks ran
+                on the account): a lower cap than its first refusal showed,
+                when anything else was held on the login (not a release lag:
+                its first refusal had its chance to show that); with nothing
+                held it is the stream, as with ``repeated``. Forgiving the
+                stream later undoes both lessons.
         """
         login = self._login(profile_id)
         now = self._clock()
-        if repeated:
+        counted = held + self.cooling(profile_id)
+        if repeated or (again and counted == 0):
             return self._forgive(login, stream_id, now)
         before = _Before(login.limit, login.grace, login.grace_at, login.hold_until, login.holds)
-        counted = held + self.cooling(profile_id)
-        lesson = self._learn(login, counted, self.limit(profile_id, configured), granted_at, now)
+        current = self.limit(profile_id, configured)
+        lesson = self._learn(login, counted, current, granted_at, now, lag=not again)
         if lesson.lesson == "lowered" and login.limit is not None:
             if not login.evidence:
                 login.base_limit = before.limit
             login.evidence[stream_id] = login.limit
-        if lesson.lesson != "none" and (login.taught_by != stream_id or login.before is None):
-            # A stream that teaches again keeps the state before its first lesson.
+        if lesson.lesson != "none" and not (again and login.taught_by == stream_id):
+            # A stream that teaches again in the cycle keeps the state before its first lesson.
             login.taught_by, login.before = stream_id, before
         return lesson
 
@@ -339,9 +354,17 @@ class ProviderLearning:
         return Refused("forgiven" if forgiven else "none", login.limit, login.grace)
 
     def _learn(
-        self, login: _Login, counted: int, current: int, granted_at: float | None, now: float
+        self,
+        login: _Login,
+        counted: int,
+        current: int,
+        granted_at: float | None,
+        now: float,
+        *,
+        lag: bool = True,
     ) -> Refused:
-        """The rules of :meth:`refused` for a stream's first refusal (see the module)."""
+        """The rules of :meth:`refused` for a stream's first refusal (see the module);
+        without ``lag`` (a stream refused again next to others) it only lowers the limit."""
         settings = self.settings
         login.closes = [t for t in login.closes if now - t <= settings.lag_window_s]
         # Only a close before the refused connection was granted can linger in the
@@ -349,9 +372,9 @@ class ProviderLearning:
         before = [t for t in login.closes if granted_at is None or t <= granted_at]
         gap = now - before[-1] if before else None
         login.changed_at = now
-        lag = self._lag_lesson(login, counted, current, granted_at, gap, now)
-        if lag is not None:
-            return lag
+        lesson = self._lag_lesson(login, counted, current, granted_at, gap, now) if lag else None
+        if lesson is not None:
+            return lesson
         if counted == 0:
             hold = min(settings.max_hold_s, settings.hold_s * 2**login.holds)
             login.holds += 1

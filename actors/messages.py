@@ -168,6 +168,9 @@ class ReleaseLease:
     repeated: bool = False
     """``busy`` again for a stream refused before in the cycle, and judged the
     stream's own, not the login's (see ``Dispatch._refused_alone``)."""
+    again: bool = False
+    """``busy`` again for a stream refused before in the cycle, judged the login's
+    (still full): it teaches as a first refusal does."""
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,7 @@ class AccountSlots:
         stream_id: int | None = None,
         *,
         repeated: bool = False,
+        again: bool = False,
     ) -> bool:
         """Give a lease's slot back; False if it was not held (already released).
 
@@ -345,7 +346,8 @@ class AccountSlots:
                 else that our connection closed; ``None``: no connection was
                 opened (the lease was handed back unused).
             stream_id: the stream the check was for.
-            repeated: a ``busy`` for a stream refused before (see
+            repeated, again: a ``busy`` for a stream refused before, judged the
+                stream's own or the login's (see
                 :meth:`actors.learning.ProviderLearning.refused`).
         """
         self._room += 1
@@ -359,7 +361,7 @@ class AccountSlots:
             if profile_id in self._retired and not state.leases:
                 del self._retired[profile_id]
         if self.learning is not None and state is not None and outcome is not None:
-            self._learn(state, outcome, granted_at, stream_id, repeated)
+            self._learn(state, outcome, granted_at, stream_id, repeated=repeated, again=again)
         return True
 
     def _learn(
@@ -368,7 +370,9 @@ class AccountSlots:
         outcome: OutcomeKind,
         granted_at: float | None,
         stream_id: int | None,
+        *,
         repeated: bool,
+        again: bool,
     ) -> None:
         learning = self.learning
         assert learning is not None
@@ -380,7 +384,7 @@ class AccountSlots:
             return
         held = state.viewers + len(state.leases)
         refused = learning.refused(
-            profile.id, held, profile.max_streams, granted_at, stream_id, repeated
+            profile.id, held, profile.max_streams, granted_at, stream_id, repeated, again=again
         )
         if refused.lesson != "none":
             self._lesson(profile, refused.lesson, refused.hold_until)

@@ -36,12 +36,13 @@ def test_refused_again_it_is_the_stream_it_backs_off_and_the_account_is_told() -
     desk.grant(1)
     first = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
     (release,) = [a.release for a in first if isinstance(a, Release)]
-    assert (release.stream_id, release.repeated) == (1, False)
+    assert (release.stream_id, release.repeated, release.again) == (1, False, False)
     assert desk.rows(first) == [("release", 1, 1), ("request", 1, 1)]  # at once, no backoff
     desk.grant(1)  # its account had room again
     again = desk.dispatch.check_finished(desk.leases[1], ProbeOutcome("busy", reason="http_403"))
     (release,) = [a.release for a in again if isinstance(a, Release)]
-    assert (release.stream_id, release.repeated) == (1, True)  # the stream, not the login
+    # The stream, not the login.
+    assert (release.stream_id, release.repeated, release.again) == (1, True, False)
     assert desk.rows(again) == [("release", 1, 1), ("wake", 10.0)]  # backs off, as before
     assert desk.at(10.0) == [("request", 1, 1), ("wake", LEARNING.max_wait)]
     desk.grant(1)
@@ -70,7 +71,8 @@ def test_refused_again_while_another_check_runs_there_the_login_is_still_full() 
     desk.grant(2)  # the account had room by the limit it learned (2)
     again = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("busy", reason="http_458"))
     (release,) = [a.release for a in again if isinstance(a, Release)]
-    assert (release.stream_id, release.repeated) == (2, False)  # stream 1 or 3 held the login
+    # Stream 1 or 3 held the login: it is still full, and the refusal teaches again.
+    assert (release.stream_id, release.repeated, release.again) == (2, False, True)
     assert desk.rows(again) == [("release", 1, 2), ("request", 1, 2)]  # no backoff
     desk.grant(2)
     assert desk.end(2, "ok") == [("release", 1, 2), ("finish", 2, "ok", None)]
@@ -83,10 +85,10 @@ def test_refused_a_third_time_it_is_the_stream_whatever_else_runs() -> None:
     for refused_before in (0, 1):
         rows = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("busy", reason="http_403"))
         (release,) = [a.release for a in rows if isinstance(a, Release)]
-        assert release.repeated is False, refused_before
+        assert (release.repeated, release.again) == (False, refused_before == 1)
         assert desk.rows(rows) == [("release", 1, 2), ("request", 1, 2)]  # stream 1 runs
         desk.grant(2)
     third = desk.dispatch.check_finished(desk.leases[2], ProbeOutcome("busy", reason="http_403"))
     (release,) = [a.release for a in third if isinstance(a, Release)]
-    assert release.repeated is True
+    assert (release.repeated, release.again) == (True, False)
     assert desk.rows(third) == [("release", 1, 2), ("wake", 10.0)]  # backs off, as before

@@ -462,10 +462,36 @@ def test_a_stream_refused_three_times_undoes_all_its_refusals_taught(clock):
     clock.advance(0.01)
     assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "release_lag"
     clock.advance(5)
-    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "lowered"
+    assert learning.refused(P, held=1, configured=3, stream_id=5, again=True).lesson == ("lowered")
     assert (learning.limit(P, 3), learning.release_lag(P)) == (1, 3.0)
     clock.advance(5)
     third = learning.refused(P, held=0, configured=3, stream_id=5, repeated=True)
     assert third.lesson == "forgiven"
     assert (learning.limit(P, 3), learning.release_lag(P)) == (3, 0.0)
     assert learning.snapshot() == []
+
+
+def test_a_lesson_of_a_later_cycle_is_all_a_forgiven_stream_takes_back(clock):
+    # Stream 5's release lag of one cycle stands; its refusal of a later cycle
+    # (not ``again``: its first there) is the only lesson undone.
+    learning = learner(clock, first_grace_s=3.0)
+    learning.closed(P)
+    clock.advance(0.01)
+    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "release_lag"
+    clock.advance(60)
+    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "lowered"
+    clock.advance(5)
+    assert learning.refused(P, held=0, configured=3, stream_id=5, repeated=True).lesson == (
+        "forgiven"
+    )
+    assert (learning.limit(P, 3), learning.release_lag(P)) == (3, 3.0)
+
+
+def test_a_stream_refused_again_with_nothing_held_on_its_login_is_the_stream(clock):
+    # ``again``: another of our checks ran on the account, but on another login.
+    learning = learner(clock)
+    assert learning.refused(P, held=1, configured=2, stream_id=5).lesson == "lowered"
+    clock.advance(4)
+    again = learning.refused(P, held=0, configured=2, stream_id=5, again=True)
+    assert again.lesson == "forgiven"
+    assert learning.limit(P, 2) == 2

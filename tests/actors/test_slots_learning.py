@@ -148,3 +148,20 @@ def test_restored_state_applies_from_the_start(clock):
     assert slots.announce() == Announce(change=1)
     detail = slots.usage_detail()[100]
     assert (detail["learned_limit"], detail["release_lag_s"]) == (1, 2.0)
+
+
+def test_a_stream_refused_again_for_the_login_lowers_the_limit_further(clock):
+    # Three at once on a real cap of 1; stream 2's refusal came while stream 3's
+    # connection was on its way, so it showed a cap of 2.
+    slots = learning_slots(clock, [3])
+    slots.announce()
+    for lease_id in (1, 2, 3):
+        granted(slots.request(lease_id))
+    slots.release(2, "busy", stream_id=2)
+    slots.release(1, "ok", stream_id=1)
+    assert slots.usage() == {100: (0, 1, 2)}
+    slots.announce()
+    granted(slots.request(4))  # stream 2 again, next to stream 3
+    slots.release(4, "busy", stream_id=2, again=True)
+    assert slots.usage() == {100: (0, 1, 1)}
+    assert [lesson.kind for lesson in slots.lessons] == ["lowered", "lowered"]
