@@ -454,37 +454,30 @@ def test_streams_refused_on_their_own_leave_no_lower_limit_behind(clock):
     assert learning.snapshot() == []
 
 
-def test_a_stream_refused_three_times_undoes_all_its_refusals_taught(clock):
-    # Refused next to another of our checks the second time, the dispatch sent it
-    # back once more (not ``repeated``): that refusal taught as a first one does.
+@pytest.mark.parametrize(
+    ("again", "gap_s", "left"),
+    [
+        # Refused again in the cycle next to another of our checks (the dispatch
+        # sent it back once more): a lower cap; forgiving the stream takes back both.
+        (True, 5.0, (3, 0.0)),
+        # Its refusal of a later cycle, its first there: only that lesson is undone,
+        # the release lag of the cycle before stands.
+        (False, 60.0, (3, 3.0)),
+    ],
+)
+def test_forgiving_a_stream_undoes_what_its_refusals_of_the_cycle_taught(clock, again, gap_s, left):
     learning = learner(clock, first_grace_s=3.0)
     learning.closed(P)
     clock.advance(0.01)
     assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "release_lag"
-    clock.advance(5)
-    assert learning.refused(P, held=1, configured=3, stream_id=5, again=True).lesson == ("lowered")
+    clock.advance(gap_s)
+    second = learning.refused(P, held=1, configured=3, stream_id=5, again=again)
+    assert second.lesson == "lowered"
     assert (learning.limit(P, 3), learning.release_lag(P)) == (1, 3.0)
     clock.advance(5)
     third = learning.refused(P, held=0, configured=3, stream_id=5, repeated=True)
     assert third.lesson == "forgiven"
-    assert (learning.limit(P, 3), learning.release_lag(P)) == (3, 0.0)
-    assert learning.snapshot() == []
-
-
-def test_a_lesson_of_a_later_cycle_is_all_a_forgiven_stream_takes_back(clock):
-    # Stream 5's release lag of one cycle stands; its refusal of a later cycle
-    # (not ``again``: its first there) is the only lesson undone.
-    learning = learner(clock, first_grace_s=3.0)
-    learning.closed(P)
-    clock.advance(0.01)
-    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "release_lag"
-    clock.advance(60)
-    assert learning.refused(P, held=1, configured=3, stream_id=5).lesson == "lowered"
-    clock.advance(5)
-    assert learning.refused(P, held=0, configured=3, stream_id=5, repeated=True).lesson == (
-        "forgiven"
-    )
-    assert (learning.limit(P, 3), learning.release_lag(P)) == (3, 3.0)
+    assert (learning.limit(P, 3), learning.release_lag(P)) == left
 
 
 def test_a_stream_refused_again_with_nothing_held_on_its_login_is_the_stream(clock):
