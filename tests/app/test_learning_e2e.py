@@ -49,7 +49,12 @@ def test_a_real_cap_below_the_configured_one_is_learned_kept_and_restored(
     provider: ProviderFactory, ffmpeg_path: str, tmp_path: Path
 ):
     streams = {sid: SimStream("ok", "lowres") for sid in range(1, 5)}
-    sim = provider([SimAccount("ua", "pa", 1)], streams)
+    # Paced as live (no burst): the connection that got in is held for the whole
+    # check (1.5 s), so the other two openings meet it even when their ffmpeg
+    # starts late on a loaded machine. With a 0.5 s burst, one once started after
+    # the first check had ended and got in: its refusal was never seen, and the
+    # limit learned stayed at 2 (each refusal counts what was granted then).
+    sim = provider([SimAccount("ua", "pa", 1)], streams, burst_s=0.0)
     config = write_config(tmp_path, ffmpeg=ffmpeg_path)  # stagger 0: three open at once
     write_inventory(tmp_path, sim, [(1, "ua", "pa", 3)], [(sid, f"s{sid}", 1) for sid in streams])
 
