@@ -339,7 +339,7 @@ class ProviderLearning:
         return lesson
 
     def _forgive(self, login: _Login, stream_id: int | None, now: float) -> Refused:
-        """A stream refused again on its own: take back what its first refusal taught."""
+        """A stream refused again on its own: take back what its refusals taught."""
         forgiven = False
         if stream_id is not None and stream_id in login.evidence:
             del login.evidence[stream_id]

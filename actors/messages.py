@@ -170,7 +170,8 @@ class ReleaseLease:
     stream's own, not the login's (see ``Dispatch._refused_alone``)."""
     again: bool = False
     """``busy`` again for a stream refused before in the cycle, judged the login's
-    (still full): it teaches as a first refusal does."""
+    (still full): the limit goes down to what the login held (see
+    ``ProviderLearning.refused``)."""
 
 
 @dataclass(frozen=True)
