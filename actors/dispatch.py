@@ -767,9 +767,11 @@ class Dispatch:
             account.room += 1  # the account counts the release as room given back too
             self._mark(account)
         stream_id = job.stream.id if job is not None else None
-        again = job is not None and outcome == "busy" and job.refusals > 0
-        repeated = again and job is not None and self._refused_alone(job)
-        release = ReleaseLease(lease.lease_id, outcome, stream_id, repeated, again and not repeated)
+        repeated = again = False
+        if job is not None and outcome == "busy" and job.refusals > 0:  # refused before
+            repeated = self._refused_alone(job)  # the stream's own refusal ...
+            again = not repeated  # ... or the login still full
+        release = ReleaseLease(lease.lease_id, outcome, stream_id, repeated, again)
         out.append(Release(lease.account_id, release))
 
     # --- internals: ending ----------------------------------------------------------
