@@ -92,15 +92,19 @@ def console_main() -> int:
     return main(prog="iptv-checkd")
 
 
+def _with_default_command(argv: list[str]) -> list[str]:
+    """No command is the demo, also when its options come alone (``main.py --seconds 20``)."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        return ["demo", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None, prog: str = "main.py") -> int:
     """Run the command named in ``argv``; return the process exit code."""
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    command = args.command or "demo"
-    if args.command is None:
-        args = parser.parse_args(["demo"])
+    args = parser.parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
     try:
-        handler: Callable[[argparse.Namespace], int] = _COMMANDS[command]
+        handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
         return handler(args)
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -105,8 +105,10 @@ def test_demo_checks_its_sample_accounts_and_stops(ffmpeg_on_path: str, tmp_path
     assert statuses[107] == "dead"  # stalls
 
 
-def test_demo_with_seconds_stops_by_itself():
-    result = run_main("demo", "--seconds", "4")
+@pytest.mark.parametrize("command", [("demo",), ()], ids=["demo", "no command"])
+def test_demo_with_seconds_stops_by_itself(command: tuple[str, ...]):
+    """With no command the demo runs, its options given alone too (``./daemon.sh --seconds 4``)."""
+    result = run_main(*command, "--seconds", "4")
     assert result.returncode == 0, result.stderr
     assert "provider saw" in result.stdout
 
