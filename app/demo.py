@@ -37,6 +37,13 @@ from simulator.server import ProviderSimulator
 logger = structlog.get_logger(__name__)
 
 
+def say(out: TextIO, text: str) -> None:
+    """``text`` and its newline as one write: ``print`` writes them apart, and a log
+    line from another thread could land between the two, at the end of the text."""
+    out.write(text + "\n")
+    out.flush()
+
+
 class TablePrinter(pykka.ThreadingActor):
     """Prints each finished cycle as a table (a listener of the coordinator)."""
 
@@ -75,7 +82,7 @@ class TablePrinter(pykka.ThreadingActor):
                 f"{name:<22} {r.account_id:>4} {status:<9} {video or (r.error or ''):<22} "
                 f"{kbps:>6} {r.score:>5.2f}"
             )
-        print("\n".join(lines), file=self._out, flush=True)
+        say(self._out, "\n".join(lines))
 
 
 def demo_config(folder: Path) -> Config:
@@ -118,7 +125,7 @@ def run_demo(
             names = {int(s["id"]): str(s["name"]) for s in inventory_data["streams"]}
             printer = TablePrinter.start(out, names)
             daemon = Daemon(config, sources, extra_listeners=(printer,))
-            print(f"demo provider at {base_url}; checking {len(names)} streams", file=out)
+            say(out, f"demo provider at {base_url}; checking {len(names)} streams")
             finished: CycleFinished | None
             if once:
                 daemon.start(scheduled=False)
@@ -137,11 +144,11 @@ def run_demo(
             simulator.stop()
         stats = simulator.stats()
         caps = {a.username: a.max_connections for a in accounts}
-        print("provider saw (most connections at once / cap):", file=out)
+        lines = ["provider saw (most connections at once / cap):"]
         for user, cap in caps.items():
-            most = stats.max_concurrency.get(user, 0)
-            print(f"  {user:<10} {most} / {cap}", file=out)
-        print(f"  refused connections: {len(stats.refused)}", file=out, flush=True)
+            lines.append(f"  {user:<10} {stats.max_concurrency.get(user, 0)} / {cap}")
+        lines.append(f"  refused connections: {len(stats.refused)}")
+        say(out, "\n".join(lines))
     if failure is not None:
         print(f"error: {failure}", file=sys.stderr)
         return 1
