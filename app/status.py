@@ -29,6 +29,7 @@ import hmac
 import ipaddress
 import json
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -139,7 +140,7 @@ class StatusServer:
         if metrics is not None:
             metrics.watch_state(dashboard.status)
         handler = type("_BoundHandler", (_Handler,), {"status_server": self})
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _Server((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="status-http", daemon=True
@@ -167,6 +168,18 @@ class StatusServer:
     def snapshot(self) -> dict[str, Any]:
         """The status as ``/api/status`` serves it."""
         return self.dashboard.status()
+
+
+class _Server(ThreadingHTTPServer):
+    """socketserver prints a request's fault as a traceback on stderr, outside the logs
+    (and through a JSON log): here it is one log line."""
+
+    def handle_error(self, request: object, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):  # the client went away: nothing of ours
+            logger.debug("status_client_gone", client=client_address[0], error=repr(error))
+        else:
+            logger.exception("status_request_failed", client=client_address[0])
 
 
 class _Handler(BaseHTTPRequestHandler):

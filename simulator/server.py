@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -151,6 +152,15 @@ class _Server(ThreadingHTTPServer):
         if isinstance(request, socket.socket):
             self.sim._untrack(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client gone mid-request (an ffmpeg killed while it still asked) is a log
+        line; socketserver would print a traceback on stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("simulator_client_gone", client=str(client_address), error=repr(error))
+        else:
+            log.exception("simulator_request_failed", client=str(client_address))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -7,6 +7,7 @@ import json
 import socket
 
 import pykka
+import pytest
 import requests
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +20,7 @@ from app.dashboard import Dashboard
 from app.metrics import Metrics
 from app.status import StatusServer
 from tests.actors.fakes import FakeProbe, simple_account, stream
+from tests.fakes.clients import JsonLogLines, reset_mid_request
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -99,3 +101,26 @@ def test_a_request_line_that_is_no_url_gets_a_400_and_the_server_goes_on():
     finally:
         server.stop()
         coordinator.stop()
+
+
+def test_a_client_that_resets_mid_request_is_a_debug_line_not_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+):
+    """socketserver prints such a fault as a traceback on stderr, which breaks JSON logs."""
+    lines = JsonLogLines("status_client_gone")
+    logs.configure("json", "debug", stream=lines)
+    coordinator = Coordinator.start(FakeProbe(), CoordinatorSettings())
+    server = StatusServer("127.0.0.1", 0, Dashboard(coordinator), Metrics())
+    server.start()
+    try:
+        reset_mid_request(server.address, "/api/status")
+        assert lines.seen.wait(timeout=5)
+        assert requests.get(f"{server.address}/api/status", timeout=5).status_code == 200
+    finally:
+        server.stop()
+        coordinator.stop()
+    assert lines.line["level"] == "debug"
+    assert lines.line["error"].startswith("ConnectionResetError")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert "Exception occurred" not in err

@@ -6,11 +6,14 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+import structlog
 
+from app import logs
 from domain.urls import rewrite_url
 from simulator.demo import demo_provider, demo_setup
 from simulator.media import SampleError, ensure_sample, sample_path
 from simulator.server import CHUNK_BYTES, ProviderSimulator, SimAccount, SimStream
+from tests.fakes.clients import JsonLogLines, reset_mid_request
 
 IO_TIMEOUT_S = 5.0
 
@@ -281,3 +284,25 @@ def test_a_hang_up_frees_the_slot_even_before_the_serving_thread_notices(provide
         release.set()
     assert sim.wait_for_idle("u", timeout=IO_TIMEOUT_S)
     assert len(sim.stats().connections) == 2
+
+
+def test_a_client_that_resets_mid_request_is_a_debug_line_not_a_traceback(
+    provider, capfd: pytest.CaptureFixture[str]
+):
+    """An ffmpeg killed while it still sends its request (a preempted check) resets
+    the connection; the simulator goes on serving, and says so in one log line."""
+    lines = JsonLogLines("simulator_client_gone")
+    logs.configure("json", "debug", stream=lines)
+    try:
+        sim = provider([SimAccount("u", "p", 1)], {1: SimStream("ok")})
+        reset_mid_request(sim.base_url, "/live/u/p/1.ts")
+        assert lines.seen.wait(timeout=IO_TIMEOUT_S)
+        status, _head, sock = _open(sim, "/live/u/p/1.ts")
+        sock.close()
+    finally:
+        structlog.reset_defaults()
+    assert status == 200
+    assert lines.line["level"] == "debug"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert "Exception occurred" not in err
