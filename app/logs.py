@@ -9,6 +9,9 @@ record's message, plus ``level``, ``logger`` and ``timestamp``), so a JSON log
 holds JSON lines only. Libraries log at warning and above (or the configured
 level when it is higher), since their info lines are chatter about connections.
 
+A thread that ends with an exception is one ``thread_failed`` line with its
+traceback (``threading.excepthook``), not Python's print on stderr.
+
 Every URL in a logged value, nested ones and exception texts included, is
 shown by :func:`domain.urls.redact_url`: host, port and last path segment.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final, TextIO
 
@@ -26,6 +30,8 @@ from domain.urls import redact_text
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
+_python_thread_hook = threading.excepthook
+"""What :func:`reset` puts back as the hook for a thread's exception."""
 _HANDLER_NAME: Final = "iptv-checkd"
 """Marks the root handler :func:`configure` installs, so a second call replaces it."""
 _LIBRARY_LEVEL: Final = logging.WARNING
@@ -120,11 +126,30 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     # capture left on from before wraps the warnings hook as it is now.
     logging.captureWarnings(False)
     logging.captureWarnings(True)
+    global _python_thread_hook  # noqa: PLW0603  # one process-wide hook, as logging's
+    if threading.excepthook is not _log_thread_failure:
+        _python_thread_hook = threading.excepthook
+    threading.excepthook = _log_thread_failure
+
+
+def _log_thread_failure(args: threading.ExceptHookArgs) -> None:
+    """A thread ended by an exception (a bug: the daemon's threads catch what they
+    expect): one log line with its traceback, where Python would print on stderr."""
+    if args.exc_type is SystemExit:
+        return
+    structlog.get_logger(__name__).error(
+        "thread_failed",
+        thread=None if args.thread is None else args.thread.name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def reset() -> None:
-    """Undo :func:`configure` (tests): structlog's defaults, our root handler removed."""
+    """Undo :func:`configure` (tests): structlog's defaults, our root handler removed,
+    the hook for a thread's exception that was there before."""
     structlog.reset_defaults()
+    if threading.excepthook is _log_thread_failure:
+        threading.excepthook = _python_thread_hook
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

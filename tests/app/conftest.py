@@ -7,8 +7,8 @@ from typing import Any
 
 import pykka
 import pytest
-import structlog
 
+from app import logs
 from simulator.server import ProviderSimulator
 
 
@@ -16,7 +16,7 @@ from simulator.server import ProviderSimulator
 def _clean_actors_and_logging() -> Iterator[None]:
     yield
     pykka.ActorRegistry.stop_all()
-    structlog.reset_defaults()
+    logs.reset()  # structlog's defaults, the root handler and the thread hook
 
 
 def write_config(folder: Path, extra: str = "", **check: Any) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 
 import pykka
 import pytest
@@ -124,3 +125,22 @@ def test_a_client_that_resets_mid_request_is_a_debug_line_not_a_traceback(
     err = capfd.readouterr().err
     assert "Traceback" not in err
     assert "Exception occurred" not in err
+
+
+def test_a_thread_that_dies_of_an_exception_is_one_log_line(capfd: pytest.CaptureFixture[str]):
+    """Python prints it on stderr, outside the logs; a JSON log must stay JSON lines."""
+    lines = JsonLogLines("thread_failed")
+    logs.configure("json", "info", stream=lines)
+
+    def fails() -> None:
+        raise RuntimeError("http://user:secret@prov:8080/live/u1/pass1/12.ts")
+
+    thread = threading.Thread(target=fails, name="doomed")
+    thread.start()
+    thread.join(timeout=5)
+    assert lines.seen.wait(timeout=5)
+    assert lines.line["level"] == "error"
+    assert lines.line["thread"] == "doomed"
+    assert "RuntimeError" in lines.line["exception"]
+    assert "secret" not in lines.line["exception"]
+    assert "Traceback" not in capfd.readouterr().err

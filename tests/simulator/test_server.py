@@ -6,7 +6,6 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-import structlog
 
 from app import logs
 from domain.urls import rewrite_url
@@ -300,7 +299,7 @@ def test_a_client_that_resets_mid_request_is_a_debug_line_not_a_traceback(
         status, _head, sock = _open(sim, "/live/u/p/1.ts")
         sock.close()
     finally:
-        structlog.reset_defaults()
+        logs.reset()
     assert status == 200
     assert lines.line["level"] == "debug"
     err = capfd.readouterr().err
