@@ -54,9 +54,11 @@ from actors.account import ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings
 from actors.jobs import jobs_for
 from actors.messages import CheckCycle, CycleFinished, SetAccounts
-from actors.slots import UNLIMITED, capacity
+from actors.slots import UNLIMITED, ViewerPolicy, capacity
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
+from app.config import Config
+from app.daemon import viewer_policy
 from app.runtime import tune_gc
 from domain.cancel import CancelToken
 from domain.models import (
@@ -305,6 +307,16 @@ class _StaticViewers:
         return self._snapshot
 
 
+def viewer_setup() -> tuple[float, ViewerPolicy]:
+    """How often the watcher reads the viewer counts, and what accounts assume when
+    they are old: the daemon's defaults. Read less often than the policy's
+    ``stale_after``, the counts go stale in the middle of a run, and an account that
+    keeps its one slot for a viewer who may have come gets no check (until
+    ``max_wait``)."""
+    config = Config()
+    return config.viewers.poll_interval, viewer_policy(config)
+
+
 def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
     """Run the scenario ``cycles`` times through one set of real actors and measure each.
 
@@ -320,8 +332,10 @@ def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
     )
     probe = SleepProbe(scenario)
     viewers = _StaticViewers(ViewerSnapshot(accounts=dict(scenario.viewers)))
-    watcher = ViewerWatcher.start(viewers, timers, 3600.0)
-    coordinator = Coordinator.start(probe, settings, (), None, timers, None, ViewerFeed(watcher))
+    poll_s, policy = viewer_setup()
+    watcher = ViewerWatcher.start(viewers, timers, poll_s)
+    feed = ViewerFeed(watcher, policy)
+    coordinator = Coordinator.start(probe, settings, (), None, timers, None, feed)
     figures = []
     try:
         coordinator.tell(SetAccounts(scenario.accounts))
