@@ -96,6 +96,13 @@ class ViewerPolicy:
     stale_after: float = 60.0
     """Seconds after the last good read at which the counts count as unknown."""
 
+    @classmethod
+    def polled_every(cls, poll_interval: float, when_unknown: WhenUnknown = "wait") -> ViewerPolicy:
+        """The policy for counts read every ``poll_interval`` seconds: counts not
+        refreshed for three polls (and at least a minute) are unknown too. A read
+        that failed says so at once; this covers a watcher that stopped."""
+        return cls(when_unknown=when_unknown, stale_after=max(60.0, 3 * poll_interval))
+
 
 FAIL_CLOSED = ViewerPolicy()
 """The default: no new lease while counts are unknown unless the last ones leave room."""

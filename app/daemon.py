@@ -115,16 +115,9 @@ def learned_logins(database: Path) -> dict[int, list[LearnedLogin]]:
 
 
 def viewer_policy(config: Config) -> ViewerPolicy:
-    """What accounts assume while viewer counts are unknown (``[viewers]``).
-
-    Counts not refreshed for three polls (and at least a minute) are unknown
-    too: a read that failed says so at once, this covers a watcher that stopped.
-    """
+    """What accounts assume while viewer counts are unknown (``[viewers]``)."""
     section = config.viewers
-    return ViewerPolicy(
-        when_unknown=section.when_unknown,
-        stale_after=max(60.0, 3 * section.poll_interval),
-    )
+    return ViewerPolicy.polled_every(section.poll_interval, section.when_unknown)
 
 
 def make_scorer(config: Config) -> Scorer:

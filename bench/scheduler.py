@@ -57,8 +57,6 @@ from actors.messages import CheckCycle, CycleFinished, SetAccounts
 from actors.slots import UNLIMITED, ViewerPolicy, capacity
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
-from app.config import Config
-from app.daemon import viewer_policy
 from app.runtime import tune_gc
 from domain.cancel import CancelToken
 from domain.models import (
@@ -307,14 +305,19 @@ class _StaticViewers:
         return self._snapshot
 
 
+VIEWER_POLL_S = 5.0
+"""How often the bench's watcher reads the viewer counts: the daemon's default
+``[viewers] poll_interval`` (a test holds the two equal; the config module is not
+imported here, its memory would count in ``max_rss_mb``)."""
+
+
 def viewer_setup() -> tuple[float, ViewerPolicy]:
     """How often the watcher reads the viewer counts, and what accounts assume when
-    they are old: the daemon's defaults. Read less often than the policy's
-    ``stale_after``, the counts go stale in the middle of a run, and an account that
-    keeps its one slot for a viewer who may have come gets no check (until
-    ``max_wait``)."""
-    config = Config()
-    return config.viewers.poll_interval, viewer_policy(config)
+    they are old: as the daemon's defaults have it. Read less often than the
+    policy's ``stale_after``, the counts go stale in the middle of a run, and an
+    account that keeps its one slot for a viewer who may have come gets no check
+    (until ``max_wait``)."""
+    return VIEWER_POLL_S, ViewerPolicy.polled_every(VIEWER_POLL_S)
 
 
 def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:

@@ -289,3 +289,13 @@ def test_failed_read_before_any_good_one_of_this_account_uses_the_assumed_counts
     never.viewers_unknown(None)  # no good read anywhere yet
     assert never.viewer_state() == "never_read"
     assert never.free() == 0
+
+
+@pytest.mark.parametrize(("poll_s", "stale_s"), [(5.0, 60.0), (20.0, 60.0), (30.0, 90.0)])
+def test_counts_polled_every_so_often_go_stale_after_three_polls_and_a_minute_at_least(
+    poll_s: float, stale_s: float
+) -> None:
+    policy = ViewerPolicy.polled_every(poll_s, "last_known")
+
+    assert (policy.stale_after, policy.when_unknown) == (stale_s, "last_known")
+    assert ViewerPolicy.polled_every(poll_s).when_unknown == "wait"
