@@ -43,6 +43,8 @@ import sys
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -320,12 +322,10 @@ def viewer_setup() -> tuple[float, ViewerPolicy]:
     return VIEWER_POLL_S, ViewerPolicy.polled_every(VIEWER_POLL_S)
 
 
-def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
-    """Run the scenario ``cycles`` times through one set of real actors and measure each.
-
-    The first cycle is cold; later ones order each queue by what the checks
-    took last time, as the daemon does after its first cycle.
-    """
+@contextmanager
+def running(scenario: Scenario) -> Iterator[tuple[pykka.ActorRef[Any], SleepProbe]]:
+    """One set of real actors for ``scenario``: its coordinator, told the accounts,
+    and the probe every check sleeps in; all stopped afterwards."""
     timers = Timers()
     settings = CoordinatorSettings(
         global_limit=scenario.global_limit,
@@ -339,15 +339,25 @@ def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
     watcher = ViewerWatcher.start(viewers, timers, poll_s)
     feed = ViewerFeed(watcher, policy)
     coordinator = Coordinator.start(probe, settings, (), None, timers, None, feed)
-    figures = []
     try:
         coordinator.tell(SetAccounts(scenario.accounts))
-        for cycle_id in range(1, cycles + 1):
-            probe.reset()
-            figures.append(_one_cycle(coordinator, scenario, probe, cycle_id))
+        yield coordinator, probe
     finally:
         pykka.ActorRegistry.stop_all()
         timers.stop()
+
+
+def run(scenario: Scenario, cycles: int = 2) -> dict[str, Any]:
+    """Run the scenario ``cycles`` times through one set of real actors and measure each.
+
+    The first cycle is cold; later ones order each queue by what the checks
+    took last time, as the daemon does after its first cycle.
+    """
+    figures = []
+    with running(scenario) as (coordinator, probe):
+        for cycle_id in range(1, cycles + 1):
+            probe.reset()
+            figures.append(_one_cycle(coordinator, scenario, probe, cycle_id))
     result = figures[-1]
     result["cycle"] = len(figures)
     if len(figures) > 1:
