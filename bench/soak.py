@@ -28,6 +28,7 @@ import gc
 import json
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +39,11 @@ import structlog
 
 from actors.jobs import jobs_for
 from actors.messages import CheckCycle, CycleFinished
+from app.config import load_config
+from app.daemon import Daemon
 from app.runtime import tune_gc
-from bench.scheduler import Scenario, load_scenario, running
+from app.sources import build_sources
+from bench.scheduler import Scenario, SleepProbe, load_scenario, running
 
 SMALL: dict[str, Any] = {
     "global_limit": 0,
@@ -102,6 +106,88 @@ def soak(
     return lines
 
 
+def soak_daemon(
+    data: dict[str, Any],
+    cycles: int,
+    every: int,
+    folder: Path,
+    stall_after: float = 120.0,
+    report: Callable[[dict[str, Any]], None] = lambda _line: None,
+) -> list[dict[str, Any]]:
+    """:func:`soak` through the whole daemon: a file inventory made from ``data``,
+    the results store (SQLite, in ``folder``; its size is in the figures), the
+    sink, the monitor and the metrics; the checks sleep as ``bench.scheduler``'s do."""
+    scenario = load_scenario(data)
+    (folder / "inventory.json").write_text(json.dumps(_inventory(data)))
+    (folder / "config.toml").write_text(_DAEMON_CONFIG)
+    config = load_config(folder / "config.toml")
+    sources = build_sources(config)
+    probe = SleepProbe(scenario)
+    daemon = Daemon(config, sources, probe)
+    database = folder / "results.sqlite"
+    lines: list[dict[str, Any]] = []
+
+    def note(line: dict[str, Any]) -> None:
+        lines.append(line)
+        report(line)
+
+    daemon.start(scheduled=False, status=False)
+    try:
+        inventory = sources.inventory.load()
+        for cycle_id in range(1, cycles + 1):
+            probe.reset()  # it records every check's start and end
+            try:
+                finished = daemon.run_cycle(inventory, timeout=stall_after)
+            except pykka.Timeout:
+                note({"stalled": cycle_id, "after_s": stall_after})
+                return lines
+            if cycle_id == 1 or cycle_id % every == 0 or cycle_id == cycles:
+                figures = _figures(cycle_id, len(finished.results))
+                figures["database_mb"] = round(database.stat().st_size / 2**20, 2)
+                note(figures)
+    finally:
+        daemon.stop()
+    note(_growth(lines))
+    return lines
+
+
+_DAEMON_CONFIG = """
+[source]
+type = "file"
+path = "inventory.json"
+
+[concurrent_streams]
+global_limit = 0
+stagger_delay = 0
+
+[check]
+retries = 0
+
+[results]
+database = "results.sqlite"
+
+[log]
+level = "error"
+"""
+
+
+def _inventory(data: dict[str, Any]) -> dict[str, Any]:
+    """The scenario as an inventory file: a channel per ten streams."""
+    streams = [
+        {
+            **{k: v for k, v in s.items() if k != "duration_s"},
+            "url": f"http://127.0.0.1:9/{s['id']}.ts",
+        }
+        for s in data["streams"]
+    ]
+    ids = [s["id"] for s in streams]
+    channels = [
+        {"id": n + 1, "name": f"C{n + 1}", "streams": ids[at : at + 10]}
+        for n, at in enumerate(range(0, len(ids), 10))
+    ]
+    return {"accounts": data["accounts"], "streams": streams, "channels": channels}
+
+
 def _growth(lines: list[dict[str, Any]]) -> dict[str, Any]:
     """Growth from the second line to the last, per 1,000 cycles."""
     if len(lines) < 3:  # the first, a second and a last
@@ -125,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=250, help="figures every N cycles")
     parser.add_argument("--scenario", type=Path, default=None, help="a scenario JSON file")
     parser.add_argument("--stall-after", type=float, default=120.0, help="seconds per cycle")
+    parser.add_argument(
+        "--daemon", action="store_true", help="the whole daemon: store, sink, monitor, metrics"
+    )
     args = parser.parse_args(argv)
     data = json.loads(args.scenario.read_text()) if args.scenario else SMALL
     structlog.configure(
@@ -132,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         cache_logger_on_first_use=True,
     )
     tune_gc()  # the daemon's own runtime settings
-    lines = soak(
-        load_scenario(data),
-        max(1, args.cycles),
-        max(1, args.every),
-        args.stall_after,
-        lambda line: print(json.dumps(line), flush=True),
-    )
+    cycles, every = max(1, args.cycles), max(1, args.every)
+
+    def report(line: dict[str, Any]) -> None:
+        print(json.dumps(line), flush=True)
+
+    if args.daemon:
+        with tempfile.TemporaryDirectory(prefix="soak-") as folder:
+            lines = soak_daemon(data, cycles, every, Path(folder), args.stall_after, report)
+    else:
+        lines = soak(load_scenario(data), cycles, every, args.stall_after, report)
     return 1 if any("stalled" in line for line in lines) else 0
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench.scheduler import load_scenario
-from bench.soak import SMALL, soak
+from bench.soak import SMALL, soak, soak_daemon
 
 
 def test_every_cycle_gets_its_results_and_the_figures_come_at_the_first_every_nth_and_last():
@@ -34,3 +35,14 @@ def test_a_cycle_that_gets_no_result_in_time_ends_the_run_as_stalled():
     lines = soak(scenario, cycles=3, every=1, stall_after=0.2)
 
     assert lines == [{"stalled": 1, "after_s": 0.2}]
+
+
+def test_the_whole_daemon_stores_every_cycle_and_keeps_its_threads(tmp_path: Path):
+    lines = soak_daemon(SMALL, cycles=5, every=2, folder=tmp_path, stall_after=30.0)
+
+    assert [line["cycle"] for line in lines[:-1]] == [1, 2, 4, 5]
+    assert all(line["results"] == len(SMALL["streams"]) for line in lines[:-1])
+    sizes = [line["database_mb"] for line in lines[:-1]]
+    assert sizes == sorted(sizes)
+    assert (tmp_path / "results.sqlite").exists()
+    assert lines[-1]["growth_per_1000_cycles"]["threads"] == 0
