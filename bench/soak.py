@@ -75,35 +75,28 @@ def _figures(cycle: int, results: int) -> dict[str, Any]:
     }
 
 
+Report = Callable[[dict[str, Any]], None]
+"""Given each line of figures as it comes."""
+
+
 def soak(
     scenario: Scenario,
     cycles: int,
     every: int,
     stall_after: float = 120.0,
-    report: Callable[[dict[str, Any]], None] = lambda _line: None,
+    report: Report = lambda _line: None,
 ) -> list[dict[str, Any]]:
     """Run ``cycles`` cycles; the figures after the first and every ``every``-th
     (each also given to ``report`` as it comes), then the summary."""
-    lines: list[dict[str, Any]] = []
-
-    def note(line: dict[str, Any]) -> None:
-        lines.append(line)
-        report(line)
-
     with running(scenario) as (coordinator, probe):
-        for cycle_id in range(1, cycles + 1):
-            probe.reset()
+
+        def one_cycle(cycle_id: int) -> CycleFinished:
+            probe.reset()  # it records every check's start and end
             done: pykka.ThreadingFuture[CycleFinished] = pykka.ThreadingFuture()
             coordinator.tell(CheckCycle(cycle_id, jobs_for(scenario.streams), done))
-            try:
-                finished = done.get(timeout=stall_after)
-            except pykka.Timeout:
-                note({"stalled": cycle_id, "after_s": stall_after})
-                return lines
-            if cycle_id == 1 or cycle_id % every == 0 or cycle_id == cycles:
-                note(_figures(cycle_id, len(finished.results)))
-    note(_growth(lines))
-    return lines
+            return done.get(timeout=stall_after)
+
+        return _cycles(cycles, every, stall_after, one_cycle, report)
 
 
 def soak_daemon(
@@ -112,7 +105,7 @@ def soak_daemon(
     every: int,
     folder: Path,
     stall_after: float = 120.0,
-    report: Callable[[dict[str, Any]], None] = lambda _line: None,
+    report: Report = lambda _line: None,
 ) -> list[dict[str, Any]]:
     """:func:`soak` through the whole daemon: a file inventory made from ``data``,
     the results store (SQLite, in ``folder``; its size is in the figures), the
@@ -125,28 +118,46 @@ def soak_daemon(
     probe = SleepProbe(scenario)
     daemon = Daemon(config, sources, probe)
     database = folder / "results.sqlite"
+    daemon.start(scheduled=False, status=False)
+    try:
+        inventory = sources.inventory.load()
+
+        def one_cycle(_cycle_id: int) -> CycleFinished:
+            probe.reset()
+            return daemon.run_cycle(inventory, timeout=stall_after)
+
+        def size() -> dict[str, Any]:
+            return {"database_mb": round(database.stat().st_size / 2**20, 2)}
+
+        return _cycles(cycles, every, stall_after, one_cycle, report, size)
+    finally:
+        daemon.stop()
+
+
+def _cycles(
+    cycles: int,
+    every: int,
+    stall_after: float,
+    one_cycle: Callable[[int], CycleFinished],
+    report: Report,
+    more: Callable[[], dict[str, Any]] = dict,
+) -> list[dict[str, Any]]:
+    """``one_cycle`` for each cycle, the figures (and ``more``) at the first, every
+    ``every``-th and the last, then the growth; a cycle timed out ends the run."""
     lines: list[dict[str, Any]] = []
 
     def note(line: dict[str, Any]) -> None:
         lines.append(line)
         report(line)
 
-    daemon.start(scheduled=False, status=False)
-    try:
-        inventory = sources.inventory.load()
-        for cycle_id in range(1, cycles + 1):
-            probe.reset()  # it records every check's start and end
-            try:
-                finished = daemon.run_cycle(inventory, timeout=stall_after)
-            except pykka.Timeout:
-                note({"stalled": cycle_id, "after_s": stall_after})
-                return lines
-            if cycle_id == 1 or cycle_id % every == 0 or cycle_id == cycles:
-                figures = _figures(cycle_id, len(finished.results))
-                figures["database_mb"] = round(database.stat().st_size / 2**20, 2)
-                note(figures)
-    finally:
-        daemon.stop()
+    for cycle_id in range(1, cycles + 1):
+        try:
+            finished = one_cycle(cycle_id)
+        except pykka.Timeout:
+            note({"stalled": cycle_id, "after_s": stall_after})
+            return lines
+        if cycle_id == 1 or cycle_id % every == 0 or cycle_id == cycles:
+            note({**_figures(cycle_id, len(finished.results)), **more()})
     note(_growth(lines))
     return lines
 
