@@ -18,11 +18,19 @@ turns do) and hands the next check to the pool. So the figure is what the hand
 over between threads alone costs, at that much Python per check, with nothing
 of the scheduler in the way.
 
+With ``--ahead`` each work value is also run with the next check handed over
+in advance: the deciding thread gives each thread its next check while the
+current one still runs (it spends the same ``--work`` on it), and the thread
+starts it the moment the current one ends, so the deciding thread is off the
+path from one check to the next. That is the floor of a design in which a
+check's successor on its slot is settled before the check ends.
+
 Prints one JSON object: the bound (the checks' total over the threads, or the
 longest check) and, for each order, the ratio a plain list schedule of that
 order reaches with no hand-over at all (``list_schedule_ratio``) and for each
 work value the ratio of every run, the most checks that ran at once and the
-checks run. The runs alternate between the orders.
+checks run (``work_us``; ``ahead_work_us`` the same with ``--ahead``). The runs
+alternate between the orders.
 """
 
 from __future__ import annotations
@@ -114,34 +122,81 @@ def run_once(durations: Sequence[float], slots: int, work_s: float) -> dict[str,
             thread.join(timeout=5)
 
 
+def run_ahead(durations: Sequence[float], slots: int, work_s: float) -> dict[str, float | int]:
+    """:func:`run_once` with each thread given its next check while the current one runs."""
+    ended: queue.SimpleQueue[int] = queue.SimpleQueue()
+    own: list[queue.SimpleQueue[float | None]] = [queue.SimpleQueue() for _ in range(slots)]
+
+    def pool_thread(number: int) -> None:
+        work = own[number]
+        while (duration := work.get()) is not None:
+            gate = threading.Lock()
+            gate.acquire()
+            gate.acquire(timeout=duration)
+            ended.put(number)
+
+    threads = [
+        threading.Thread(target=pool_thread, args=(number,), daemon=True) for number in range(slots)
+    ]
+    for thread in threads:
+        thread.start()
+    pending = iter(durations)
+    handed = done = most = 0
+    started = time.perf_counter()
+    try:
+
+        def hand_next(number: int) -> None:
+            nonlocal handed
+            duration = next(pending, None)
+            if duration is not None:
+                handed += 1
+                own[number].put(duration)
+
+        for number in range(slots):
+            hand_next(number)  # the first check ...
+        for number in range(slots):
+            hand_next(number)  # ... and the next, in advance
+        while done < handed:
+            most = max(most, min(slots, handed - done))  # a thread runs one at a time
+            number = ended.get()
+            done += 1
+            _spin(work_s)
+            hand_next(number)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "most_at_once": most, "checks": handed}
+    finally:
+        for work in own:
+            work.put(None)
+        for thread in threads:
+            thread.join(timeout=5)
+
+
 def measure(
     durations: Sequence[float],
     slots: int,
     work_us: Sequence[float],
     runs: int,
     orders: Sequence[str] = ORDERS,
+    *,
+    ahead: bool = False,
 ) -> dict[str, object]:
-    """The bound, and per order its list schedule's ratio and each work value's runs."""
+    """The bound, and per order its list schedule's ratio and each work value's runs
+    (``ahead``: also with the next check handed over in advance)."""
     bound = max(sum(durations) / slots, max(durations, default=0.0))
     checks = {order: in_order(durations, order, slots) for order in orders}
-    runs_by: dict[tuple[str, float], list[dict[str, float | int]]] = {}
+    ways = {"work_us": run_once, **({"ahead_work_us": run_ahead} if ahead else {})}
+    runs_by: dict[tuple[str, str, float], list[dict[str, float | int]]] = {}
     for _ in range(runs):
         for us in work_us:
             for order in orders:  # alternating, so that the machine's drift hits all alike
-                runs_by.setdefault((order, us), []).append(run_once(checks[order], slots, us / 1e6))
+                for way, run in ways.items():
+                    figures = run(checks[order], slots, us / 1e6)
+                    runs_by.setdefault((way, order, us), []).append(figures)
     by_order: dict[str, object] = {}
     for order in orders:
-        by_work: dict[str, object] = {}
-        for us in work_us:
-            results = runs_by[(order, us)]
-            by_work[f"{us:g}"] = {
-                "ratios": [round(float(r["seconds"]) / bound, 4) for r in results],
-                "most_at_once": max(int(r["most_at_once"]) for r in results),
-                "checks": [int(r["checks"]) for r in results],
-            }
         by_order[order] = {
             "list_schedule_ratio": round(list_schedule(checks[order], slots) / bound, 4),
-            "work_us": by_work,
+            **{way: _by_work(runs_by, way, order, work_us, bound) for way in ways},
         }
     return {
         "checks": len(durations),
@@ -151,6 +206,24 @@ def measure(
     }
 
 
+def _by_work(
+    runs_by: dict[tuple[str, str, float], list[dict[str, float | int]]],
+    way: str,
+    order: str,
+    work_us: Sequence[float],
+    bound: float,
+) -> dict[str, object]:
+    by_work: dict[str, object] = {}
+    for us in work_us:
+        results = runs_by[(way, order, us)]
+        by_work[f"{us:g}"] = {
+            "ratios": [round(float(r["seconds"]) / bound, 4) for r in results],
+            "most_at_once": max(int(r["most_at_once"]) for r in results),
+            "checks": [int(r["checks"]) for r in results],
+        }
+    return by_work
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: a scenario file with a global limit, the work values, the runs."""
     parser = argparse.ArgumentParser(prog="python -m bench.handoff", description=__doc__)
@@ -158,12 +231,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", nargs="+", type=float, default=[0, 100, 200, 300])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--order", choices=ORDERS, nargs="+", default=list(ORDERS))
+    parser.add_argument(
+        "--ahead",
+        action="store_true",
+        help="also run each work value with the next check handed over in advance",
+    )
     args = parser.parse_args(argv)
     scenario = load_scenario(json.loads(args.scenario.read_text()))
     if scenario.global_limit <= 0:
         parser.error(f"{args.scenario}: needs a global limit (the threads to run the checks on)")
     durations = [scenario.durations[stream.id] for stream in scenario.streams]
-    result = measure(durations, scenario.global_limit, args.work, max(1, args.runs), args.order)
+    result = measure(
+        durations,
+        scenario.global_limit,
+        args.work,
+        max(1, args.runs),
+        args.order,
+        ahead=args.ahead,
+    )
     print(json.dumps(result, indent=2))
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from actors.dispatch import spread
-from bench.handoff import in_order, list_schedule, main, measure, run_once
+from bench.handoff import in_order, list_schedule, main, measure, run_ahead, run_once
 
 
 def test_the_list_schedule_gives_each_check_to_the_slot_that_frees_first() -> None:
@@ -24,6 +24,30 @@ def test_every_check_runs_once_and_never_more_than_the_threads_at_once() -> None
     assert figures["most_at_once"] == 3
 
 
+def test_handed_over_in_advance_every_check_still_runs_once_one_per_thread() -> None:
+    figures = run_ahead([0.001] * 13, slots=3, work_s=0.0)
+
+    assert figures["checks"] == 13
+    assert figures["most_at_once"] == 3
+
+
+def test_handed_over_in_advance_fewer_checks_than_threads_all_run() -> None:
+    figures = run_ahead([0.001] * 2, slots=4, work_s=0.0)
+
+    assert figures["checks"] == 2
+    assert figures["most_at_once"] == 2
+
+
+def test_with_ahead_each_order_also_has_the_runs_handed_over_in_advance() -> None:
+    result = measure([0.002, 0.001, 0.001], slots=2, work_us=[0], runs=1, ahead=True)
+
+    orders = result["orders"]
+    assert isinstance(orders, dict)
+    for each in orders.values():
+        assert each["ahead_work_us"]["0"]["checks"] == [3]
+        assert each["work_us"]["0"]["checks"] == [3]
+
+
 def test_the_figures_name_the_bound_and_each_order_and_work_value() -> None:
     result = measure([0.002, 0.001, 0.001, 0.001], slots=2, work_us=[0, 50], runs=2)
 
@@ -36,6 +60,7 @@ def test_the_figures_name_the_bound_and_each_order_and_work_value() -> None:
     assert longest["list_schedule_ratio"] == pytest.approx(1.2)  # 0.002 + 0.001 on one slot
     for each in orders.values():
         assert set(each["work_us"]) == {"0", "50"}
+        assert "ahead_work_us" not in each
         for runs in each["work_us"].values():
             assert len(runs["ratios"]) == 2
             assert runs["checks"] == [4, 4]
