@@ -130,6 +130,7 @@ class Coordinator(SupervisedActor, LoopActor):
             settings.stable_every,
             time.monotonic,
             utc_now,
+            global_limit=settings.global_limit,
         )
 
     # --- life cycle ---------------------------------------------------------------

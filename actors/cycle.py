@@ -63,8 +63,9 @@ class Cycle:
         """Log the cycle's size."""
         logger.info("cycle_started", cycle_id=self.cycle_id, streams=self.streams)
 
-    def log_accounts(self, limits: Mapping[int, int]) -> None:
-        """Log the cycle's size per account (``limits``: 0 = unlimited), before any result."""
+    def log_accounts(self, limits: Mapping[int, int], most_at_once: int) -> None:
+        """Log the cycle's size per account (``limits``: 0 = unlimited) and the most
+        checks it can run at once, before any result."""
         by_account = Counter[int]()
         for job in self._open.values():
             by_account[job.account_id] += len(job.stream_ids)
@@ -76,6 +77,7 @@ class Cycle:
             cycle_id=self.cycle_id,
             streams_by_account={a: by_account[a] for a in accounts},
             limit_by_account={a: limits.get(a) for a in accounts},
+            most_at_once=most_at_once,
         )
 
     def record(

@@ -20,6 +20,7 @@ yet, so the listeners always hear ``CycleStarted`` first.
 from __future__ import annotations
 
 import queue
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -41,6 +42,12 @@ from domain.models import ProbeOutcome
 from domain.priority import CheckMemory
 
 logger = structlog.get_logger(__name__)
+
+MANY_AT_ONCE = 50
+"""With no global limit, more checks than this at once get a warning: each is an
+ffmpeg process and a stream's bandwidth (1-8 Mbit/s), so a home machine and its
+line run short long before an unlimited provider does, and starved checks read
+working streams as stalled."""
 
 Announce = Callable[[CycleStarted | ResultReady | CycleFinished], None]
 """Tells every listener one message."""
@@ -102,6 +109,8 @@ class Cycles:
         stable_every: ``check.stable_every``.
         clock: monotonic seconds, for a cycle's duration.
         wall: the current time as ISO 8601 UTC, for the timestamps.
+        global_limit: checks at once over all accounts (0 = unlimited), for the
+            cycle's log line and the warning of :data:`MANY_AT_ONCE`.
     """
 
     def __init__(
@@ -112,8 +121,12 @@ class Cycles:
         stable_every: int,
         clock: Callable[[], float],
         wall: Callable[[], str],
+        *,
+        global_limit: int = 0,
     ) -> None:
         self._announce = announce
+        self._global_limit = global_limit
+        self._warned_at_once = MANY_AT_ONCE
         self._scorer = scorer
         self._memory = memory
         self._stable_every = stable_every
@@ -166,7 +179,20 @@ class Cycles:
             return
         cycle, limits = self._unannounced
         self._unannounced = None
-        cycle.log_accounts(limits)
+        jobs = Counter(job.account_id for job in cycle.open_jobs())
+        at_once = most_at_once(jobs, limits, self._global_limit)
+        cycle.log_accounts(limits, at_once)
+        if self._global_limit <= 0 and at_once > self._warned_at_once:
+            self._warned_at_once = at_once  # said again only if it grows
+            logger.warning(
+                "checks_unbounded",
+                cycle_id=cycle.cycle_id,
+                most_at_once=at_once,
+                unlimited_accounts=sorted(a for a in jobs if limits.get(a, 0) == 0),
+                hint="concurrent_streams.global_limit = 0: every check the accounts allow "
+                "runs at once, each an ffmpeg process and a stream's bandwidth; "
+                "set a global_limit (the default is 10)",
+            )
         self._announce(CycleStarted(cycle.cycle_id, cycle.streams, cycle.started_at))
 
     def rank(self, job: Job) -> tuple[int, int]:
@@ -251,3 +277,10 @@ class Cycles:
         except Exception:
             logger.exception("cycle_fail_failed", cycle_id=cycle.cycle_id)
             resolve(self._done, None, RuntimeError(outcome.reason))
+
+
+def most_at_once(jobs: Mapping[int, int], limits: Mapping[int, int], global_limit: int) -> int:
+    """The most checks a cycle can run at once: each account's jobs up to its limit
+    (``limits``: 0 or absent = unlimited), in all up to ``global_limit`` (0 = none)."""
+    total = sum(min(count, limits.get(a) or count) for a, count in jobs.items())
+    return min(total, global_limit) if global_limit > 0 else total

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from actors.account import AccountActor, LearningFeed
 from actors.coordinator import Coordinator, CoordinatorSettings
+from actors.cycles import MANY_AT_ONCE
 from actors.dispatch import Dispatch
 from actors.jobs import jobs_for
 from actors.learning import LearningSettings
@@ -96,6 +97,7 @@ def test_seed_scenario_first_wave_and_handover(harness: Harness):
     assert events["cycle_started"]["streams"] == 5
     assert events["cycle_accounts"]["streams_by_account"] == {1: 2, 2: 3}
     assert events["cycle_accounts"]["limit_by_account"] == {1: 1, 2: 2}
+    assert events["cycle_accounts"]["most_at_once"] == 3
     assert "cycle_account" not in events  # one line for all accounts
     assert events["cycle_finished"]["completed"] == 5
     assert events["cycle_finished"]["total"] == 5
@@ -163,6 +165,19 @@ def test_global_limit_caps_all_accounts(harness: Harness, global_limit: int, exp
     finished = done.get(timeout=15)
     assert sorted(r.stream_id for r in finished.results) == list(range(1, 31))
     assert probe.max_total == expected
+
+
+@pytest.mark.parametrize(("global_limit", "warned"), [(0, [MANY_AT_ONCE + 1]), (10, [])])
+def test_no_global_limit_over_an_unlimited_account_is_warned_of(
+    harness: Harness, global_limit: int, warned: list[int]
+):
+    probe = FakeProbe(default=Behaviour(duration=0.0))
+    harness.start([simple_account(1, 0)], probe, CoordinatorSettings(global_limit=global_limit))
+    with capture_logs() as logs:
+        done = harness.begin([stream(i, 1) for i in range(1, MANY_AT_ONCE + 2)])
+        assert len(done.get(timeout=15).results) == MANY_AT_ONCE + 1
+    said = [line["most_at_once"] for line in logs if line["event"] == "checks_unbounded"]
+    assert said == warned
 
 
 def test_stagger_holds_back_only_its_own_account(harness: Harness):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import pykka
 import pytest
 from structlog.testing import capture_logs
 
 from actors.actions import Finish
-from actors.cycles import CycleBusyError, Cycles
+from actors.cycles import MANY_AT_ONCE, CycleBusyError, Cycles
 from actors.jobs import jobs_for
 from actors.messages import (
     AbortCycle,
@@ -23,7 +26,9 @@ from tests.actors.fakes import FakeClock, stream
 OK = ProbeOutcome(kind="ok", info=StreamInfo(resolution="1920x1080"))
 
 
-def keeper(stable_every: int = 1, clock: FakeClock | None = None) -> tuple[Cycles, list[object]]:
+def keeper(
+    stable_every: int = 1, clock: FakeClock | None = None, global_limit: int = 0
+) -> tuple[Cycles, list[object]]:
     heard: list[object] = []
     cycles = Cycles(
         heard.append,
@@ -32,6 +37,7 @@ def keeper(stable_every: int = 1, clock: FakeClock | None = None) -> tuple[Cycle
         stable_every,
         clock or FakeClock(),
         lambda: "2026-01-01T00:00:00Z",
+        global_limit=global_limit,
     )
     return cycles, heard
 
@@ -186,3 +192,63 @@ def test_a_result_before_the_start_was_announced_announces_it_first() -> None:
     events = [line["event"] for line in logs]
     assert events[:2] == ["cycle_started", "cycle_accounts"]
     assert events.count("cycle_started") == 1
+
+
+def _begun(
+    cycles: Cycles, message: CheckCycle, limits: dict[int, int]
+) -> list[MutableMapping[str, Any]]:
+    with capture_logs() as logs:
+        cycles.begin(message, limits)
+        cycles.announce_begun()
+    return logs
+
+
+def _many(cycle_id: int, count: int, account_id: int = 1) -> CheckCycle:
+    streams = [stream(sid, account_id) for sid in range(1, count + 1)]
+    return CheckCycle(cycle_id, jobs_for(streams))
+
+
+def test_no_global_limit_and_an_unlimited_account_warns_how_many_checks_may_run_at_once() -> None:
+    cycles, _ = keeper(global_limit=0)
+
+    logs = _begun(cycles, _many(1, MANY_AT_ONCE + 1), {1: 0})
+
+    warning = next(line for line in logs if line["event"] == "checks_unbounded")
+    assert warning["log_level"] == "warning"
+    assert warning["most_at_once"] == MANY_AT_ONCE + 1
+    assert warning["unlimited_accounts"] == [1]
+    assert "global_limit" in str(warning["hint"])
+    accounts = next(line for line in logs if line["event"] == "cycle_accounts")
+    assert accounts["most_at_once"] == MANY_AT_ONCE + 1
+
+
+@pytest.mark.parametrize(
+    ("global_limit", "limit", "at_once"),
+    [
+        (0, 5, 5),  # the account's limit bounds it
+        (10, 0, 10),  # the global limit does
+        (0, 0, MANY_AT_ONCE),  # few enough
+    ],
+)
+def test_checks_bounded_by_a_limit_or_few_enough_raise_no_warning(
+    global_limit: int, limit: int, at_once: int
+) -> None:
+    cycles, _ = keeper(global_limit=global_limit)
+    count = MANY_AT_ONCE if at_once == MANY_AT_ONCE else MANY_AT_ONCE * 2
+
+    logs = _begun(cycles, _many(1, count), {1: limit})
+
+    assert [line for line in logs if line["event"] == "checks_unbounded"] == []
+    accounts = next(line for line in logs if line["event"] == "cycle_accounts")
+    assert accounts["most_at_once"] == at_once
+
+
+def test_the_unbounded_warning_is_said_again_only_when_its_figure_grows() -> None:
+    cycles, _ = keeper(global_limit=0)
+    warned = []
+    for cycle_id, count in [(1, 80), (2, 80), (3, 70), (4, 90)]:
+        logs = _begun(cycles, _many(cycle_id, count), {1: 0})
+        warned += [line["most_at_once"] for line in logs if line["event"] == "checks_unbounded"]
+        finish_all(cycles, cycles.running.open_jobs() if cycles.running else [])
+
+    assert warned == [80, 90]
