@@ -188,7 +188,7 @@ class Cycles:
                 "checks_unbounded",
                 cycle_id=cycle.cycle_id,
                 most_at_once=at_once,
-                unlimited_accounts=sorted(a for a in jobs if limits.get(a, 0) == 0),
+                unlimited_accounts=sorted(a for a in jobs if limits.get(a) == 0),
                 hint="concurrent_streams.global_limit = 0: every check the accounts allow "
                 "runs at once, each an ffmpeg process and a stream's bandwidth; "
                 "set a global_limit (the default is 10)",
@@ -281,6 +281,11 @@ class Cycles:
 
 def most_at_once(jobs: Mapping[int, int], limits: Mapping[int, int], global_limit: int) -> int:
     """The most checks a cycle can run at once: each account's jobs up to its limit
-    (``limits``: 0 or absent = unlimited), in all up to ``global_limit`` (0 = none)."""
-    total = sum(min(count, limits.get(a) or count) for a, count in jobs.items())
+    (``limits``: 0 = unlimited; the jobs of an account not in it end unchecked), in
+    all up to ``global_limit`` (0 = none)."""
+    total = 0
+    for account_id, count in jobs.items():
+        limit = limits.get(account_id)
+        if limit is not None:
+            total += min(count, limit) if limit > 0 else count
     return min(total, global_limit) if global_limit > 0 else total

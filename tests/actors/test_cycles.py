@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from actors.actions import Finish
-from actors.cycles import MANY_AT_ONCE, CycleBusyError, Cycles
+from actors.cycles import MANY_AT_ONCE, CycleBusyError, Cycles, most_at_once
 from actors.jobs import jobs_for
 from actors.messages import (
     AbortCycle,
@@ -252,3 +252,11 @@ def test_the_unbounded_warning_is_said_again_only_when_its_figure_grows() -> Non
         finish_all(cycles, cycles.running.open_jobs() if cycles.running else [])
 
     assert warned == [80, 90]
+
+
+def test_most_at_once_counts_each_account_up_to_its_limit_and_all_up_to_the_global_one() -> None:
+    jobs = {1: 80, 2: 10, 3: 4, 9: 500}  # account 9 is unknown: its jobs end unchecked
+
+    assert most_at_once(jobs, {1: 0, 2: 3, 3: 5}, 0) == 80 + 3 + 4
+    assert most_at_once(jobs, {1: 0, 2: 3, 3: 5}, 20) == 20
+    assert most_at_once({}, {1: 0}, 0) == 0
