@@ -28,7 +28,7 @@ from adapters.ffmpeg import FfmpegBuild, FfmpegNotFound, check_ffmpeg, find_ffmp
 from adapters.store import StoreError, check_database
 from app import logs
 from app.config import Config, InputError, load_config
-from app.daemon import Daemon, unknown_overrides
+from app.daemon import Daemon, unbounded_checks, unknown_overrides
 from app.effective import effective_config_toml
 from app.progress import progress_listeners
 from app.report import ReportError, build_report, check_report_path, write_report
@@ -235,6 +235,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(
             f'warning: [accounts."{account_id}"]: no account {account_id} in the inventory; '
             "the override does nothing",
+            file=sys.stderr,
+        )
+    if (unbounded := unbounded_checks(config, inventory)) is not None:
+        at_once, unlimited = unbounded
+        accounts = ", ".join(f"account {a}" for a in unlimited)
+        print(
+            f"warning: concurrent_streams.global_limit = 0: up to {at_once} checks at once "
+            f"({accounts} unlimited), each an ffmpeg process and a stream's bandwidth; "
+            "set a global_limit (the default is 10)",
             file=sys.stderr,
         )
     _check_viewer_file(config, sources)

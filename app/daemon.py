@@ -17,6 +17,7 @@ import bisect
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ import structlog
 
 from actors.account import LearningFeed, ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings, Scorer
+from actors.cycles import MANY_AT_ONCE, most_at_once
 from actors.jobs import jobs_for
 from actors.learning import LearningSettings
 from actors.messages import (
@@ -40,9 +42,10 @@ from actors.messages import (
     SetAccounts,
     Supervise,
 )
+from actors.roster import shown_limit
 from actors.scheduler import Scheduler
 from actors.sink import ResultSink
-from actors.slots import ViewerPolicy
+from actors.slots import ViewerPolicy, capacity
 from actors.supervisor import Supervisor
 from actors.timers import Timers
 from actors.viewers import ViewerWatcher
@@ -207,6 +210,20 @@ def unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverr
     """The ids of ``[accounts."<id>"]`` overrides that name no account of ``inventory``."""
     known = {account.id for account in inventory.accounts}
     return sorted(set(overrides) - known)
+
+
+def unbounded_checks(config: Config, inventory: Inventory) -> tuple[int, list[int]] | None:
+    """With no global limit, the checks a cycle of ``inventory`` could run at once and
+    its unlimited accounts, when that is over :data:`MANY_AT_ONCE`; else ``None``."""
+    streams = config.concurrent_streams
+    if not streams.enabled or streams.global_limit > 0:
+        return None
+    jobs = Counter(job.account_id for job in jobs_for(inventory.streams))
+    limits = {account.id: shown_limit(capacity(account)) for account in inventory.accounts}
+    at_once = most_at_once(jobs, limits, 0)
+    if at_once <= MANY_AT_ONCE:
+        return None
+    return at_once, sorted(a for a in jobs if limits.get(a) == 0)
 
 
 def _warn_unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> None:

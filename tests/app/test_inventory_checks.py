@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
+from actors.cycles import MANY_AT_ONCE
 from adapters.sources import FileInventorySource
 from app.config import AccountOverride
 from app.daemon import WarnUnknownOverrides
@@ -51,6 +53,44 @@ def test_validate_warns_about_an_override_for_an_unknown_account(tmp_path: Path)
 
 def test_validate_with_known_overrides_says_nothing_more(tmp_path: Path):
     config = setup(tmp_path, good_inventory(), '[accounts."1"]\nmax_streams = 2\n')
+    result = main_py("validate", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def _unlimited(streams: int) -> dict:
+    return {
+        "accounts": [{"id": 1, "name": "A", "max_streams": 0}],
+        "streams": [
+            {"id": n, "name": f"S{n}", "m3u_account": 1, "url": f"http://127.0.0.1:9/live/{n}.ts"}
+            for n in range(1, streams + 1)
+        ],
+        "channels": [{"id": 7, "name": "All", "streams": list(range(1, streams + 1))}],
+    }
+
+
+def test_validate_warns_when_no_global_limit_leaves_many_checks_at_once(tmp_path: Path):
+    extra = "[concurrent_streams]\nglobal_limit = 0\n"
+    config = setup(tmp_path, _unlimited(MANY_AT_ONCE + 1), extra)
+    result = main_py("validate", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("warning: concurrent_streams.global_limit = 0: ")
+    assert f"{MANY_AT_ONCE + 1} checks at once" in lines[0]
+    assert "account 1" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "streams"),
+    [
+        ("", MANY_AT_ONCE + 1),  # the default global limit
+        ("[concurrent_streams]\nglobal_limit = 0\n", MANY_AT_ONCE),  # few enough
+        ('[concurrent_streams]\nglobal_limit = 0\n[accounts."1"]\nmax_streams = 5\n', 80),
+    ],
+)
+def test_validate_says_nothing_of_checks_a_limit_bounds(tmp_path: Path, extra: str, streams: int):
+    config = setup(tmp_path, _unlimited(streams), extra)
     result = main_py("validate", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
