@@ -249,7 +249,9 @@ def test_the_unbounded_warning_is_said_again_only_when_its_figure_grows() -> Non
     for cycle_id, count in [(1, 80), (2, 80), (3, 70), (4, 90)]:
         logs = _begun(cycles, _many(cycle_id, count), {1: 0})
         warned += [line["most_at_once"] for line in logs if line["event"] == "checks_unbounded"]
-        finish_all(cycles, cycles.running.open_jobs() if cycles.running else [])
+        running = cycles.running
+        assert running is not None
+        finish_all(cycles, running.open_jobs())
 
     assert warned == [80, 90]
 
