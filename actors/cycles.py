@@ -126,7 +126,7 @@ class Cycles:
     ) -> None:
         self._announce = announce
         self._global_limit = global_limit
-        self._warned_at_once = MANY_AT_ONCE
+        self._warned_at_once = 0
         self._scorer = scorer
         self._memory = memory
         self._stable_every = stable_every
@@ -180,15 +180,16 @@ class Cycles:
         cycle, limits = self._unannounced
         self._unannounced = None
         jobs = Counter(job.account_id for job in cycle.open_jobs())
-        at_once = most_at_once(jobs, limits, self._global_limit)
-        cycle.log_accounts(limits, at_once)
-        if self._global_limit <= 0 and at_once > self._warned_at_once:
+        cycle.log_accounts(limits, most_at_once(jobs, limits, self._global_limit))
+        found = unbounded(jobs, limits, self._global_limit)
+        if found is not None and found[0] > self._warned_at_once:
+            at_once, unlimited = found
             self._warned_at_once = at_once  # said again only if it grows
             logger.warning(
                 "checks_unbounded",
                 cycle_id=cycle.cycle_id,
                 most_at_once=at_once,
-                unlimited_accounts=sorted(a for a in jobs if limits.get(a) == 0),
+                unlimited_accounts=unlimited,
                 hint="concurrent_streams.global_limit = 0: every check the accounts allow "
                 "runs at once, each an ffmpeg process and a stream's bandwidth; "
                 "set a global_limit (the default is 10)",
@@ -289,3 +290,16 @@ def most_at_once(jobs: Mapping[int, int], limits: Mapping[int, int], global_limi
         if limit is not None:
             total += min(count, limit) if limit > 0 else count
     return min(total, global_limit) if global_limit > 0 else total
+
+
+def unbounded(
+    jobs: Mapping[int, int], limits: Mapping[int, int], global_limit: int
+) -> tuple[int, list[int]] | None:
+    """With no global limit, :func:`most_at_once` and the unlimited accounts among
+    ``jobs``, when that is more than :data:`MANY_AT_ONCE`; else ``None``."""
+    if global_limit > 0:
+        return None
+    at_once = most_at_once(jobs, limits, 0)
+    if at_once <= MANY_AT_ONCE:
+        return None
+    return at_once, sorted(a for a in jobs if limits.get(a) == 0)

@@ -29,7 +29,7 @@ import structlog
 
 from actors.account import LearningFeed, ViewerFeed
 from actors.coordinator import Coordinator, CoordinatorSettings, Scorer
-from actors.cycles import MANY_AT_ONCE, most_at_once
+from actors.cycles import unbounded
 from actors.jobs import jobs_for
 from actors.learning import LearningSettings
 from actors.messages import (
@@ -213,17 +213,13 @@ def unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverr
 
 
 def unbounded_checks(config: Config, inventory: Inventory) -> tuple[int, list[int]] | None:
-    """With no global limit, the checks a cycle of ``inventory`` could run at once and
-    its unlimited accounts, when that is over :data:`MANY_AT_ONCE`; else ``None``."""
+    """What :func:`actors.cycles.unbounded` says of a cycle of ``inventory``."""
     streams = config.concurrent_streams
-    if not streams.enabled or streams.global_limit > 0:
+    if not streams.enabled:  # one check at a time
         return None
     jobs = Counter(job.account_id for job in jobs_for(inventory.streams))
     limits = {account.id: shown_limit(capacity(account)) for account in inventory.accounts}
-    at_once = most_at_once(jobs, limits, 0)
-    if at_once <= MANY_AT_ONCE:
-        return None
-    return at_once, sorted(a for a in jobs if limits.get(a) == 0)
+    return unbounded(jobs, limits, streams.global_limit)
 
 
 def _warn_unknown_overrides(inventory: Inventory, overrides: Mapping[int, AccountOverride]) -> None:
