@@ -6,9 +6,11 @@ bitrate. The ``vbr`` variant is eight seconds whose bitrate moves: two seconds
 of picture with noise (about 2.7 Mbit/s), two seconds without (0.4 to
 1.3 Mbit/s), twice, encoded at constant quality under a 2.5 Mbit/s cap; the
 simulator paces it by its own clock (:func:`chunk_times`), as a provider sends a
-live stream. Files are cached by variant under ``~/.cache/iptv-checkd/samples``
-(``IPTV_CHECKD_CACHE`` or an argument overrides it) and written to a temporary
-name first, then renamed, so parallel test processes never read half a file.
+live stream. :func:`ensure_hls` cuts a sample into an HLS media playlist of
+two-second segments (the sample three times over). Files are cached by variant
+under ``~/.cache/iptv-checkd/samples`` (``IPTV_CHECKD_CACHE`` or an argument
+overrides it) and written to a temporary name first, then renamed, so parallel
+test processes never read half a file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import fcntl
 import math
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +37,11 @@ SAMPLE_SECONDS = 4
 _RECIPE_VERSION = 2
 """Bump when a recipe changes so old cached files are not reused."""
 _GENERATE_TIMEOUT_S = 120.0
+HLS_SEGMENT_S = 2
+"""Seconds per segment of an HLS rendition (the samples have a key frame every second)."""
+HLS_LOOPS = 3
+"""Times the sample plays in an HLS rendition, its timestamps running on."""
+HLS_PLAYLIST = "index.m3u8"
 
 
 @dataclass(frozen=True)
@@ -168,20 +176,76 @@ def _generate(variant: str, spec: Variant, target: Path, ffmpeg: str) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        cmd = _command(ffmpeg or find_ffmpeg(), spec, tmp)
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=_GENERATE_TIMEOUT_S, check=False
-        )
-        if done.returncode != 0 or tmp.stat().st_size == 0:
-            message = f"ffmpeg failed to make sample {variant!r}: {done.stderr.strip()[-500:]}"
+        _run(_command(ffmpeg or find_ffmpeg(), spec, tmp), f"sample {variant!r}")
+        if tmp.stat().st_size == 0:
+            message = f"ffmpeg made an empty sample {variant!r}"
             raise SampleError(message)
         os.replace(tmp, target)
-    except subprocess.TimeoutExpired as exc:
-        message = f"ffmpeg took over {_GENERATE_TIMEOUT_S:.0f} s to make sample {variant!r}"
-        raise SampleError(message) from exc
     finally:
         tmp.unlink(missing_ok=True)
     log.info("sample_generated", variant=variant, path=str(target), bytes=target.stat().st_size)
+
+
+@dataclass(frozen=True)
+class HlsMedia:
+    """One variant as an HLS rendition: its media playlist and its segments by file name."""
+
+    playlist: str
+    segments: dict[str, bytes]
+
+
+def hls_path(variant: str, cache_dir: Path | None = None) -> Path:
+    """The folder of the cached HLS rendition of ``variant`` (it may not exist yet)."""
+    return sample_path(variant, cache_dir).with_suffix(".hls")
+
+
+def ensure_hls(variant: str, cache_dir: Path | None = None, ffmpeg: str = "") -> Path:
+    """Return the folder of the ``variant`` rendition (``index.m3u8`` and its
+    segments ``0.ts``, ``1.ts``...), cutting it from the sample first if missing.
+
+    Raises:
+        SampleError: ``variant`` is unknown or ffmpeg failed.
+    """
+    sample = ensure_sample(variant, cache_dir, ffmpeg)
+    target = hls_path(variant, cache_dir)
+    if (target / HLS_PLAYLIST).is_file():
+        return target
+    with _locked(target.with_name(f".{target.name}.lock")):
+        if (target / HLS_PLAYLIST).is_file():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{variant}-hls-", dir=target.parent))
+        try:
+            cmd = [ffmpeg or find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+            cmd += ["-stream_loop", str(HLS_LOOPS - 1), "-i", str(sample), "-c", "copy"]
+            cmd += ["-f", "hls", "-hls_time", str(HLS_SEGMENT_S), "-hls_playlist_type", "vod"]
+            cmd += ["-hls_segment_filename", str(tmp / "%d.ts"), str(tmp / HLS_PLAYLIST)]
+            _run(cmd, f"HLS rendition {variant!r}")
+            os.replace(tmp, target)  # a folder renamed whole: readers see all of it or none
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("hls_rendition_generated", variant=variant, path=str(target))
+    return target
+
+
+def load_hls(variant: str, cache_dir: Path | None = None) -> HlsMedia:
+    """The ``variant`` rendition in memory, generating it first if needed."""
+    folder = ensure_hls(variant, cache_dir)
+    playlist = (folder / HLS_PLAYLIST).read_text(encoding="utf-8")
+    segments = {path.name: path.read_bytes() for path in folder.glob("*.ts")}
+    return HlsMedia(playlist, segments)
+
+
+def _run(cmd: list[str], what: str) -> None:
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=_GENERATE_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        message = f"ffmpeg took over {_GENERATE_TIMEOUT_S:.0f} s to make {what}"
+        raise SampleError(message) from exc
+    if done.returncode != 0:
+        message = f"ffmpeg failed to make {what}: {done.stderr.strip()[-500:]}"
+        raise SampleError(message)
 
 
 def load_sample(variant: str, cache_dir: Path | None = None) -> bytes:

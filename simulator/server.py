@@ -2,7 +2,9 @@
 
 It serves ``/live/{user}/{pass}/{stream}.ts`` (and the bare
 ``/{user}/{pass}/{stream}``) by looping an MPEG-TS sample at about real-time
-rate, enforces each account's connection cap over the connections currently
+rate, or for an ``hls`` stream a master playlist (``.m3u8``) of several
+variants, each a media playlist of two-second segments served at once, as
+from a CDN; it enforces each account's connection cap over the connections currently
 streaming, and records what happened (highest concurrency per login,
 refusals, served streams, how long each connection lasted) so tests can check
 that the daemon never opened one connection too many.
@@ -36,20 +38,40 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from simulator.media import VARIANTS, chunk_times, load_sample, sample_seconds
+from simulator.media import (
+    HLS_PLAYLIST,
+    VARIANTS,
+    HlsMedia,
+    chunk_times,
+    load_hls,
+    load_sample,
+    sample_seconds,
+)
 
 log = structlog.get_logger(__name__)
 
 Behaviour = Literal[
-    "ok", "dead", "refused", "slow_start", "stall", "end", "lowres", "noaudio", "hevc", "close"
+    "ok",
+    "dead",
+    "refused",
+    "slow_start",
+    "stall",
+    "end",
+    "lowres",
+    "noaudio",
+    "hevc",
+    "close",
+    "hls",
 ]
 """How a simulated stream answers; ``lowres``/``noaudio``/``hevc`` are ``ok``
-streams of that sample variant."""
+streams of that sample variant; ``hls`` answers a master playlist of
+``SimStream.hls_variants``."""
 
 _VARIANT_SHORTCUTS = {"lowres": "lowres", "noaudio": "noaudio", "hevc": "hevc"}
 CHUNK_BYTES = 188 * 100
 """One write: a whole number of 188-byte TS packets."""
 _POLL_S = 0.1
+_PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 """How often waiting handler threads look at their client and the stop flag."""
 
 
@@ -79,6 +101,9 @@ class SimStream:
     """``stall``: seconds of data sent before going silent."""
     end_after_s: float = 1.5
     """``end``: seconds of data sent before the server closes the connection."""
+    hls_variants: tuple[str, ...] = ("lowres", "hd")
+    """``hls``: the sample variants its master playlist lists, in that order
+    (many providers list the smallest first)."""
 
     def resolved(self) -> tuple[str, str]:
         """The (behaviour, variant) pair, with variant shortcuts turned into ``ok``."""
@@ -130,6 +155,9 @@ class SimStats:
     """``User-Agent`` of every stream request, oldest first."""
     connections: tuple[Connection, ...] = ()
     """Connections that got a stream and have closed, in closing order."""
+    hls_requests: tuple[str, ...] = ()
+    """``{stream}/{variant}/{file}`` of every HLS media playlist and segment asked
+    for, oldest first."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -245,6 +273,9 @@ class ProviderSimulator:
             )
             for v, sample in self._samples.items()
         }
+        hls = {v for s in self.streams.values() if s.behaviour == "hls" for v in s.hls_variants}
+        self._hls: dict[str, HlsMedia] = {v: load_hls(v, cache_dir) for v in sorted(hls)}
+        self._hls_requests: list[str] = []
         self._cond = threading.Condition()
         self._open: dict[str, int] = {}
         self._slots: dict[str, list[_Slot]] = {}
@@ -352,8 +383,9 @@ class ProviderSimulator:
     # -- what tests read -------------------------------------------------
 
     def url(self, username: str, password: str, stream_id: int) -> str:
-        """The Xtream-style URL of a stream for a login."""
-        return f"{self.base_url}/live/{username}/{password}/{stream_id}.ts"
+        """The Xtream-style URL of a stream for a login (``.m3u8`` for an ``hls`` one)."""
+        hls = self.streams.get(stream_id, SimStream()).behaviour == "hls"
+        return f"{self.base_url}/live/{username}/{password}/{stream_id}.{'m3u8' if hls else 'ts'}"
 
     def stats(self) -> SimStats:
         """A consistent snapshot of all counters."""
@@ -412,6 +444,7 @@ class ProviderSimulator:
             served=dict(self._served),
             user_agents=tuple(self._user_agents),
             connections=tuple(self._connections),
+            hls_requests=tuple(self._hls_requests),
         )
 
     def _track(self, client: socket.socket) -> None:
@@ -478,7 +511,7 @@ class ProviderSimulator:
         if parsed is None:
             handler.send_error(404, "Not Found")
             return
-        username, password, stream_id = parsed
+        username, password, stream_id, part = parsed
         account = self.accounts.get(username)
         if account is None or account.password != password or account.expired:
             handler.send_error(401, "Unauthorized")
@@ -490,6 +523,9 @@ class ProviderSimulator:
         if stream.behaviour == "refused":
             self._send_refusal(handler)
             return
+        if stream.behaviour == "hls" or part:
+            self._serve_hls(handler, username, stream, stream_id, part)
+            return
         slot = self._acquire(username, stream_id, handler.connection)
         if slot is None:
             log.info("simulator_refused", username=username, stream_id=stream_id)
@@ -499,6 +535,46 @@ class ProviderSimulator:
             self._serve(handler, stream, stream_id)
         finally:
             self._release(username, slot)
+
+    def _serve_hls(
+        self, handler: _Handler, username: str, stream: SimStream, stream_id: int, part: str
+    ) -> None:
+        """The master playlist (no ``part``), a variant's media playlist, or one of
+        its segments. A segment takes a slot of the login while it is sent."""
+        if not part:
+            self._send(handler, _master_playlist(stream, stream_id), _PLAYLIST_TYPE)
+            return
+        with self._cond:
+            self._hls_requests.append(f"{stream_id}/{part}")
+        variant, _, name = part.partition("/")
+        listed = stream.behaviour == "hls" and variant in stream.hls_variants
+        media = self._hls.get(variant) if listed else None
+        if media is None:
+            handler.send_error(404, "Not Found")
+        elif name == HLS_PLAYLIST:
+            self._send(handler, media.playlist.encode(), _PLAYLIST_TYPE)
+        elif name in media.segments:
+            slot = self._acquire(username, stream_id, handler.connection)
+            if slot is None:
+                self._send_refusal(handler)
+                return
+            try:
+                with self._cond:
+                    self._served[stream_id] = self._served.get(stream_id, 0) + 1
+                self._send(handler, media.segments[name], "video/mp2t")
+            finally:
+                self._release(username, slot)
+        else:
+            handler.send_error(404, "Not Found")
+
+    @staticmethod
+    def _send(handler: _Handler, body: bytes, content_type: str) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        with contextlib.suppress(OSError):  # the client went away
+            handler.wfile.write(body)
 
     def _send_refusal(self, handler: _Handler) -> None:
         if self.refuse_style == "close":
@@ -608,15 +684,31 @@ def _chunks(sample: bytes, times: list[float], seconds: float) -> Iterator[tuple
         loop += 1
 
 
-def _parse_path(path: str) -> tuple[str, str, int] | None:
-    """``(username, password, stream_id)`` from an Xtream-style path, or ``None``."""
+def _parse_path(path: str) -> tuple[str, str, int, str] | None:
+    """``(username, password, stream_id, part)`` from an Xtream-style path, or
+    ``None``; ``part`` is ``{variant}/{file}`` of an HLS stream's rendition
+    (relative to its master playlist), else empty."""
     parts = [unquote(p) for p in urlsplit(path).path.split("/") if p]
     if parts and parts[0] == "live":
         parts = parts[1:]
-    if len(parts) != 3:
+    if len(parts) not in (3, 5):
         return None
-    username, password, name = parts
-    name = name.removesuffix(".ts")
+    username, password, name, *part = parts
+    name = name.removesuffix(".ts").removesuffix(".m3u8")
     if not name.isdigit():
         return None
-    return username, password, int(name)
+    return username, password, int(name), "/".join(part)
+
+
+def _master_playlist(stream: SimStream, stream_id: int) -> bytes:
+    """An HLS master playlist of the stream's variants, in their order; each
+    rendition's URI is relative to the master's own."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3"]
+    for name in stream.hls_variants:
+        spec = VARIANTS[name]
+        bandwidth = (spec.video_kbps + (96 if spec.audio else 0)) * 1000
+        lines.append(
+            f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={spec.width}x{spec.height}"
+        )
+        lines.append(f"{stream_id}/{name}/{HLS_PLAYLIST}")
+    return ("\n".join(lines) + "\n").encode()

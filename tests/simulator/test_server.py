@@ -228,6 +228,38 @@ def test_samples_are_cached_and_unknown_variants_rejected(sample_cache):
         ensure_sample("8k", sample_cache)
 
 
+def _get(sim: ProviderSimulator, path: str) -> tuple[int, bytes]:
+    status, head, sock = _open(sim, path)
+    with sock:
+        return status, head.split("\r\n\r\n", 1)[1].encode("latin-1") + _read_until_closed(sock)
+
+
+def test_hls_stream_is_a_master_of_its_variants_each_a_playlist_of_segments(provider):
+    sim = provider([SimAccount("u", "p", 1)], {7: SimStream("hls"), 8: SimStream("ok")})
+    status, master = _get(sim, "/live/u/p/7.m3u8")
+    assert status == 200
+    lines = master.decode().splitlines()
+    assert lines[0] == "#EXTM3U"
+    infos = [line for line in lines if line.startswith("#EXT-X-STREAM-INF:")]
+    assert [info.split("RESOLUTION=")[1] for info in infos] == ["320x240", "1280x720"]
+    uris = [line for line in lines if line and not line.startswith("#")]
+    assert uris == ["7/lowres/index.m3u8", "7/hd/index.m3u8"]
+
+    status, playlist = _get(sim, "/live/u/p/7/hd/index.m3u8")
+    assert status == 200
+    segments = [line for line in playlist.decode().splitlines() if line.endswith(".ts")]
+    assert segments[:2] == ["0.ts", "1.ts"]
+    assert "#EXT-X-ENDLIST" in playlist.decode()
+    status, segment = _get(sim, "/live/u/p/7/hd/0.ts")
+    assert status == 200
+    assert segment[:1] == b"\x47"  # an MPEG-TS packet
+    assert sim.stats().max_concurrency == {"u": 1}  # a segment holds a slot while sent
+    assert sim.stats().hls_requests == ("7/hd/index.m3u8", "7/hd/0.ts")
+
+    assert _get(sim, "/live/u/p/7/fhd/index.m3u8")[0] == 404  # not one of its variants
+    assert _get(sim, "/live/u/p/8/hd/index.m3u8")[0] == 404  # not an HLS stream
+
+
 def test_demo_inventory_matches_the_simulated_provider():
     accounts, streams = demo_provider()
     logins = {(a.username, a.password): a for a in accounts}
