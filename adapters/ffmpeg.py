@@ -71,6 +71,7 @@ from typing import IO
 
 import structlog
 
+from adapters.hls import best_variant, looks_like_hls, read_playlist
 from adapters.settle import BitrateSettler, SettleRule
 from domain.cancel import CancelToken
 from domain.models import OutcomeKind, ProbeOutcome, ProbeRequest, StreamInfo
@@ -104,8 +105,11 @@ _RESOLUTION = re.compile(r"^(\d{2,5})x(\d{2,5})\b")
 _FPS = re.compile(r"^([\d.]+)(k?) (fps|tbr)$")
 _SAMPLE_RATE = re.compile(r"^(\d+) Hz$")
 _INPUT_HEADER = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*), from ")
-_STREAM_LINE = re.compile(r"^\s*Stream #0:\d+\S*: (Video|Audio): (.*)$")
+_STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio): (.*)$")
+_MAPPED = re.compile(r"^\s*Stream #0:(\d+)\S* -> #\d+:\d+")
 _UNIT_BYTES = {"KiB": 1024, "kB": 1000, "MiB": 1024 * 1024, "MB": 1000 * 1000}
+_PLAYLIST_TIMEOUT_S = 5.0
+"""At most this long to read an HLS playlist before the check (less with a shorter timeout)."""
 
 
 class FfmpegNotFound(RuntimeError):
@@ -274,8 +278,25 @@ def _parse_audio(fields: list[str]) -> dict[str, object]:
     return found
 
 
+def _mapped_inputs(lines: Iterable[str]) -> set[int] | None:
+    """The input streams ffmpeg's ``Stream mapping:`` says it reads, or ``None``
+    when it printed none (it never got that far)."""
+    mapped: set[int] | None = None
+    for line in lines:
+        if mapped is None:
+            if line.startswith("Stream mapping:"):
+                mapped = set()
+            continue
+        found = _MAPPED.match(line)
+        if found is None:
+            break
+        mapped.add(int(found.group(1)))
+    return mapped
+
+
 def parse_stream_info(stderr_lines: Iterable[str]) -> StreamInfo | None:
-    """What the input dump says about the first video and first audio stream.
+    """What the input dump says about the first video and first audio stream
+    that ffmpeg reads (the first of all when it did not say which it reads).
 
     Args:
         stderr_lines: ffmpeg's stderr, line by line.
@@ -284,16 +305,20 @@ def parse_stream_info(stderr_lines: Iterable[str]) -> StreamInfo | None:
         The stream's properties (bitrate not included), or ``None`` when the
         input was never opened.
     """
-    section = _input_section(stderr_lines)
+    lines = list(stderr_lines)
+    section = _input_section(lines)
     if section is None:
         return None
+    mapped = _mapped_inputs(lines)
     header = _INPUT_HEADER.match(section[0])
     found: dict[str, object] = {"stream_type": header.group(1) if header else None}
     for line in section[1:]:
         stream = _STREAM_LINE.match(line)
         if stream is None:
             continue
-        kind, rest = stream.groups()
+        index, kind, rest = stream.groups()
+        if mapped and int(index) not in mapped:
+            continue
         fields = _split_top(rest)
         if not fields:
             continue
@@ -682,8 +707,14 @@ class FfmpegProbe:
         self.on_spawn = on_spawn
         self.settle = settle
 
-    def command(self, request: ProbeRequest, frames_fd: int | None = None) -> list[str]:
-        """The ffmpeg argv for ``request``; with ``frames_fd``, packets are listed there."""
+    def command(
+        self, request: ProbeRequest, frames_fd: int | None = None, program: int | None = None
+    ) -> list[str]:
+        """The ffmpeg argv for ``request``; with ``frames_fd``, packets are listed there.
+
+        ``program``: read only that program's video and audio (an HLS master
+        playlist's variant, see :mod:`adapters.hls`); else every video and audio stream.
+        """
         # The watchdog of _Run decides when data stopped; ffmpeg's own I/O
         # timeout is only a backstop past the wall-clock cap, so no build's
         # way of reporting its timeout changes a verdict.
@@ -695,7 +726,8 @@ class FfmpegProbe:
         if user_agent:
             cmd += ["-user_agent", user_agent]
         cmd += ["-rw_timeout", backstop_us, "-analyzeduration", analyze_us, "-i", request.url]
-        cmd += ["-t", f"{request.duration:g}", "-map", "0:v?", "-map", "0:a?"]
+        streams = "0" if program is None else f"0:p:{program}"
+        cmd += ["-t", f"{request.duration:g}", "-map", f"{streams}:v?", "-map", f"{streams}:a?"]
         if frames_fd is None:
             cmd += ["-c", "copy", "-f", "null", "-"]
         else:
@@ -706,12 +738,13 @@ class FfmpegProbe:
     def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
         """Check ``request.url``; see :data:`domain.models.Probe` for the contract."""
         bound = log.bind(stream_id=request.stream_id, url=redact_url(request.url))
-        if token.cancelled:
+        program = None if token.cancelled else self._variant(request)
+        if token.cancelled:  # before the check, or while its playlist was read
             return ProbeOutcome("cancelled", reason=token.reason)
         frames_read, frames_write = os.pipe() if self.settle is not None else (None, None)
         fds = () if frames_write is None else (frames_write,)
         try:
-            proc = _SPAWNER.popen(self.command(request, frames_write), pass_fds=fds)
+            proc = _SPAWNER.popen(self.command(request, frames_write, program), pass_fds=fds)
         except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
             # RuntimeError: the interpreter is exiting; SubprocessError: the
             # child's set-up (death signal) failed before exec.
@@ -755,12 +788,22 @@ class FfmpegProbe:
             bitrate_kbps=outcome.info.bitrate_kbps,
             media_s=round(run.media_s, 2),
             settled=run.kill_reason == "settled",
+            hls_variant=program,
             elapsed_s=round(time.monotonic() - run.started, 2),
             exit_code=run.exit_code,
         )
         if outcome.kind == "error":
             bound.warning("probe_stderr_tail", tail=redact_text("\n".join(run.stderr_lines()[-8:])))
         return outcome
+
+    def _variant(self, request: ProbeRequest) -> int | None:
+        """The variant to read when ``request.url`` is an HLS master playlist of
+        several (:func:`adapters.hls.best_variant`); else ``None``."""
+        if not looks_like_hls(request.url):
+            return None
+        user_agent = request.user_agent or self.user_agent_default
+        playlist = read_playlist(request.url, user_agent, min(request.timeout, _PLAYLIST_TIMEOUT_S))
+        return None if playlist is None else best_variant(playlist)
 
 
 def _wall_s(request: ProbeRequest) -> float:

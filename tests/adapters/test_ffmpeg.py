@@ -46,6 +46,8 @@ progressive), 1920x1080 [SAR 1:1 DAR 16:9], 29.97 fps, 29.97 tbr, 90k tbn
   Stream #0:2[0x102]: Audio: aac (LC) ([15][0][0][0] / 0x000F), 44100 Hz, stereo, fltp
 Stream mapping:
   Stream #0:0 -> #0:0 (copy)
+  Stream #0:1 -> #0:1 (copy)
+  Stream #0:2 -> #0:2 (copy)
 Output #0, null, to 'pipe:':
   Stream #0:0: Video: mpeg2video, yuv420p, 720x576, q=2-31, 25 fps
 [out#0/null @ 0x55] video:126KiB audio:24KiB subtitle:0KiB other streams:0KiB global headers:0KiB
@@ -63,6 +65,38 @@ def test_input_dump_is_parsed_from_the_input_section_only():
     assert (info.video_codec, info.pixel_format, info.stream_type) == ("h264", "yuv420p", "mpegts")
     assert (info.audio_codec, info.audio_channels, info.sample_rate) == ("ac3", "5.1(side)", 48000)
     assert info.bitrate_kbps is None
+
+
+HLS_STDERR = """\
+Input #0, hls, from 'http://host/live/user/secret/1.m3u8':
+  Duration: 00:00:12.00, start: 1.400000, bitrate: 0 kb/s
+  Program 0
+    Metadata:
+      variant_bitrate : 396000
+  Stream #0:0: Video: h264 (Constrained Baseline), yuv420p(progressive), 320x240, 25 fps, 25 tbr
+  Stream #0:1: Audio: aac (LC), 48000 Hz, stereo, fltp
+  Program 1
+    Metadata:
+      variant_bitrate : 1596000
+  Stream #0:2: Video: h264 (Main), yuv420p(progressive), 1280x720, 25 fps, 25 tbr, 90k tbn
+  Stream #0:3: Audio: aac (HE-AAC), 44100 Hz, mono, fltp
+Stream mapping:
+  Stream #0:2 -> #0:0 (copy)
+  Stream #0:3 -> #0:1 (copy)
+Press [q] to stop, [?] for help
+""".splitlines()
+
+
+def test_the_streams_ffmpeg_reads_are_the_ones_reported():
+    info = parse_stream_info(HLS_STDERR)
+    assert info is not None
+    assert (info.resolution, info.video_codec, info.stream_type) == ("1280x720", "h264", "hls")
+    assert (info.audio_channels, info.sample_rate) == ("mono", 44100)
+    # Without a stream mapping (ffmpeg stopped before it): the first streams.
+    opened_only = [line for line in HLS_STDERR if "->" not in line]
+    info = parse_stream_info(opened_only)
+    assert info is not None
+    assert (info.resolution, info.audio_channels) == ("320x240", "stereo")
 
 
 def test_no_input_dump_means_not_opened():
@@ -232,6 +266,35 @@ def test_variants(ffmpeg_path, sim, stream_id, resolution, video, audio):
     assert (outcome.info.resolution, outcome.info.video_codec) == (resolution, video)
     assert outcome.info.audio_codec == audio
     assert outcome.info.bitrate_kbps
+
+
+HLS_CHECK_S = 5.0
+"""Three of the simulator's two-second segments."""
+
+
+@pytest.mark.parametrize(
+    "variants", [("lowres", "hd"), ("hd", "lowres")], ids=["low-first", "hd-first"]
+)
+def test_an_hls_master_is_checked_on_the_variant_a_player_picks(ffmpeg_path, provider, variants):
+    sim = provider([SimAccount("u", "p", 0)], {1: SimStream("hls", hls_variants=variants)})
+    alone = _probe(ffmpeg_path, f"{sim.base_url}/live/u/p/1/hd/index.m3u8", duration=HLS_CHECK_S)
+    assert alone.kind == "ok", alone
+    assert alone.info.bitrate_kbps is not None
+    before = len(sim.stats().hls_requests)
+
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S)
+    assert outcome.kind == "ok", outcome
+    assert (outcome.info.resolution, outcome.info.video_codec) == ("1280x720", "h264")
+    assert outcome.info.audio_codec == "aac"
+    assert outcome.info.stream_type == "hls"
+    # The best variant's own figures: not the lowest's, nor every variant's summed.
+    assert outcome.info.bitrate_kbps == pytest.approx(alone.info.bitrate_kbps, rel=0.1)
+    asked = sim.stats().hls_requests[before:]
+    assert {"1/hd/1.ts", "1/hd/2.ts"} <= set(asked)
+    # ffmpeg opens every variant to learn its streams, then reads the chosen one only.
+    assert {r for r in asked if r.startswith("1/lowres/") and r.endswith(".ts")} <= {
+        "1/lowres/0.ts"
+    }
 
 
 def test_slow_start_within_timeout_is_ok(ffmpeg_path, sim):

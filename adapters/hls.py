@@ -1,0 +1,114 @@
+"""HLS master playlists: which of its variants a player would play.
+
+A provider's ``.m3u8`` URL may answer a master playlist that lists the same
+channel at several qualities, often the smallest first. ffmpeg opens each
+variant as its own program (numbered in the playlist's order) and, asked for
+every video and audio stream, reads them all: the check then reports the first
+variant's picture, the bitrate of all of them together, and takes a
+connection per variant. Players (and Dispatcharr's ffmpeg and streamlink
+profiles) play the best one, so the check maps that variant's program only:
+:func:`best_variant` finds it, :func:`read_playlist` fetches the playlist
+(as ffmpeg would: same URL and user agent, redirects followed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+MAX_PLAYLIST_BYTES = 512 * 1024
+"""A playlist is text of a few kilobytes; anything longer is not one."""
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+_RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
+_VARIANT_TAG = "#EXT-X-STREAM-INF:"
+_HEADER = b"#EXTM3U"
+_LEADING = b"\xef\xbb\xbf \r\n\t"
+"""A byte order mark and blanks may come before the header."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ``#EXT-X-STREAM-INF`` entry of a master playlist."""
+
+    uri: str
+    bandwidth: int | None = None
+    """Bits per second, as the playlist states it."""
+    pixels: int | None = None
+    """Width times height, from ``RESOLUTION``."""
+
+
+def looks_like_hls(url: str) -> bool:
+    """Whether ``url`` names a playlist (``.m3u8`` or ``.m3u``), so it is worth
+    reading before the check: any other URL goes to ffmpeg as it is."""
+    path = urlsplit(url).path.lower()
+    return path.endswith((".m3u8", ".m3u"))
+
+
+def variants(text: str) -> list[Variant]:
+    """The variants of a master playlist in its order (empty for a media playlist).
+
+    As ffmpeg reads it: each ``#EXT-X-STREAM-INF`` tag belongs to the next line
+    that is neither blank nor a tag or comment.
+    """
+    found: list[Variant] = []
+    pending: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(_VARIANT_TAG):
+            pending = {k: v.strip('"') for k, v in _ATTRIBUTE.findall(line[len(_VARIANT_TAG) :])}
+        elif line and not line.startswith("#") and pending is not None:
+            found.append(Variant(line, _number(pending.get("BANDWIDTH")), _pixels(pending)))
+            pending = None
+    return found
+
+
+def best_variant(text: str) -> int | None:
+    """The index of the variant a player would pick: the most pixels, then the
+    highest bandwidth, then the first listed; ``None`` unless there are two or more."""
+    found = variants(text)
+    if len(found) < 2:
+        return None
+    ranked = sorted(
+        range(len(found)),
+        key=lambda i: (found[i].pixels or 0, found[i].bandwidth or 0, -i),
+        reverse=True,
+    )
+    return ranked[0]
+
+
+def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | None:
+    """The playlist at ``url``, or ``None`` when it is not one or cannot be read
+    (the check then goes ahead as it would have, and ffmpeg's verdict says why).
+
+    The answer is read only while it looks like a playlist: a stream served
+    under a playlist's name is let go after its first bytes.
+    """
+    headers = {"User-Agent": user_agent} if user_agent else {}
+    try:
+        with requests.get(
+            url, headers=headers, timeout=timeout_s, stream=True, allow_redirects=True
+        ) as answer:
+            if answer.status_code != requests.codes.ok:
+                return None
+            body = b""
+            for chunk in answer.iter_content(chunk_size=16 * 1024):
+                body += chunk
+                start = body.lstrip(_LEADING)[: len(_HEADER)]
+                if not _HEADER.startswith(start) or len(body) > MAX_PLAYLIST_BYTES:
+                    return None
+    except (requests.RequestException, OSError):
+        return None
+    text = body.decode("utf-8", errors="replace").lstrip("\ufeff \r\n\t")
+    return text if text.startswith(_HEADER.decode()) else None
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _pixels(attributes: dict[str, str]) -> int | None:
+    match = _RESOLUTION.match(attributes.get("RESOLUTION", ""))
+    return int(match.group(1)) * int(match.group(2)) if match else None

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from adapters.hls import (
+    MAX_PLAYLIST_BYTES,
+    Variant,
+    best_variant,
+    looks_like_hls,
+    read_playlist,
+    variants,
+)
+
+MASTER = """\
+#EXTM3U
+#EXT-X-VERSION:4
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",URI="audio/en.m3u8"
+
+#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"
+# a comment between the tag and its URI
+low/index.m3u8
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,RESOLUTION=1920x1080,URI="iframes.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=5000000,RESOLUTION=1920x1080,AUDIO="aud"
+https://cdn.example/high/index.m3u8?token=abc
+#EXT-X-STREAM-INF:BANDWIDTH=2500000,RESOLUTION=1280x720
+mid/index.m3u8
+"""
+
+
+def _master(*entries: str) -> str:
+    lines = ["#EXTM3U"]
+    for number, attributes in enumerate(entries):
+        lines += [f"#EXT-X-STREAM-INF:{attributes}", f"v{number}.m3u8"]
+    return "\n".join(lines) + "\n"
+
+
+def test_variants_are_read_in_the_playlist_order_as_ffmpeg_numbers_them():
+    assert variants(MASTER) == [
+        Variant("low/index.m3u8", 800_000, 640 * 360),
+        Variant("https://cdn.example/high/index.m3u8?token=abc", 5_000_000, 1920 * 1080),
+        Variant("mid/index.m3u8", 2_500_000, 1280 * 720),
+    ]
+    assert best_variant(MASTER) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "best"),
+    [
+        pytest.param(
+            _master("BANDWIDTH=1,RESOLUTION=320x240", "BANDWIDTH=2"), 0, id="pixels-first"
+        ),
+        pytest.param(
+            _master(
+                "BANDWIDTH=900000,RESOLUTION=1280x720", "BANDWIDTH=2000000,RESOLUTION=1280x720"
+            ),
+            1,
+            id="same-picture-more-bits",
+        ),
+        pytest.param(_master("BANDWIDTH=500000", "BANDWIDTH=3000000"), 1, id="no-resolution"),
+        pytest.param(_master("RESOLUTION=1280x720", "RESOLUTION=1280x720"), 0, id="tie-first"),
+        pytest.param(_master("BANDWIDTH=bad,RESOLUTION=huge", "BANDWIDTH=1"), 1, id="garbled"),
+        pytest.param(_master("BANDWIDTH=800000,RESOLUTION=640x360"), None, id="one-variant"),
+        pytest.param("#EXTM3U\n#EXTINF:2.0,\n0.ts\n#EXTINF:2.0,\n1.ts\n", None, id="media"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_the_best_variant_is_the_one_a_player_picks(text, best):
+    assert best_variant(text) == best
+
+
+@pytest.mark.parametrize(
+    ("url", "hls"),
+    [
+        ("http://prov:8080/live/u/p/12.m3u8", True),
+        ("http://prov/hls/INDEX.M3U8?token=x", True),
+        ("http://prov/get.php?type=m3u", False),  # a query is no path
+        ("http://prov/list.m3u", True),
+        ("http://prov:8080/live/u/p/12.ts", False),
+        ("http://prov:8080/u/p/12", False),
+        ("http://prov/a.m3u8.ts", False),
+    ],
+)
+def test_only_playlist_urls_are_read_first(url, hls):
+    assert looks_like_hls(url) is hls
+
+
+def test_a_playlist_is_read_with_the_user_agent_and_its_redirects(httpserver: HTTPServer):
+    httpserver.expect_request("/live/u/p/1.m3u8").respond_with_response(
+        Response(status=302, headers={"Location": httpserver.url_for("/token/1.m3u8")})
+    )
+    httpserver.expect_request("/token/1.m3u8", headers={"User-Agent": "box/1.0"}).respond_with_data(
+        "\ufeff" + MASTER, content_type="application/vnd.apple.mpegurl"
+    )
+    text = read_playlist(httpserver.url_for("/live/u/p/1.m3u8"), "box/1.0", 5.0)
+    assert text == MASTER
+
+
+def test_what_is_not_a_playlist_reads_as_none(httpserver: HTTPServer):
+    httpserver.expect_request("/gone.m3u8").respond_with_data("Not Found", status=404)
+    httpserver.expect_request("/ts.m3u8").respond_with_data(b"\x47" + bytes(188 * 50))
+    httpserver.expect_request("/html.m3u8").respond_with_data("<html>login</html>")
+    httpserver.expect_request("/huge.m3u8").respond_with_data(
+        "#EXTM3U\n" + "#EXTINF:2.0,\nsegment.ts\n" * (MAX_PLAYLIST_BYTES // 20)
+    )
+    for path in ("/gone.m3u8", "/ts.m3u8", "/html.m3u8", "/huge.m3u8"):
+        assert read_playlist(httpserver.url_for(path), None, 5.0) is None, path
+
+
+def test_a_provider_that_does_not_answer_reads_as_none(httpserver: HTTPServer):
+    answered = threading.Event()
+
+    def silent(_request: Request) -> Response:
+        answered.wait(10.0)  # until the client has given up
+        return Response("#EXTM3U\n")
+
+    httpserver.expect_request("/slow.m3u8").respond_with_handler(silent)
+    try:
+        # Past its timeout the read gives up; the check goes on without it.
+        assert read_playlist(httpserver.url_for("/slow.m3u8"), None, 0.2) is None
+    finally:
+        answered.set()
+    assert read_playlist("http://127.0.0.1:9/closed.m3u8", None, 1.0) is None
