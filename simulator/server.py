@@ -104,6 +104,10 @@ class SimStream:
     hls_variants: tuple[str, ...] = ("lowres", "hd")
     """``hls``: the sample variants its master playlist lists, in that order
     (many providers list the smallest first)."""
+    hls_fault: HlsFault = "none"
+    """``hls``: ``missing_segments`` answers 404 for every segment (an expired
+    token); ``stuck`` is a live playlist of its first two segments that never
+    grows (the source stopped)."""
 
     def resolved(self) -> tuple[str, str]:
         """The (behaviour, variant) pair, with variant shortcuts turned into ``ok``."""
@@ -112,6 +116,9 @@ class SimStream:
             return "ok", shortcut
         return self.behaviour, self.variant
 
+
+HlsFault = Literal["none", "missing_segments", "stuck"]
+"""What goes wrong with an ``hls`` stream's renditions (see ``SimStream.hls_fault``)."""
 
 RefuseStyle = Literal["status", "close"]
 """How a connection over the cap is refused: an HTTP status, or a bare hang-up."""
@@ -549,10 +556,11 @@ class ProviderSimulator:
         variant, _, name = part.partition("/")
         listed = stream.behaviour == "hls" and variant in stream.hls_variants
         media = self._hls.get(variant) if listed else None
-        if media is None:
+        if media is None or (name != HLS_PLAYLIST and stream.hls_fault == "missing_segments"):
             handler.send_error(404, "Not Found")
         elif name == HLS_PLAYLIST:
-            self._send(handler, media.playlist.encode(), _PLAYLIST_TYPE)
+            playlist = _stuck(media.playlist) if stream.hls_fault == "stuck" else media.playlist
+            self._send(handler, playlist.encode(), _PLAYLIST_TYPE)
         elif name in media.segments:
             slot = self._acquire(username, stream_id, handler.connection)
             if slot is None:
@@ -698,6 +706,20 @@ def _parse_path(path: str) -> tuple[str, str, int, str] | None:
     if not name.isdigit():
         return None
     return username, password, int(name), "/".join(part)
+
+
+def _stuck(playlist: str, segments: int = 2) -> str:
+    """``playlist`` as a live one (no end) that stops after its first ``segments``."""
+    kept: list[str] = []
+    for line in playlist.splitlines():
+        if line.startswith(("#EXT-X-ENDLIST", "#EXT-X-PLAYLIST-TYPE")):
+            continue
+        kept.append(line)
+        if line.endswith(".ts"):
+            segments -= 1
+            if segments == 0:
+                break
+    return "\n".join(kept) + "\n"
 
 
 def _master_playlist(stream: SimStream, stream_id: int) -> bytes:

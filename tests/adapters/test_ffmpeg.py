@@ -297,6 +297,19 @@ def test_an_hls_master_is_checked_on_the_variant_a_player_picks(ffmpeg_path, pro
     }
 
 
+@pytest.mark.parametrize(
+    ("fault", "duration", "reason"),
+    [("missing_segments", DURATION_S, "http_404"), ("stuck", HLS_CHECK_S, "stalled")],
+)
+def test_hls_that_plays_nothing_is_dead_with_every_ffmpeg(
+    ffmpeg_path, provider, fault, duration, reason
+):
+    stream = SimStream("hls", hls_variants=("lowres", "hd"), hls_fault=fault)
+    sim = provider([SimAccount("u", "p", 0)], {1: stream})
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=duration)
+    assert (outcome.kind, outcome.reason) == ("dead", reason), outcome
+
+
 def test_slow_start_within_timeout_is_ok(ffmpeg_path, sim):
     assert _probe(ffmpeg_path, sim.url("u", "p", 4)).kind == "ok"
 

@@ -260,6 +260,21 @@ def test_hls_stream_is_a_master_of_its_variants_each_a_playlist_of_segments(prov
     assert _get(sim, "/live/u/p/8/hd/index.m3u8")[0] == 404  # not an HLS stream
 
 
+def test_hls_faults_a_stuck_live_playlist_and_missing_segments(provider):
+    streams = {
+        1: SimStream("hls", hls_variants=("hd",), hls_fault="stuck"),
+        2: SimStream("hls", hls_variants=("hd",), hls_fault="missing_segments"),
+    }
+    sim = provider([SimAccount("u", "p", 0)], streams)
+    status, playlist = _get(sim, "/live/u/p/1/hd/index.m3u8")
+    assert status == 200
+    text = playlist.decode()
+    assert [line for line in text.splitlines() if line.endswith(".ts")] == ["0.ts", "1.ts"]
+    assert "#EXT-X-ENDLIST" not in text  # live, and it never grows
+    assert _get(sim, "/live/u/p/2/hd/index.m3u8")[0] == 200
+    assert _get(sim, "/live/u/p/2/hd/0.ts")[0] == 404
+
+
 def test_demo_inventory_matches_the_simulated_provider():
     accounts, streams = demo_provider()
     logins = {(a.username, a.password): a for a in accounts}
