@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import contextlib
+import ssl
+import subprocess
+import sys
 import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from urllib3.exceptions import InsecureRequestWarning
 from werkzeug import Request, Response
 
 from adapters.hls import (
@@ -29,6 +37,10 @@ https://cdn.example/high/index.m3u8?token=abc
 #EXT-X-STREAM-INF:BANDWIDTH=2500000,RESOLUTION=1280x720
 mid/index.m3u8
 """
+
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+"""``loopback-cert.pem``: a self-signed certificate for 127.0.0.1 (and its key), test use only."""
 
 
 def _master(*entries: str) -> str:
@@ -124,3 +136,49 @@ def test_a_provider_that_does_not_answer_reads_as_none(httpserver: HTTPServer):
     finally:
         answered.set()
     assert read_playlist("http://127.0.0.1:9/closed.m3u8", None, 1.0) is None
+
+
+def test_a_self_signed_provider_is_read_as_ffmpeg_reads_it():
+    """ffmpeg does not verify a provider's certificate (``tls_verify`` is off by
+    default), and many IPTV panels have a self-signed or expired one: the
+    playlist is read the same way."""
+    with _https_server() as server, warnings.catch_warnings():
+        # The module's own filter is gone under pytest (it resets the filters
+        # after collection); the next test runs it as the daemon does.
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        assert read_playlist(server.url_for("/live/u/p/1.m3u8"), None, 5.0) == MASTER
+
+
+def test_reading_an_unverified_playlist_warns_nowhere():
+    """In a process of its own, as the daemon imports it: with every warning an
+    error, the read still succeeds, so no warning reaches the logs."""
+    with _https_server() as server:
+        url = server.url_for("/live/u/p/1.m3u8")
+        code = (
+            f"from adapters.hls import read_playlist; print(len(read_playlist({url!r}, None, 5.0)))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-W", "error", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=Path(__file__).parent.parent.parent,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(MASTER))
+
+
+@contextlib.contextmanager
+def _https_server() -> Iterator[HTTPServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(FIXTURES / "loopback-cert.pem", FIXTURES / "loopback-key.pem")
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.expect_request("/live/u/p/1.m3u8").respond_with_data(MASTER)
+    server.start()
+    try:
+        assert server.url_for("/").startswith("https://")
+        yield server
+    finally:
+        server.clear()
+        server.stop()
