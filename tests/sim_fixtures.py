@@ -3,8 +3,8 @@
 Registered for every test folder by ``tests/conftest.py``
 (``pytest_plugins = ["tests.sim_fixtures"]``).
 
-- ``sample_cache`` (session): a folder with every sample variant, generated
-  once per run in parallel; ``IPTV_CHECKD_CACHE`` reuses a persistent cache.
+- ``sample_cache`` (session): a folder with every sample variant and its HLS
+  rendition, generated once per run in parallel; ``IPTV_CHECKD_CACHE`` reuses a persistent cache.
 - ``ffmpeg_path`` (session, parametrised): every ffmpeg build present, the
   system one on ``PATH`` and the one of imageio-ffmpeg, with ids such as
   ``system-5.1`` and ``imageio-7.1``; a build that is absent is skipped. A
@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from adapters.ffmpeg import FfmpegNotFound, check_ffmpeg, find_ffmpeg
-from simulator.media import CACHE_ENV, VARIANTS, ensure_sample
+from simulator.media import CACHE_ENV, VARIANTS, ensure_hls, ensure_sample
 from simulator.server import ProviderSimulator, SimAccount, SimStream
 
 ProviderFactory = Callable[..., ProviderSimulator]
@@ -106,7 +106,9 @@ def sample_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     encoder = find_ffmpeg()  # samples are the same input for every build under test
     with ThreadPoolExecutor(max_workers=2) as pool:
         paths = list(pool.map(lambda v: ensure_sample(v, cache, encoder), VARIANTS))
+        renditions = list(pool.map(lambda v: ensure_hls(v, cache, encoder), VARIANTS))
     assert all(p.stat().st_size > 0 for p in paths)
+    assert all(any(folder.glob("*.ts")) for folder in renditions)
     return cache
 
 

@@ -99,8 +99,10 @@ def test_demo_checks_its_sample_accounts_and_stops(ffmpeg_on_path: str, tmp_path
     assert "refused connections: 0" in text
     data = json.loads(report.read_text())
     statuses = {r["stream_id"]: r["status"] for r in data["results"]}
-    assert len(statuses) == 10
+    assert len(statuses) == 11
     assert statuses[101] == "ok"
+    hls = next(r for r in data["results"] if r["stream_id"] == 111)
+    assert (hls["status"], hls["resolution"]) == ("ok", "1280x720")  # its best variant
     assert statuses[103] == "dead"
     assert statuses[107] == "dead"  # stalls
 

@@ -284,7 +284,9 @@ def test_demo_inventory_matches_the_simulated_provider():
     for stream in inventory["streams"]:
         user, password, name = urlsplit(stream["url"]).path.split("/")[2:]
         assert (user, password) in logins
-        assert int(name.removesuffix(".ts")) in streams
+        stream_id, extension = name.split(".")
+        assert int(stream_id) in streams
+        assert extension == ("m3u8" if streams[int(stream_id)].behaviour == "hls" else "ts")
         stream_ids.add(stream["id"])
     assert stream_ids == set(streams)
     assert len(inventory["channels"]) == 4
