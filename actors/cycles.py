@@ -242,6 +242,7 @@ class Cycles:
         self._last = summary(finished, cycle.streams)
         self._announce(finished)
         resolve(self._done, finished)
+        self._done = None  # its results are the caller's now, not kept till the next start
         for waiter in self._abort_waiters:
             resolve(waiter, finished)
         self._abort_waiters.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -89,6 +91,22 @@ def test_a_cycle_is_announced_scored_ended_and_its_caller_answered() -> None:
     assert message.done.get(timeout=0) == finished
     assert cycles.last is not None
     assert (cycles.last["alive"], cycles.last["dead"], cycles.last["aborted"]) == (1, 1, False)
+
+
+def test_a_finished_cycle_is_not_kept_alive_between_cycles() -> None:
+    """Once its caller has the results (10,000 on a large install), only the
+    summary stays; and the next cycle's start does not pay for freeing them."""
+    cycles, heard = keeper()
+    message = cycle(1, 1, 2)
+    finish_all(cycles, cycles.begin(message, {1: 2}))
+    assert message.done is not None
+    finished = message.done.get(timeout=0)
+    gone = weakref.ref(finished)
+    heard.clear()
+    del finished, message
+    gc.collect()
+    assert gone() is None
+    assert cycles.last is not None
 
 
 def test_stable_streams_are_left_out_of_the_plan_until_due() -> None:
