@@ -108,8 +108,10 @@ _INPUT_HEADER = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*), from ")
 _STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio): (.*)$")
 _MAPPED = re.compile(r"^\s*Stream #0:(\d+)\S* -> #\d+:\d+")
 _UNIT_BYTES = {"KiB": 1024, "kB": 1000, "MiB": 1024 * 1024, "MB": 1000 * 1000}
-_PLAYLIST_TIMEOUT_S = 5.0
-"""At most this long to read an HLS playlist before the check (less with a shorter timeout)."""
+_PLAYLIST_TIMEOUT_S = 2.0
+"""At most this long to read an HLS playlist before the check (less with a shorter
+timeout): a few kilobytes, and a viewer's preemption waits for it. The check's
+wall-clock cap counts it."""
 
 
 class FfmpegNotFound(RuntimeError):
@@ -738,6 +740,7 @@ class FfmpegProbe:
     def __call__(self, request: ProbeRequest, token: CancelToken) -> ProbeOutcome:
         """Check ``request.url``; see :data:`domain.models.Probe` for the contract."""
         bound = log.bind(stream_id=request.stream_id, url=redact_url(request.url))
+        began = time.monotonic()
         program = None if token.cancelled else self._variant(request)
         if token.cancelled:  # before the check, or while its playlist was read
             return ProbeOutcome("cancelled", reason=token.reason)
@@ -767,9 +770,9 @@ class FfmpegProbe:
             token.on_cancel(lambda: run.kill("cancelled") if run is not None else None)
             if self.on_spawn is not None:
                 self.on_spawn(proc.pid)
-            run.watch(
-                no_data_s=request.timeout, analyse_s=_analyse_s(request), wall_s=_wall_s(request)
-            )
+            # The playlist's read came out of the same wall-clock budget.
+            wall_s = _wall_s(request) - (run.started - began)
+            run.watch(no_data_s=request.timeout, analyse_s=_analyse_s(request), wall_s=wall_s)
         finally:
             if run is None:  # its threads could not start: nothing else closes these
                 _killpg(proc.pid)

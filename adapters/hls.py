@@ -14,6 +14,7 @@ profiles) play the best one, so the check maps that variant's program only:
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -86,7 +87,8 @@ def best_variant(text: str) -> int | None:
 
 def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | None:
     """The playlist at ``url``, or ``None`` when it is not one or cannot be read
-    (the check then goes ahead as it would have, and ffmpeg's verdict says why).
+    within ``timeout_s`` in all (the check then goes ahead as it would have, and
+    ffmpeg's verdict says why).
 
     The answer is read only while it looks like a playlist: a stream served
     under a playlist's name is let go after its first bytes. The provider's
@@ -95,6 +97,7 @@ def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | N
     sends the same URL right after, so nothing more is exposed.
     """
     headers = {"User-Agent": user_agent} if user_agent else {}
+    deadline = time.monotonic() + timeout_s
     try:
         with requests.get(
             url,
@@ -110,6 +113,8 @@ def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | N
                 body += chunk
                 start = body.lstrip(_LEADING)[: len(_HEADER)]
                 if not _HEADER.startswith(start) or len(body) > MAX_PLAYLIST_BYTES:
+                    return None
+                if time.monotonic() > deadline:  # each piece in time, the whole not
                     return None
     except (requests.RequestException, OSError):
         return None

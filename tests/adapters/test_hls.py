@@ -138,6 +138,28 @@ def test_a_provider_that_does_not_answer_reads_as_none(httpserver: HTTPServer):
     assert read_playlist("http://127.0.0.1:9/closed.m3u8", None, 1.0) is None
 
 
+def test_a_playlist_that_trickles_in_is_given_up_on_at_the_deadline(httpserver: HTTPServer):
+    """Each piece comes within the timeout, the whole does not: the read stops at
+    the timeout in all (a viewer's preemption waits for it), not at the last piece."""
+    stop = threading.Event()
+
+    def trickle(_request: Request) -> Response:
+        def pieces() -> Iterator[bytes]:
+            yield b"#EXTM3U\n"
+            for _ in range(20):
+                if stop.wait(0.1):
+                    return
+                yield b"#EXTINF:2.0,\nsegment.ts\n"
+
+        return Response(pieces(), content_type="application/vnd.apple.mpegurl")
+
+    httpserver.expect_request("/slow.m3u8").respond_with_handler(trickle)
+    try:
+        assert read_playlist(httpserver.url_for("/slow.m3u8"), None, 0.5) is None
+    finally:
+        stop.set()
+
+
 def test_a_self_signed_provider_is_read_as_ffmpeg_reads_it():
     """ffmpeg does not verify a provider's certificate (``tls_verify`` is off by
     default), and many IPTV panels have a self-signed or expired one: the
