@@ -6,7 +6,6 @@ import threading
 import time
 
 import pykka
-from structlog.testing import capture_logs
 
 from actors.account import ViewerFeed
 from actors.messages import RunNow
@@ -16,6 +15,7 @@ from domain.models import Account, Profile, ViewerSnapshot
 from domain.ports import SourceError
 from tests.actors.conftest import Harness
 from tests.actors.fakes import Behaviour, FakeProbe, max_concurrent, simple_account, stream
+from tests.logcapture import capture_logs
 
 
 def test_later_cycles_run_as_many_checks_at_once_as_the_first(harness: Harness):

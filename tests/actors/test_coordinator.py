@@ -9,7 +9,6 @@ from typing import Any, cast
 
 import pykka
 import pytest
-from structlog.testing import capture_logs
 
 from actors.account import AccountActor, LearningFeed
 from actors.coordinator import Coordinator, CoordinatorSettings
@@ -41,6 +40,7 @@ from tests.actors.fakes import (
     stream,
 )
 from tests.app.dashboard_setup import wait_for
+from tests.logcapture import capture_logs
 
 A1, A2, B1, B2, B3 = 1, 2, 3, 4, 5
 

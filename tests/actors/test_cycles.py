@@ -9,7 +9,6 @@ from typing import Any
 
 import pykka
 import pytest
-from structlog.testing import capture_logs
 
 from actors.actions import Finish
 from actors.cycles import MANY_AT_ONCE, CycleBusyError, Cycles, most_at_once
@@ -24,6 +23,7 @@ from actors.messages import (
 from domain.models import ProbeOutcome, StreamInfo
 from domain.priority import CheckMemory
 from tests.actors.fakes import FakeClock, stream
+from tests.logcapture import capture_logs
 
 OK = ProbeOutcome(kind="ok", info=StreamInfo(resolution="1920x1080"))
 

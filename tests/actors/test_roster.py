@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from structlog.testing import capture_logs
-
 from actors.roster import Roster, shown_limit
 from actors.slots import UNLIMITED
 from tests.actors.fakes import profile_account, simple_account
+from tests.logcapture import capture_logs
 
 
 class FakeActor:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pykka
 import pytest
-from structlog.testing import capture_logs
 
 from actors.messages import (
     CycleFinished,
@@ -35,6 +34,7 @@ from tests.actors.fakes import (
     simple_account,
     stream,
 )
+from tests.logcapture import capture_logs
 
 HOUR = 3600.0
 

@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from structlog.testing import capture_logs
-
 from actors.messages import CycleFinished, CycleStarted, Flush, ResultReady
 from actors.sink import ResultSink
 from actors.timers import Timers
@@ -21,6 +19,7 @@ from adapters.store import ResultStore
 from domain.models import CheckResult
 from tests.adapters.test_pending_writes import locked
 from tests.app.dashboard_setup import wait_for
+from tests.logcapture import capture_logs
 
 
 def opener(path: Path) -> Callable[[], ResultStore]:

@@ -6,7 +6,6 @@ from typing import Any
 
 import pykka
 import pytest
-from structlog.testing import capture_logs
 
 from actors.account import ViewerFeed
 from actors.messages import RunNow, UnwatchViewers, ViewersSeen, ViewersUnknown, WatchViewers
@@ -17,6 +16,7 @@ from domain.ports import SourceError
 from tests.actors import fakes
 from tests.actors.conftest import Harness
 from tests.actors.fakes import FakeClock, Inbox, Recorder, Script, on_fake_clock
+from tests.logcapture import capture_logs
 
 NOBODY = ViewerSnapshot()
 

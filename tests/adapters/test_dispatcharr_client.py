@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from adapters.dispatcharr import (
     DispatcharrAuthError,
@@ -25,6 +24,7 @@ from adapters.dispatcharr_source import (
     viewers_from_status,
 )
 from tests.fakes.dispatcharr import FakeDispatcharr
+from tests.logcapture import capture_logs
 
 MakeClient = Callable[..., DispatcharrClient]
 

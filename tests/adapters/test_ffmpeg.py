@@ -11,7 +11,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import structlog.testing
 
 from adapters import ffmpeg as ffmpeg_module
 from adapters.ffmpeg import (
@@ -30,6 +29,7 @@ from adapters.ffmpeg import (
 from domain.cancel import CancelToken
 from domain.models import ProbeOutcome, ProbeRequest
 from simulator.server import SimAccount, SimStream
+from tests.logcapture import capture_logs
 
 DURATION_S = 1.0
 TIMEOUT_S = 2.5
@@ -488,7 +488,7 @@ def test_ffmpeg_killed_from_outside_is_an_error(ffmpeg_path, sim):
 
 
 def test_user_agent_is_sent_and_logs_are_redacted(ffmpeg_path, sim):
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         outcome = _probe(ffmpeg_path, sim.url("old", "secretpass", 2))
     assert outcome.reason == "account_unauthorized"
     assert sim.stats().user_agents == ("test-agent",)

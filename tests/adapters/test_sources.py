@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from adapters.dispatcharr import DispatcharrClient
 from adapters.schema import InputError
@@ -34,6 +33,7 @@ from domain.models import CheckResult, Inventory, Profile, StreamInfo, ViewerSna
 from domain.ports import Reordered, SourceError
 from tests.app.dashboard_setup import wait_for
 from tests.fakes.dispatcharr import FakeDispatcharr
+from tests.logcapture import capture_logs
 
 FINISHED = "2026-08-20T10:00:00Z"
 

@@ -6,9 +6,9 @@ import threading
 from collections.abc import Sequence
 
 import pytest
-from structlog.testing import capture_logs
 
 from adapters.write_queue import WriteQueue
+from tests.logcapture import capture_logs
 
 WAIT_S = 10.0
 

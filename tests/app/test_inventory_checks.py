@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from actors.cycles import MANY_AT_ONCE
 from adapters.sources import FileInventorySource
 from app.config import AccountOverride
 from app.daemon import WarnUnknownOverrides
 from tests.app.test_cli import good_inventory
+from tests.logcapture import capture_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pykka
 import pytest
-from structlog.testing import capture_logs
 
 from actors.coordinator import Coordinator
 from actors.messages import (
@@ -46,6 +45,7 @@ from app.sources import build_sources
 from simulator.server import SimAccount, SimStream
 from tests.actors.fakes import Behaviour, FakeProbe, Inbox, Recorder
 from tests.app.conftest import write_config, write_inventory
+from tests.logcapture import capture_logs
 from tests.sim_fixtures import ProviderFactory
 
 STREAMS = (1, 2, 3)
