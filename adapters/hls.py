@@ -27,12 +27,13 @@ MAX_PLAYLIST_BYTES = 512 * 1024
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _VARIANT_TAG = "#EXT-X-STREAM-INF:"
-# The playlist is read without verifying the provider's certificate (see
-# read_playlist); nothing else here makes a request that does not verify.
-warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 _HEADER = b"#EXTM3U"
 _LEADING = b"\xef\xbb\xbf \r\n\t"
 """A byte order mark and blanks may come before the header."""
+
+# The playlist is read without verifying the provider's certificate (see
+# read_playlist); nothing else in the daemon makes a request that does not verify.
+warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ It serves ``/live/{user}/{pass}/{stream}.ts`` (and the bare
 ``/{user}/{pass}/{stream}``) by looping an MPEG-TS sample at about real-time
 rate, or for an ``hls`` stream a master playlist (``.m3u8``) of several
 variants, each a media playlist of two-second segments served at once, as
-from a CDN; it enforces each account's connection cap over the connections currently
-streaming, and records what happened (highest concurrency per login,
-refusals, served streams, how long each connection lasted) so tests can check
-that the daemon never opened one connection too many.
+from a CDN. It enforces each account's connection cap over the connections
+currently streaming (a segment counts while it is sent), and records what
+happened (highest concurrency per login, refusals, served streams, how long
+each connection lasted) so tests can check that the daemon never opened one
+connection too many.
 
 Real providers differ from what is configured for them, and the simulator can
 play that: ``SimAccount.max_connections`` is the provider's real cap, which a
@@ -67,12 +68,15 @@ Behaviour = Literal[
 streams of that sample variant; ``hls`` answers a master playlist of
 ``SimStream.hls_variants``."""
 
+HlsFault = Literal["none", "missing_segments", "stuck"]
+"""What goes wrong with an ``hls`` stream's renditions (see ``SimStream.hls_fault``)."""
+
 _VARIANT_SHORTCUTS = {"lowres": "lowres", "noaudio": "noaudio", "hevc": "hevc"}
 CHUNK_BYTES = 188 * 100
 """One write: a whole number of 188-byte TS packets."""
 _POLL_S = 0.1
-_PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 """How often waiting handler threads look at their client and the stop flag."""
+_PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,6 @@ class SimStream:
             return "ok", shortcut
         return self.behaviour, self.variant
 
-
-HlsFault = Literal["none", "missing_segments", "stuck"]
-"""What goes wrong with an ``hls`` stream's renditions (see ``SimStream.hls_fault``)."""
 
 RefuseStyle = Literal["status", "close"]
 """How a connection over the cap is refused: an HTTP status, or a bare hang-up."""
