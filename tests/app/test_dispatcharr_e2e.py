@@ -23,7 +23,9 @@ SIM_STREAMS = {
     979: SimStream("dead"),
     1033: SimStream("ok", "hd"),
     1034: SimStream("noaudio"),
+    980: SimStream("hls"),  # a master listing its 320x240 variant before its 720p one
 }
+"""The streams the provider serves; 980 is in Dispatcharr only where a test adds it."""
 
 
 @pytest.fixture
@@ -131,6 +133,23 @@ def test_full_cycle_writes_stats_and_reorders(world, tmp_path: Path):
     assert seen.max_concurrency.get("u2", 0) <= 1
     assert seen.max_concurrency.get("ub", 0) <= 1
     assert seen.refused == ()
+
+
+def test_an_hls_stream_is_written_and_ranked_by_its_best_variant(world, tmp_path: Path):
+    sim, fake, config = world
+    fake.add_stream(980, "s980", 3, sim.url("u1", "pass1", 980))
+    fake.add_channel(44, "News HLS", [978, 980], uuid="6f1c2a8e-0000-4c1e-9a7f-000000000044")
+    code, report = run_once(config, tmp_path)
+    assert code == 0
+    assert {r["stream_id"]: r["status"] for r in report["results"]}[980] == "ok"
+    stats = dict(fake.stream_patches)[980]["stream_stats"]
+    assert (stats["resolution"], stats["stream_type"], stats["video_codec"]) == (
+        "1280x720",
+        "hls",
+        "h264",
+    )
+    assert dict(fake.channel_patches)[44]["streams"] == [980, 978]  # 720p before 320x240
+    assert sim.stats().max_concurrency.get("u1", 0) <= 2
 
 
 def test_token_expiry_mid_cycle_refreshes_and_carries_on(world, tmp_path: Path):
