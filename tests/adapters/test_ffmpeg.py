@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from adapters import ffmpeg as ffmpeg_module
 from adapters.ffmpeg import (
@@ -28,6 +31,7 @@ from adapters.ffmpeg import (
 )
 from domain.cancel import CancelToken
 from domain.models import ProbeOutcome, ProbeRequest
+from simulator.media import sample_path
 from simulator.server import SimAccount, SimStream
 from tests.logcapture import capture_logs
 
@@ -295,6 +299,51 @@ def test_an_hls_master_is_checked_on_the_variant_a_player_picks(ffmpeg_path, pro
     assert {r for r in asked if r.startswith("1/lowres/") and r.endswith(".ts")} <= {
         "1/lowres/0.ts"
     }
+
+
+ALTERNATE_AUDIO_MASTER = """\
+#EXTM3U
+#EXT-X-VERSION:4
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",DEFAULT=YES,URI="audio/index.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x240,AUDIO="aud"
+lowres/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=1600000,RESOLUTION=1280x720,AUDIO="aud"
+hd/index.m3u8
+"""
+
+
+@pytest.fixture(scope="module")
+def alternate_audio(sample_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An HLS master whose variants carry no audio: it is a rendition of its own."""
+    folder = tmp_path_factory.mktemp("alternate-audio")
+    cuts = {"lowres": ("lowres", "0:v"), "hd": ("hd", "0:v"), "audio": ("hd", "0:a")}
+    for name, (variant, streams) in cuts.items():
+        (folder / name).mkdir()
+        cmd = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-stream_loop", "2"]
+        cmd += ["-i", str(sample_path(variant, sample_cache)), "-map", streams, "-c", "copy"]
+        cmd += ["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"]
+        cmd += ["-hls_segment_filename", str(folder / name / "%d.ts")]
+        subprocess.run([*cmd, str(folder / name / "index.m3u8")], check=True, timeout=60)
+    (folder / "master.m3u8").write_text(ALTERNATE_AUDIO_MASTER)
+    return folder
+
+
+def test_a_variant_with_its_audio_in_a_rendition_of_its_own_is_read_with_it(
+    ffmpeg_path, alternate_audio: Path, httpserver: HTTPServer
+):
+    asked: list[str] = []
+
+    def serve(request: Request) -> Response:
+        asked.append(request.path)
+        path = alternate_audio / request.path.lstrip("/")
+        return Response(path.read_bytes()) if path.is_file() else Response(status=404)
+
+    httpserver.expect_request(re.compile(r"/.*")).respond_with_handler(serve)
+    outcome = _probe(ffmpeg_path, httpserver.url_for("/master.m3u8"), duration=HLS_CHECK_S)
+    assert outcome.kind == "ok", outcome
+    assert (outcome.info.resolution, outcome.info.audio_codec) == ("1280x720", "aac")
+    assert {"/hd/2.ts", "/audio/2.ts"} <= set(asked)
+    assert {p for p in asked if p.startswith("/lowres/") and p.endswith(".ts")} <= {"/lowres/0.ts"}
 
 
 @pytest.mark.parametrize(
