@@ -71,7 +71,7 @@ from typing import IO
 
 import structlog
 
-from adapters.hls import best_variant, looks_like_hls, read_playlist
+from adapters.hls import Choice, choose, looks_like_hls, read_playlist
 from adapters.settle import BitrateSettler, SettleRule
 from domain.cancel import CancelToken
 from domain.models import OutcomeKind, ProbeOutcome, ProbeRequest, StreamInfo
@@ -710,12 +710,13 @@ class FfmpegProbe:
         self.settle = settle
 
     def command(
-        self, request: ProbeRequest, frames_fd: int | None = None, program: int | None = None
+        self, request: ProbeRequest, frames_fd: int | None = None, variant: Choice | None = None
     ) -> list[str]:
         """The ffmpeg argv for ``request``; with ``frames_fd``, packets are listed there.
 
-        ``program``: read only that program's video and audio (an HLS master
-        playlist's variant, see :mod:`adapters.hls`); else every video and audio stream.
+        ``variant``: the HLS master playlist's variant to read (see
+        :mod:`adapters.hls`): its own playlist, or only its program of the
+        master; else every video and audio stream of ``request.url``.
         """
         # The watchdog of _Run decides when data stopped; ffmpeg's own I/O
         # timeout is only a backstop past the wall-clock cap, so no build's
@@ -727,8 +728,12 @@ class FfmpegProbe:
         user_agent = request.user_agent or self.user_agent_default
         if user_agent:
             cmd += ["-user_agent", user_agent]
-        cmd += ["-rw_timeout", backstop_us, "-analyzeduration", analyze_us, "-i", request.url]
-        streams = "0" if program is None else f"0:p:{program}"
+        url, streams = request.url, "0"
+        if variant is not None and variant.url is not None:
+            url = variant.url  # its own playlist: nothing of the others is opened
+        elif variant is not None:
+            streams = f"0:p:{variant.index}"  # the master, its program only
+        cmd += ["-rw_timeout", backstop_us, "-analyzeduration", analyze_us, "-i", url]
         cmd += ["-t", f"{request.duration:g}", "-map", f"{streams}:v?", "-map", f"{streams}:a?"]
         if frames_fd is None:
             cmd += ["-c", "copy", "-f", "null", "-"]
@@ -741,13 +746,13 @@ class FfmpegProbe:
         """Check ``request.url``; see :data:`domain.models.Probe` for the contract."""
         bound = log.bind(stream_id=request.stream_id, url=redact_url(request.url))
         began = time.monotonic()
-        program = None if token.cancelled else self._variant(request)
+        variant = None if token.cancelled else self._variant(request)
         if token.cancelled:  # before the check, or while its playlist was read
             return ProbeOutcome("cancelled", reason=token.reason)
         frames_read, frames_write = os.pipe() if self.settle is not None else (None, None)
         fds = () if frames_write is None else (frames_write,)
         try:
-            proc = _SPAWNER.popen(self.command(request, frames_write, program), pass_fds=fds)
+            proc = _SPAWNER.popen(self.command(request, frames_write, variant), pass_fds=fds)
         except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
             # RuntimeError: the interpreter is exiting; SubprocessError: the
             # child's set-up (death signal) failed before exec.
@@ -791,7 +796,7 @@ class FfmpegProbe:
             bitrate_kbps=outcome.info.bitrate_kbps,
             media_s=round(run.media_s, 2),
             settled=run.kill_reason == "settled",
-            hls_variant=program,
+            hls_variant=None if variant is None else variant.index,
             elapsed_s=round(time.monotonic() - run.started, 2),
             exit_code=run.exit_code,
         )
@@ -799,14 +804,14 @@ class FfmpegProbe:
             bound.warning("probe_stderr_tail", tail=redact_text("\n".join(run.stderr_lines()[-8:])))
         return outcome
 
-    def _variant(self, request: ProbeRequest) -> int | None:
+    def _variant(self, request: ProbeRequest) -> Choice | None:
         """The variant to read when ``request.url`` is an HLS master playlist of
-        several (:func:`adapters.hls.best_variant`); else ``None``."""
+        several (:func:`adapters.hls.choose`); else ``None``."""
         if not looks_like_hls(request.url):
             return None
         user_agent = request.user_agent or self.user_agent_default
         playlist = read_playlist(request.url, user_agent, min(request.timeout, _PLAYLIST_TIMEOUT_S))
-        return None if playlist is None else best_variant(playlist)
+        return None if playlist is None else choose(playlist)
 
 
 def _wall_s(request: ProbeRequest) -> float:

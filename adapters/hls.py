@@ -6,9 +6,11 @@ variant as its own program (numbered in the playlist's order) and, asked for
 every video and audio stream, reads them all: the check then reports the first
 variant's picture, the bitrate of all of them together, and takes a
 connection per variant. Players (and Dispatcharr's ffmpeg and streamlink
-profiles) play the best one, so the check maps that variant's program only:
-:func:`best_variant` finds it, :func:`read_playlist` fetches the playlist
-(as ffmpeg would: same URL and user agent, redirects followed).
+profiles) play the best one, so the check reads that variant only:
+:func:`read_playlist` fetches the playlist (as ffmpeg would: same URL and user
+agent, redirects followed) and :func:`choose` the variant, to be opened by its
+own playlist (one connection at a time), or, when its audio is a rendition of
+its own, through the master with only its program mapped.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
@@ -45,6 +47,27 @@ class Variant:
     """Bits per second, as the playlist states it."""
     pixels: int | None = None
     """Width times height, from ``RESOLUTION``."""
+    audio: str | None = None
+    """The ``AUDIO`` group its sound comes from (a rendition of its own), if any."""
+
+
+@dataclass(frozen=True)
+class Playlist:
+    """A playlist as read, and where from (after redirects: its URIs are relative to it)."""
+
+    text: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The variant to check."""
+
+    index: int
+    """Its place in the master playlist: ffmpeg's program number for it."""
+    url: str | None
+    """Its own playlist, when that is the whole of it (its audio muxed in); else
+    ``None``: it is read through the master, its program only."""
 
 
 def looks_like_hls(url: str) -> bool:
@@ -67,7 +90,8 @@ def variants(text: str) -> list[Variant]:
         if line.startswith(_VARIANT_TAG):
             pending = {k: v.strip('"') for k, v in _ATTRIBUTE.findall(line[len(_VARIANT_TAG) :])}
         elif line and not line.startswith("#") and pending is not None:
-            found.append(Variant(line, _number(pending.get("BANDWIDTH")), _pixels(pending)))
+            bandwidth, audio = _number(pending.get("BANDWIDTH")), pending.get("AUDIO") or None
+            found.append(Variant(line, bandwidth, _pixels(pending), audio))
             pending = None
     return found
 
@@ -86,7 +110,18 @@ def best_variant(text: str) -> int | None:
     return ranked[0]
 
 
-def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | None:
+def choose(playlist: Playlist) -> Choice | None:
+    """The variant to check of a master playlist (:func:`best_variant`); ``None``
+    unless it has two or more."""
+    index = best_variant(playlist.text)
+    if index is None:
+        return None
+    variant = variants(playlist.text)[index]
+    alone = None if variant.audio else urljoin(playlist.url, variant.uri)
+    return Choice(index, alone)
+
+
+def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> Playlist | None:
     """The playlist at ``url``, or ``None`` when it is not one or cannot be read
     within ``timeout_s`` in all (the check then goes ahead as it would have, and
     ffmpeg's verdict says why).
@@ -109,6 +144,7 @@ def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | N
         ) as answer:
             if answer.status_code != requests.codes.ok:
                 return None
+            final_url = answer.url
             body = b""
             for chunk in answer.iter_content(chunk_size=16 * 1024):
                 body += chunk
@@ -120,7 +156,7 @@ def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> str | N
     except (requests.RequestException, OSError):
         return None
     text = body.decode("utf-8", errors="replace").lstrip("\ufeff \r\n\t")
-    return text if text.startswith(_HEADER.decode()) else None
+    return Playlist(text, final_url) if text.startswith(_HEADER.decode()) else None
 
 
 def _number(value: str | None) -> int | None:

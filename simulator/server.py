@@ -5,10 +5,10 @@ It serves ``/live/{user}/{pass}/{stream}.ts`` (and the bare
 rate, or for an ``hls`` stream a master playlist (``.m3u8``) of several
 variants, each a media playlist of two-second segments served at once, as
 from a CDN. It enforces each account's connection cap over the connections
-currently streaming (a segment counts while it is sent), and records what
-happened (highest concurrency per login, refusals, served streams, how long
-each connection lasted) so tests can check that the daemon never opened one
-connection too many.
+currently streaming (an HLS stream's segments share one while any is sent, as
+panels count HLS sessions), and records what happened (highest concurrency per
+login, refusals, served streams, how long each connection lasted) so tests can
+check that the daemon never opened one connection too many.
 
 Real providers differ from what is configured for them, and the simulator can
 play that: ``SimAccount.max_connections`` is the provider's real cap, which a
@@ -218,16 +218,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 @dataclass
 class _Slot:
-    """One counted connection of a login: its socket, so a hang-up is seen at once."""
+    """One counted connection of a login: its socket, so a hang-up is seen at once
+    (``None`` for an HLS session, which ends with its last request)."""
 
     stream_id: int
     opened: float
-    client: socket.socket
+    client: socket.socket | None
     released: bool = False
 
 
-def _hung_up(client: socket.socket) -> bool:
+def _hung_up(client: socket.socket | None) -> bool:
     """Whether the peer of ``client`` closed it (without blocking, whoever serves it)."""
+    if client is None:
+        return False
     try:
         readable, _, _ = select.select([client], [], [], 0)
         return bool(readable) and not client.recv(1, socket.MSG_PEEK)
@@ -284,6 +287,8 @@ class ProviderSimulator:
         hls = {v for s in self.streams.values() if s.behaviour == "hls" for v in s.hls_variants}
         self._hls: dict[str, HlsMedia] = {v: load_hls(v, cache_dir) for v in sorted(hls)}
         self._hls_requests: list[str] = []
+        self._hls_sessions: dict[tuple[str, int], tuple[_Slot, int]] = {}
+        """Per login and HLS stream, the slot its segments share and how many are open."""
         self._cond = threading.Condition()
         self._open: dict[str, int] = {}
         self._slots: dict[str, list[_Slot]] = {}
@@ -463,7 +468,7 @@ class ProviderSimulator:
         with self._cond:
             self._clients.discard(client)
 
-    def _acquire(self, username: str, stream_id: int, client: socket.socket) -> _Slot | None:
+    def _acquire(self, username: str, stream_id: int, client: socket.socket | None) -> _Slot | None:
         """Take a slot of ``username``, or ``None`` if refused.
 
         A full login first frees the slots of clients that already hung up: a
@@ -548,7 +553,7 @@ class ProviderSimulator:
         self, handler: _Handler, username: str, stream: SimStream, stream_id: int, part: str
     ) -> None:
         """The master playlist (no ``part``), a variant's media playlist, or one of
-        its segments. A segment takes a slot of the login while it is sent."""
+        its segments, which holds the stream's HLS session slot while it is sent."""
         if not part:
             self._send(handler, _master_playlist(stream, stream_id), _PLAYLIST_TYPE)
             return
@@ -563,8 +568,7 @@ class ProviderSimulator:
             playlist = _stuck(media.playlist) if stream.hls_fault == "stuck" else media.playlist
             self._send(handler, playlist.encode(), _PLAYLIST_TYPE)
         elif name in media.segments:
-            slot = self._acquire(username, stream_id, handler.connection)
-            if slot is None:
+            if not self._open_segment(username, stream_id):
                 self._send_refusal(handler)
                 return
             try:
@@ -572,9 +576,35 @@ class ProviderSimulator:
                     self._served[stream_id] = self._served.get(stream_id, 0) + 1
                 self._send(handler, media.segments[name], "video/mp2t")
             finally:
-                self._release(username, slot)
+                self._close_segment(username, stream_id)
         else:
             handler.send_error(404, "Not Found")
+
+    def _open_segment(self, username: str, stream_id: int) -> bool:
+        """A segment request joins its stream's HLS session on the login, as panels
+        count HLS: one slot while any of its requests is open (so the next segment,
+        asked for before this one's thread has let go, is not a second connection)."""
+        key = (username, stream_id)
+        with self._cond:  # re-entrant: _acquire takes it too
+            held = self._hls_sessions.get(key)
+            if held is not None:
+                self._hls_sessions[key] = (held[0], held[1] + 1)
+                return True
+            slot = self._acquire(username, stream_id, None)
+            if slot is None:
+                return False
+            self._hls_sessions[key] = (slot, 1)
+            return True
+
+    def _close_segment(self, username: str, stream_id: int) -> None:
+        key = (username, stream_id)
+        with self._cond:
+            slot, open_requests = self._hls_sessions[key]
+            if open_requests > 1:
+                self._hls_sessions[key] = (slot, open_requests - 1)
+                return
+            del self._hls_sessions[key]
+            self._release_locked(username, slot)
 
     @staticmethod
     def _send(handler: _Handler, body: bytes, content_type: str) -> None:

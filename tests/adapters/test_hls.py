@@ -16,8 +16,11 @@ from werkzeug import Request, Response
 
 from adapters.hls import (
     MAX_PLAYLIST_BYTES,
+    Choice,
+    Playlist,
     Variant,
     best_variant,
+    choose,
     looks_like_hls,
     read_playlist,
     variants,
@@ -53,10 +56,19 @@ def _master(*entries: str) -> str:
 def test_variants_are_read_in_the_playlist_order_as_ffmpeg_numbers_them():
     assert variants(MASTER) == [
         Variant("low/index.m3u8", 800_000, 640 * 360),
-        Variant("https://cdn.example/high/index.m3u8?token=abc", 5_000_000, 1920 * 1080),
+        Variant("https://cdn.example/high/index.m3u8?token=abc", 5_000_000, 1920 * 1080, "aud"),
         Variant("mid/index.m3u8", 2_500_000, 1280 * 720),
     ]
     assert best_variant(MASTER) == 1
+
+
+def test_the_chosen_variant_is_read_alone_unless_its_audio_is_a_rendition_of_its_own():
+    base = "http://edge.example:8080/hls/token/"
+    assert choose(Playlist(MASTER, base + "master.m3u8")) == Choice(1, None)  # AUDIO="aud"
+    muxed = _master("BANDWIDTH=400000,RESOLUTION=320x240", "BANDWIDTH=2000000,RESOLUTION=1280x720")
+    # Relative to where the master was read from, after redirects.
+    assert choose(Playlist(muxed, base + "master.m3u8")) == Choice(1, base + "v1.m3u8")
+    assert choose(Playlist(_master("BANDWIDTH=1"), base + "m.m3u8")) is None
 
 
 @pytest.mark.parametrize(
@@ -107,8 +119,8 @@ def test_a_playlist_is_read_with_the_user_agent_and_its_redirects(httpserver: HT
     httpserver.expect_request("/token/1.m3u8", headers={"User-Agent": "box/1.0"}).respond_with_data(
         "\ufeff" + MASTER, content_type="application/vnd.apple.mpegurl"
     )
-    text = read_playlist(httpserver.url_for("/live/u/p/1.m3u8"), "box/1.0", 5.0)
-    assert text == MASTER
+    playlist = read_playlist(httpserver.url_for("/live/u/p/1.m3u8"), "box/1.0", 5.0)
+    assert playlist == Playlist(MASTER, httpserver.url_for("/token/1.m3u8"))
 
 
 def test_what_is_not_a_playlist_reads_as_none(httpserver: HTTPServer):
@@ -168,7 +180,9 @@ def test_a_self_signed_provider_is_read_as_ffmpeg_reads_it():
         # The module's own filter is gone under pytest (it resets the filters
         # after collection); the next test runs it as the daemon does.
         warnings.simplefilter("ignore", InsecureRequestWarning)
-        assert read_playlist(server.url_for("/live/u/p/1.m3u8"), None, 5.0) == MASTER
+        playlist = read_playlist(server.url_for("/live/u/p/1.m3u8"), None, 5.0)
+        assert playlist is not None
+        assert playlist.text == MASTER
 
 
 def test_reading_an_unverified_playlist_warns_nowhere():
@@ -177,7 +191,8 @@ def test_reading_an_unverified_playlist_warns_nowhere():
     with _https_server() as server:
         url = server.url_for("/live/u/p/1.m3u8")
         code = (
-            f"from adapters.hls import read_playlist; print(len(read_playlist({url!r}, None, 5.0)))"
+            "from adapters.hls import read_playlist; "
+            f"print(len(read_playlist({url!r}, None, 5.0).text))"
         )
         done = subprocess.run(
             [sys.executable, "-W", "error", "-c", code],
