@@ -118,6 +118,10 @@ def choose(playlist: Playlist) -> Choice | None:
         return None
     variant = variants(playlist.text)[index]
     alone = None if variant.audio else urljoin(playlist.url, variant.uri)
+    if alone is not None and urlsplit(alone).scheme not in ("http", "https"):
+        # ffmpeg must not be handed a file: (or any other) URL a provider wrote:
+        # through the master, its HLS reader keeps to the master's protocols.
+        alone = None
     return Choice(index, alone)
 
 

@@ -69,6 +69,8 @@ def test_the_chosen_variant_is_read_alone_unless_its_audio_is_a_rendition_of_its
     # Relative to where the master was read from, after redirects.
     assert choose(Playlist(muxed, base + "master.m3u8")) == Choice(1, base + "v1.m3u8")
     assert choose(Playlist(_master("BANDWIDTH=1"), base + "m.m3u8")) is None
+    local = muxed.replace("v1.m3u8", "file:///etc/passwd")
+    assert choose(Playlist(local, base + "master.m3u8")) == Choice(1, None)  # never opened alone
 
 
 @pytest.mark.parametrize(
