@@ -237,6 +237,7 @@ def sim(provider):
         10: SimStream("ok", "fhd"),
         11: SimStream("stall", stall_after_s=1.0),
         12: SimStream("end", end_after_s=1.5),
+        13: SimStream("hls"),
     }
     accounts = [SimAccount("u", "p", 0), SimAccount("one", "p", 1), SimAccount("old", "p", 0)]
     return provider([*accounts, SimAccount("gone", "p", 0, expired=True)], streams)
@@ -415,6 +416,20 @@ def test_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
     assert (outcome.kind, outcome.reason) == ("busy", "http_403")
     assert sim.max_concurrency["one"] == 1
     assert [r.username for r in sim.refused] == ["one"]
+
+
+def test_an_hls_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
+    """The playlists come, the first segment is refused: the login is full."""
+    probe = FfmpegProbe(ffmpeg_path, settle=None)
+    holder = CancelToken()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(probe, _request(sim.url("one", "p", 1), duration=30), holder)
+        assert sim.wait_for_connections("one", 1, timeout=WAIT_S)
+        outcome = _probe(ffmpeg_path, sim.url("one", "p", 13), other_checks_running=1)
+        holder.cancel("test done")
+        assert held.result(timeout=WAIT_S).kind == "cancelled"
+    assert (outcome.kind, outcome.reason) == ("busy", "http_403")
+    assert sim.max_concurrency["one"] == 1
 
 
 def test_stall_is_dead_no_data_within_timeout(ffmpeg_path, sim):
