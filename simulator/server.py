@@ -41,6 +41,7 @@ import structlog
 
 from simulator.media import (
     HLS_PLAYLIST,
+    HLS_SEGMENT_S,
     VARIANTS,
     HlsMedia,
     chunk_times,
@@ -77,6 +78,8 @@ CHUNK_BYTES = 188 * 100
 _POLL_S = 0.1
 """How often waiting handler threads look at their client and the stop flag."""
 _PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_LIVE_FIRST_SEGMENTS = 3
+"""Segments a live HLS rendition lists at its first request (players start three from its end)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,10 @@ class SimStream:
     hls_variants: tuple[str, ...] = ("lowres", "hd")
     """``hls``: the sample variants its master playlist lists, in that order
     (many providers list the smallest first)."""
+    hls_live: bool = False
+    """``hls``: its renditions are live playlists, of three segments at first
+    and one more every segment's length from its first request (up to all of
+    them; never ended), as a live channel's."""
     hls_fault: HlsFault = "none"
     """``hls``: ``missing_segments`` answers 404 for every segment (an expired
     token); ``stuck`` is a live playlist of its first two segments that never
@@ -287,6 +294,8 @@ class ProviderSimulator:
         hls = {v for s in self.streams.values() if s.behaviour == "hls" for v in s.hls_variants}
         self._hls: dict[str, HlsMedia] = {v: load_hls(v, cache_dir) for v in sorted(hls)}
         self._hls_requests: list[str] = []
+        self._hls_began: dict[int, float] = {}
+        """Per live HLS stream, when its renditions were first asked for."""
         self._hls_sessions: dict[tuple[str, int], tuple[_Slot, int]] = {}
         """Per login and HLS stream, the slot its segments share and how many are open."""
         self._cond = threading.Condition()
@@ -565,8 +574,7 @@ class ProviderSimulator:
         if media is None or (name != HLS_PLAYLIST and stream.hls_fault == "missing_segments"):
             handler.send_error(404, "Not Found")
         elif name == HLS_PLAYLIST:
-            playlist = _stuck(media.playlist) if stream.hls_fault == "stuck" else media.playlist
-            self._send(handler, playlist.encode(), _PLAYLIST_TYPE)
+            self._send(handler, self._rendition(stream, stream_id, media).encode(), _PLAYLIST_TYPE)
         elif name in media.segments:
             if not self._open_segment(username, stream_id):
                 self._send_refusal(handler)
@@ -579,6 +587,17 @@ class ProviderSimulator:
                 self._close_segment(username, stream_id)
         else:
             handler.send_error(404, "Not Found")
+
+    def _rendition(self, stream: SimStream, stream_id: int, media: HlsMedia) -> str:
+        """A variant's media playlist as the stream serves it now."""
+        if stream.hls_fault == "stuck":
+            return _live(media.playlist, 2)
+        if not stream.hls_live:
+            return media.playlist
+        with self._cond:
+            began = self._hls_began.setdefault(stream_id, time.monotonic())
+        grown = int((time.monotonic() - began) / HLS_SEGMENT_S)
+        return _live(media.playlist, _LIVE_FIRST_SEGMENTS + grown)
 
     def _open_segment(self, username: str, stream_id: int) -> bool:
         """A segment request joins its stream's HLS session on the login, as panels
@@ -739,8 +758,8 @@ def _parse_path(path: str) -> tuple[str, str, int, str] | None:
     return username, password, int(name), "/".join(part)
 
 
-def _stuck(playlist: str, segments: int = 2) -> str:
-    """``playlist`` as a live one (no end) that stops after its first ``segments``."""
+def _live(playlist: str, segments: int) -> str:
+    """``playlist`` as a live one (no end) of its first ``segments``."""
     kept: list[str] = []
     for line in playlist.splitlines():
         if line.startswith(("#EXT-X-ENDLIST", "#EXT-X-PLAYLIST-TYPE")):

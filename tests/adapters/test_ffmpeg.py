@@ -301,6 +301,25 @@ def test_an_hls_master_is_checked_on_the_variant_a_player_picks(ffmpeg_path, pro
     assert sim.stats().max_concurrency == {"u": 1}
 
 
+def test_a_live_hls_stream_is_waited_for_then_ok_and_read_no_further_than_it_must(
+    ffmpeg_path, provider
+):
+    """A live playlist lists three segments (6 s) at first and one more every 2 s."""
+    streams = {1: SimStream("hls", hls_live=True), 2: SimStream("hls", hls_live=True)}
+    sim = provider([SimAccount("u", "p", 0)], streams)
+    # Read in full, 8 s: the fourth segment is waited for, not taken for a stall.
+    whole = FfmpegProbe(ffmpeg_path, settle=None)
+    outcome = whole(_request(sim.url("u", "p", 1), duration=8.0, timeout=6.0), CancelToken())
+    assert outcome.kind == "ok", outcome
+    assert outcome.info.resolution == "1280x720"
+    assert "1/hd/3.ts" in sim.stats().hls_requests
+    # The default check stops once its figures settle: on what was there at once.
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 2), duration=8.0, timeout=6.0)
+    assert outcome.kind == "ok", outcome
+    assert outcome.info.resolution == "1280x720"
+    assert "2/hd/3.ts" not in sim.stats().hls_requests
+
+
 ALTERNATE_AUDIO_MASTER = """\
 #EXTM3U
 #EXT-X-VERSION:4
