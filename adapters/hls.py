@@ -99,24 +99,17 @@ def variants(text: str) -> list[Variant]:
 def best_variant(text: str) -> int | None:
     """The index of the variant a player would pick: the most pixels, then the
     highest bandwidth, then the first listed; ``None`` unless there are two or more."""
-    found = variants(text)
-    if len(found) < 2:
-        return None
-    ranked = sorted(
-        range(len(found)),
-        key=lambda i: (found[i].pixels or 0, found[i].bandwidth or 0, -i),
-        reverse=True,
-    )
-    return ranked[0]
+    return _best(variants(text))
 
 
 def choose(playlist: Playlist) -> Choice | None:
     """The variant to check of a master playlist (:func:`best_variant`); ``None``
     unless it has two or more."""
-    index = best_variant(playlist.text)
+    found = variants(playlist.text)
+    index = _best(found)
     if index is None:
         return None
-    variant = variants(playlist.text)[index]
+    variant = found[index]
     alone = None if variant.audio else urljoin(playlist.url, variant.uri)
     if alone is not None and urlsplit(alone).scheme not in ("http", "https"):
         # ffmpeg must not be handed a file: (or any other) URL a provider wrote:
@@ -161,6 +154,12 @@ def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> Playlis
         return None
     text = body.decode("utf-8", errors="replace").lstrip("\ufeff \r\n\t")
     return Playlist(text, final_url) if text.startswith(_HEADER.decode()) else None
+
+
+def _best(found: list[Variant]) -> int | None:
+    if len(found) < 2:
+        return None
+    return max(range(len(found)), key=lambda i: (found[i].pixels or 0, found[i].bandwidth or 0, -i))
 
 
 def _number(value: str | None) -> int | None:
