@@ -16,26 +16,18 @@ its own, through the master with only its program mapped.
 from __future__ import annotations
 
 import re
-import time
-import warnings
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import requests
-from urllib3.exceptions import InsecureRequestWarning
+from adapters.manifest_fetch import MAX_MANIFEST_BYTES, Manifest, fetch_manifest
 
-MAX_PLAYLIST_BYTES = 512 * 1024
-"""A playlist is text of a few kilobytes; anything longer is not one."""
+MAX_PLAYLIST_BYTES = MAX_MANIFEST_BYTES
+Playlist = Manifest
+"""A playlist as read, and where from (after redirects: its URIs are relative to it)."""
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _VARIANT_TAG = "#EXT-X-STREAM-INF:"
 _HEADER = b"#EXTM3U"
-_LEADING = b"\xef\xbb\xbf \r\n\t"
-"""A byte order mark and blanks may come before the header."""
-
-# The playlist is read without verifying the provider's certificate (see
-# read_playlist); nothing else in the daemon makes a request that does not verify.
-warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
 
 @dataclass(frozen=True)
@@ -49,14 +41,6 @@ class Variant:
     """Width times height, from ``RESOLUTION``."""
     audio: str | None = None
     """The ``AUDIO`` group its sound comes from (a rendition of its own), if any."""
-
-
-@dataclass(frozen=True)
-class Playlist:
-    """A playlist as read, and where from (after redirects: its URIs are relative to it)."""
-
-    text: str
-    url: str
 
 
 @dataclass(frozen=True)
@@ -120,40 +104,8 @@ def choose(playlist: Playlist) -> Choice | None:
 
 def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> Playlist | None:
     """The playlist at ``url``, or ``None`` when it is not one or cannot be read
-    within ``timeout_s`` in all (the check then goes ahead as it would have, and
-    ffmpeg's verdict says why).
-
-    The answer is read only while it looks like a playlist: a stream served
-    under a playlist's name is let go after its first bytes. The provider's
-    certificate is not verified, as ffmpeg does not (its ``tls_verify`` is off
-    by default) and many panels have a self-signed or expired one: ffmpeg
-    sends the same URL right after, so nothing more is exposed.
-    """
-    headers = {"User-Agent": user_agent} if user_agent else {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        with requests.get(
-            url,
-            headers=headers,
-            timeout=timeout_s,
-            stream=True,
-            verify=False,  # noqa: S501 - as ffmpeg reads it, see above
-        ) as answer:
-            if answer.status_code != requests.codes.ok:
-                return None
-            final_url = answer.url
-            body = b""
-            for chunk in answer.iter_content(chunk_size=16 * 1024):
-                body += chunk
-                start = body.lstrip(_LEADING)[: len(_HEADER)]
-                if not _HEADER.startswith(start) or len(body) > MAX_PLAYLIST_BYTES:
-                    return None
-                if time.monotonic() > deadline:  # each piece in time, the whole not
-                    return None
-    except (requests.RequestException, OSError):
-        return None
-    text = body.decode("utf-8", errors="replace").lstrip("\ufeff \r\n\t")
-    return Playlist(text, final_url) if text.startswith(_HEADER.decode()) else None
+    within ``timeout_s`` in all (see :func:`adapters.manifest_fetch.fetch_manifest`)."""
+    return fetch_manifest(url, user_agent, timeout_s, _HEADER)
 
 
 def _best(found: list[Variant]) -> int | None:
