@@ -7,7 +7,8 @@ of picture with noise (about 2.7 Mbit/s), two seconds without (0.4 to
 1.3 Mbit/s), twice, encoded at constant quality under a 2.5 Mbit/s cap; the
 simulator paces it by its own clock (:func:`chunk_times`), as a provider sends a
 live stream. :func:`ensure_hls` cuts a sample into an HLS media playlist of
-two-second segments (the sample three times over). Files are cached by variant
+two-second segments (the sample three times over), :func:`ensure_dash` samples
+into a DASH stream of one representation each. Files are cached by variant
 under ``~/.cache/iptv-checkd/samples`` (``IPTV_CHECKD_CACHE`` or an argument
 overrides it) and written to a temporary name first, then renamed, so parallel
 test processes never read half a file.
@@ -22,7 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ HLS_SEGMENT_S = 2
 HLS_LOOPS = 3
 """Times the sample plays in an HLS rendition, its timestamps running on."""
 HLS_PLAYLIST = "index.m3u8"
+DASH_MANIFEST = "manifest.mpd"
 
 
 @dataclass(frozen=True)
@@ -207,24 +209,95 @@ def ensure_hls(variant: str, cache_dir: Path | None = None, ffmpeg: str = "") ->
         SampleError: ``variant`` is unknown or ffmpeg failed.
     """
     sample = ensure_sample(variant, cache_dir, ffmpeg)
+
+    def command(tmp: Path) -> list[str]:
+        cmd = [ffmpeg or find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+        cmd += ["-stream_loop", str(HLS_LOOPS - 1), "-i", str(sample), "-c", "copy"]
+        cmd += ["-f", "hls", "-hls_time", str(HLS_SEGMENT_S), "-hls_playlist_type", "vod"]
+        cmd += ["-hls_segment_filename", str(tmp / "%d.ts"), str(tmp / HLS_PLAYLIST)]
+        return cmd
+
     target = hls_path(variant, cache_dir)
-    if (target / HLS_PLAYLIST).is_file():
-        return target
+    made = _made_once(target, HLS_PLAYLIST, command, f"HLS rendition {variant!r}")
+    if made:
+        log.info("hls_rendition_generated", variant=variant, path=str(target))
+    return target
+
+
+def dash_path(variants: tuple[str, ...], cache_dir: Path | None = None) -> Path:
+    """The folder of the cached DASH stream of ``variants`` (it may not exist yet)."""
+    folder = cache_dir if cache_dir is not None else default_cache_dir()
+    return folder / f"dash-{'+'.join(variants)}-v{_RECIPE_VERSION}"
+
+
+def ensure_dash(variants: tuple[str, ...], cache_dir: Path | None = None, ffmpeg: str = "") -> Path:
+    """Return the folder of a DASH stream (``manifest.mpd``, ``init-N.m4s``,
+    ``chunk-N-0000K.m4s``) with one video representation per variant, in that
+    order, and the sound of the first that has sound; cut from the samples
+    (three times over, two-second segments) first if missing. Each video is an
+    adaptation set of its own (the samples' pictures differ in shape).
+
+    Raises:
+        SampleError: a variant is unknown or ffmpeg failed.
+    """
+    samples = [ensure_sample(variant, cache_dir, ffmpeg) for variant in variants]
+    sound = next((i for i, v in enumerate(variants) if VARIANTS[v].audio), None)
+
+    def command(tmp: Path) -> list[str]:
+        cmd = [ffmpeg or find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+        for sample in samples:
+            cmd += ["-stream_loop", str(HLS_LOOPS - 1), "-i", str(sample)]
+        for i, variant in enumerate(variants):
+            tag = "hvc1" if VARIANTS[variant].video_codec == "libx265" else "avc1"
+            cmd += ["-map", f"{i}:v", f"-tag:v:{i}", tag]
+        if sound is not None:
+            cmd += ["-map", f"{sound}:a", "-tag:a", "mp4a"]
+        outputs = len(variants) + (sound is not None)
+        sets = " ".join(f"id={i},streams={i}" for i in range(outputs))
+        cmd += ["-c", "copy", "-f", "dash", "-seg_duration", str(HLS_SEGMENT_S)]
+        cmd += ["-use_template", "1", "-use_timeline", "0", "-adaptation_sets", sets]
+        cmd += ["-init_seg_name", "init-$RepresentationID$.m4s"]
+        cmd += ["-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s"]
+        return [*cmd, str(tmp / DASH_MANIFEST)]
+
+    target = dash_path(variants, cache_dir)
+    if _made_once(target, DASH_MANIFEST, command, f"DASH stream {variants!r}"):
+        log.info("dash_stream_generated", variants=list(variants), path=str(target))
+    return target
+
+
+def _made_once(target: Path, marker: str, command: Callable[[Path], list[str]], what: str) -> bool:
+    """Make the folder ``target`` with ``command(tmp folder)`` unless it holds
+    ``marker`` already (True: it was made now). One process makes it; the
+    others wait on the lock and find it made."""
+    if (target / marker).is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target.with_name(f".{target.name}.lock")):
-        if (target / HLS_PLAYLIST).is_file():
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{variant}-hls-", dir=target.parent))
+        if (target / marker).is_file():
+            return False
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            cmd = [ffmpeg or find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error"]
-            cmd += ["-stream_loop", str(HLS_LOOPS - 1), "-i", str(sample), "-c", "copy"]
-            cmd += ["-f", "hls", "-hls_time", str(HLS_SEGMENT_S), "-hls_playlist_type", "vod"]
-            cmd += ["-hls_segment_filename", str(tmp / "%d.ts"), str(tmp / HLS_PLAYLIST)]
-            _run(cmd, f"HLS rendition {variant!r}")
+            _run(command(tmp), what)
             os.replace(tmp, target)  # a folder renamed whole: readers see all of it or none
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("hls_rendition_generated", variant=variant, path=str(target))
-    return target
+    return True
+
+
+@dataclass(frozen=True)
+class DashMedia:
+    """A DASH stream: its manifest and its files (initialization and media segments) by name."""
+
+    manifest: str
+    files: dict[str, bytes]
+
+
+def load_dash(variants: tuple[str, ...], cache_dir: Path | None = None) -> DashMedia:
+    """The DASH stream of ``variants`` in memory, generating it first if needed."""
+    folder = ensure_dash(variants, cache_dir)
+    manifest = (folder / DASH_MANIFEST).read_text(encoding="utf-8")
+    return DashMedia(manifest, {path.name: path.read_bytes() for path in folder.glob("*.m4s")})
 
 
 def load_hls(variant: str, cache_dir: Path | None = None) -> HlsMedia:

@@ -4,9 +4,11 @@ It serves ``/live/{user}/{pass}/{stream}.ts`` (and the bare
 ``/{user}/{pass}/{stream}``) by looping an MPEG-TS sample at about real-time
 rate, or for an ``hls`` stream a master playlist (``.m3u8``) of several
 variants, each a media playlist of two-second segments served at once, as
-from a CDN. It enforces each account's connection cap over the connections
-currently streaming (an HLS stream's segments share one while any is sent, as
-panels count HLS sessions), and records what happened (highest concurrency per
+from a CDN, or for a ``dash`` stream a DASH manifest (``.mpd``) of a video
+representation per variant and one of sound, in two-second segments. It
+enforces each account's connection cap over the connections currently
+streaming (an HLS or DASH stream's segments share one while any is sent, as
+panels count such sessions), and records what happened (highest concurrency per
 login, refusals, served streams, how long each connection lasted) so tests can
 check that the daemon never opened one connection too many.
 
@@ -43,8 +45,10 @@ from simulator.media import (
     HLS_PLAYLIST,
     HLS_SEGMENT_S,
     VARIANTS,
+    DashMedia,
     HlsMedia,
     chunk_times,
+    load_dash,
     load_hls,
     load_sample,
     sample_seconds,
@@ -64,10 +68,11 @@ Behaviour = Literal[
     "hevc",
     "close",
     "hls",
+    "dash",
 ]
 """How a simulated stream answers; ``lowres``/``noaudio``/``hevc`` are ``ok``
 streams of that sample variant; ``hls`` answers a master playlist of
-``SimStream.hls_variants``."""
+``SimStream.hls_variants``, ``dash`` a DASH manifest of ``SimStream.dash_variants``."""
 
 HlsFault = Literal["none", "missing_segments", "stuck"]
 """What goes wrong with an ``hls`` stream's renditions (see ``SimStream.hls_fault``)."""
@@ -78,6 +83,8 @@ CHUNK_BYTES = 188 * 100
 _POLL_S = 0.1
 """How often waiting handler threads look at their client and the stop flag."""
 _PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_DASH_PATH = "dash"
+"""The folder of a DASH stream's segments, under its stream id (``{id}/dash/{file}``)."""
 _LIVE_FIRST_SEGMENTS = 3
 """Segments a live HLS rendition lists at its first request (players start three from its end)."""
 
@@ -119,6 +126,9 @@ class SimStream:
     """``hls``: ``missing_segments`` answers 404 for every segment (an expired
     token); ``stuck`` is a live playlist of its first two segments that never
     grows (the source stopped)."""
+    dash_variants: tuple[str, ...] = ("lowres", "hd")
+    """``dash``: the sample variants its manifest has a video representation of,
+    in that order, then the sound of the first that has sound."""
 
     def resolved(self) -> tuple[str, str]:
         """The (behaviour, variant) pair, with variant shortcuts turned into ``ok``."""
@@ -172,6 +182,9 @@ class SimStats:
     """Connections that got a stream and have closed, in closing order."""
     hls_requests: tuple[str, ...] = ()
     """``{stream}/{variant}/{file}`` of every HLS media playlist and segment asked
+    for, oldest first."""
+    dash_requests: tuple[str, ...] = ()
+    """``{stream}/{file}`` of every DASH segment (initialization or media) asked
     for, oldest first."""
 
 
@@ -294,6 +307,11 @@ class ProviderSimulator:
         hls = {v for s in self.streams.values() if s.behaviour == "hls" for v in s.hls_variants}
         self._hls: dict[str, HlsMedia] = {v: load_hls(v, cache_dir) for v in sorted(hls)}
         self._hls_requests: list[str] = []
+        dash = {s.dash_variants for s in self.streams.values() if s.behaviour == "dash"}
+        self._dash: dict[tuple[str, ...], DashMedia] = {
+            variants: load_dash(variants, cache_dir) for variants in sorted(dash)
+        }
+        self._dash_requests: list[str] = []
         self._hls_began: dict[int, float] = {}
         """Per live HLS stream, when its renditions were first asked for."""
         self._hls_sessions: dict[tuple[str, int], tuple[_Slot, int]] = {}
@@ -405,9 +423,11 @@ class ProviderSimulator:
     # -- what tests read -------------------------------------------------
 
     def url(self, username: str, password: str, stream_id: int) -> str:
-        """The Xtream-style URL of a stream for a login (``.m3u8`` for an ``hls`` one)."""
-        hls = self.streams.get(stream_id, SimStream()).behaviour == "hls"
-        return f"{self.base_url}/live/{username}/{password}/{stream_id}.{'m3u8' if hls else 'ts'}"
+        """The Xtream-style URL of a stream for a login (``.m3u8`` for an ``hls`` one,
+        ``.mpd`` for a ``dash`` one)."""
+        behaviour = self.streams.get(stream_id, SimStream()).behaviour
+        extension = {"hls": "m3u8", "dash": "mpd"}.get(behaviour, "ts")
+        return f"{self.base_url}/live/{username}/{password}/{stream_id}.{extension}"
 
     def stats(self) -> SimStats:
         """A consistent snapshot of all counters."""
@@ -467,6 +487,7 @@ class ProviderSimulator:
             user_agents=tuple(self._user_agents),
             connections=tuple(self._connections),
             hls_requests=tuple(self._hls_requests),
+            dash_requests=tuple(self._dash_requests),
         )
 
     def _track(self, client: socket.socket) -> None:
@@ -545,8 +566,9 @@ class ProviderSimulator:
         if stream.behaviour == "refused":
             self._send_refusal(handler)
             return
-        if stream.behaviour == "hls" or part:
-            self._serve_hls(handler, username, stream, stream_id, part)
+        if stream.behaviour in ("hls", "dash") or part:
+            serve = self._serve_dash if stream.behaviour == "dash" else self._serve_hls
+            serve(handler, username, stream, stream_id, part)
             return
         slot = self._acquire(username, stream_id, handler.connection)
         if slot is None:
@@ -587,6 +609,32 @@ class ProviderSimulator:
                 self._close_segment(username, stream_id)
         else:
             handler.send_error(404, "Not Found")
+
+    def _serve_dash(
+        self, handler: _Handler, username: str, stream: SimStream, stream_id: int, part: str
+    ) -> None:
+        """The manifest (no ``part``), or one of its segments, which holds the
+        stream's session slot while it is sent."""
+        media = self._dash[stream.dash_variants]
+        if not part:
+            self._send(handler, _dash_manifest(media, stream_id), "application/dash+xml")
+            return
+        folder, _, name = part.partition("/")
+        with self._cond:
+            self._dash_requests.append(f"{stream_id}/{name}")
+        body = media.files.get(name) if folder == _DASH_PATH else None
+        if body is None:
+            handler.send_error(404, "Not Found")
+            return
+        if not self._open_segment(username, stream_id):
+            self._send_refusal(handler)
+            return
+        try:
+            with self._cond:
+                self._served[stream_id] = self._served.get(stream_id, 0) + 1
+            self._send(handler, body, "video/mp4")
+        finally:
+            self._close_segment(username, stream_id)
 
     def _rendition(self, stream: SimStream, stream_id: int, media: HlsMedia) -> str:
         """A variant's media playlist as the stream serves it now."""
@@ -752,7 +800,7 @@ def _parse_path(path: str) -> tuple[str, str, int, str] | None:
     if len(parts) not in (3, 5):
         return None
     username, password, name, *part = parts
-    name = name.removesuffix(".ts").removesuffix(".m3u8")
+    name = name.removesuffix(".ts").removesuffix(".m3u8").removesuffix(".mpd")
     if not name.isdigit():
         return None
     return username, password, int(name), "/".join(part)
@@ -770,6 +818,13 @@ def _live(playlist: str, segments: int) -> str:
             if segments == 0:
                 break
     return "\n".join(kept) + "\n"
+
+
+def _dash_manifest(media: DashMedia, stream_id: int) -> bytes:
+    """The stream's manifest, its segment templates relative to it under the stream's id."""
+    prefix = f"{stream_id}/{_DASH_PATH}/"
+    text = media.manifest.replace('initialization="', f'initialization="{prefix}')
+    return text.replace('media="', f'media="{prefix}').encode()
 
 
 def _master_playlist(stream: SimStream, stream_id: int) -> bytes:

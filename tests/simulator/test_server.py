@@ -4,6 +4,7 @@ import socket
 import threading
 import time
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import pytest
 
@@ -273,6 +274,29 @@ def test_hls_faults_a_stuck_live_playlist_and_missing_segments(provider):
     assert "#EXT-X-ENDLIST" not in text  # live, and it never grows
     assert _get(sim, "/live/u/p/2/hd/index.m3u8")[0] == 200
     assert _get(sim, "/live/u/p/2/hd/0.ts")[0] == 404
+
+
+def test_dash_stream_is_a_manifest_of_a_representation_per_variant_and_its_sound(provider):
+    sim = provider([SimAccount("u", "p", 1)], {7: SimStream("dash"), 8: SimStream("ok")})
+    assert sim.url("u", "p", 7).endswith("/live/u/p/7.mpd")
+    status, manifest = _get(sim, "/live/u/p/7.mpd")
+    assert status == 200
+    root = ElementTree.fromstring(manifest)
+    reps = [e.attrib for e in root.iter() if e.tag.endswith("Representation")]
+    assert [(r.get("id"), r.get("width"), r.get("mimeType")) for r in reps] == [
+        ("0", "320", "video/mp4"),
+        ("1", "1280", "video/mp4"),
+        ("2", None, "audio/mp4"),
+    ]
+    templates = {e.get("media") for e in root.iter() if e.tag.endswith("SegmentTemplate")}
+    assert templates == {"7/dash/chunk-$RepresentationID$-$Number%05d$.m4s"}
+
+    status, segment = _get(sim, "/live/u/p/7/dash/chunk-1-00001.m4s")
+    assert status == 200
+    assert segment[4:8] == b"styp"  # a fragmented MP4 media segment
+    assert sim.stats().max_concurrency == {"u": 1}  # a segment holds a slot while sent
+    assert _get(sim, "/live/u/p/7/dash/chunk-9-00001.m4s")[0] == 404
+    assert sim.stats().dash_requests == ("7/chunk-1-00001.m4s", "7/chunk-9-00001.m4s")
 
 
 def test_demo_inventory_matches_the_simulated_provider():
