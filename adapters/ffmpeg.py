@@ -71,6 +71,7 @@ from typing import IO
 
 import structlog
 
+from adapters import dash
 from adapters.hls import Choice, choose, looks_like_hls, read_playlist
 from adapters.settle import BitrateSettler, SettleRule
 from domain.cancel import CancelToken
@@ -109,9 +110,9 @@ _STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio): (.*)$")
 _MAPPED = re.compile(r"^\s*Stream #0:(\d+)\S* -> #\d+:\d+")
 _UNIT_BYTES = {"KiB": 1024, "kB": 1000, "MiB": 1024 * 1024, "MB": 1000 * 1000}
 _PLAYLIST_TIMEOUT_S = 2.0
-"""At most this long to read an HLS playlist before the check (less with a shorter
-timeout): a few kilobytes, and a viewer's preemption waits for it. The check's
-wall-clock cap counts it."""
+"""At most this long to read an HLS playlist or a DASH manifest before the check
+(less with a shorter timeout): a few kilobytes, and a viewer's preemption waits
+for it. The check's wall-clock cap counts it."""
 
 
 class FfmpegNotFound(RuntimeError):
@@ -710,13 +711,17 @@ class FfmpegProbe:
         self.settle = settle
 
     def command(
-        self, request: ProbeRequest, frames_fd: int | None = None, variant: Choice | None = None
+        self,
+        request: ProbeRequest,
+        frames_fd: int | None = None,
+        variant: Choice | dash.Selection | None = None,
     ) -> list[str]:
         """The ffmpeg argv for ``request``; with ``frames_fd``, packets are listed there.
 
         ``variant``: the HLS master playlist's variant to read (see
         :mod:`adapters.hls`): its own playlist, or only its program of the
-        master; else every video and audio stream of ``request.url``.
+        master; or the DASH manifest's video and sound to map (see
+        :mod:`adapters.dash`); else every video and audio stream of ``request.url``.
         """
         # The watchdog of _Run decides when data stopped; ffmpeg's own I/O
         # timeout is only a backstop past the wall-clock cap, so no build's
@@ -728,13 +733,18 @@ class FfmpegProbe:
         user_agent = request.user_agent or self.user_agent_default
         if user_agent:
             cmd += ["-user_agent", user_agent]
-        url, streams = request.url, "0"
-        if variant is not None and variant.url is not None:
+        url, video, audio = request.url, "0:v?", "0:a?"
+        if isinstance(variant, dash.Selection):
+            if variant.video is not None:
+                video = f"0:v:{variant.video}?"
+            if variant.audio is not None:
+                audio = f"0:a:{variant.audio}?"
+        elif variant is not None and variant.url is not None:
             url = variant.url  # its own playlist: nothing of the others is opened
-        elif variant is not None:
-            streams = f"0:p:{variant.index}"  # the master, its program only
+        elif variant is not None:  # the master, its program only
+            video, audio = f"0:p:{variant.index}:v?", f"0:p:{variant.index}:a?"
         cmd += ["-rw_timeout", backstop_us, "-analyzeduration", analyze_us, "-i", url]
-        cmd += ["-t", f"{request.duration:g}", "-map", f"{streams}:v?", "-map", f"{streams}:a?"]
+        cmd += ["-t", f"{request.duration:g}", "-map", video, "-map", audio]
         if frames_fd is None:
             cmd += ["-c", "copy", "-f", "null", "-"]
         else:
@@ -796,7 +806,7 @@ class FfmpegProbe:
             bitrate_kbps=outcome.info.bitrate_kbps,
             media_s=round(run.media_s, 2),
             settled=run.kill_reason == "settled",
-            hls_variant=None if variant is None else variant.index,
+            **_variant_fields(variant),
             elapsed_s=round(time.monotonic() - run.started, 2),
             exit_code=run.exit_code,
         )
@@ -804,14 +814,26 @@ class FfmpegProbe:
             bound.warning("probe_stderr_tail", tail=redact_text("\n".join(run.stderr_lines()[-8:])))
         return outcome
 
-    def _variant(self, request: ProbeRequest) -> Choice | None:
-        """The variant to read when ``request.url`` is an HLS master playlist of
-        several (:func:`adapters.hls.choose`); else ``None``."""
-        if not looks_like_hls(request.url):
-            return None
+    def _variant(self, request: ProbeRequest) -> Choice | dash.Selection | None:
+        """What to read when ``request.url`` is an HLS master playlist of several
+        variants (:func:`adapters.hls.choose`) or a DASH manifest of several
+        representations (:func:`adapters.dash.choose`); else ``None``."""
         user_agent = request.user_agent or self.user_agent_default
-        playlist = read_playlist(request.url, user_agent, min(request.timeout, _PLAYLIST_TIMEOUT_S))
-        return None if playlist is None else choose(playlist)
+        timeout_s = min(request.timeout, _PLAYLIST_TIMEOUT_S)
+        if looks_like_hls(request.url):
+            playlist = read_playlist(request.url, user_agent, timeout_s)
+            return None if playlist is None else choose(playlist)
+        if dash.looks_like_dash(request.url):
+            manifest = dash.read_manifest(request.url, user_agent, timeout_s)
+            return None if manifest is None else dash.choose(manifest.text)
+        return None
+
+
+def _variant_fields(variant: Choice | dash.Selection | None) -> dict[str, int | None]:
+    """What ``probe_finished`` says of the variant read, if one was chosen."""
+    if isinstance(variant, dash.Selection):
+        return {"dash_video": variant.video, "dash_audio": variant.audio}
+    return {"hls_variant": None if variant is None else variant.index}
 
 
 def _wall_s(request: ProbeRequest) -> float:

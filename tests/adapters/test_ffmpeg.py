@@ -301,6 +301,38 @@ def test_an_hls_master_is_checked_on_the_variant_a_player_picks(ffmpeg_path, pro
     assert sim.stats().max_concurrency == {"u": 1}
 
 
+@pytest.mark.parametrize(
+    "variants", [("lowres", "hd"), ("hd", "lowres")], ids=["low-first", "hd-first"]
+)
+def test_a_dash_manifest_is_checked_on_the_representation_a_player_picks(
+    ffmpeg_path, provider, variants
+):
+    """ffmpeg reads every representation of a DASH manifest it is given whole: the
+    check reported the first one's picture and all of them summed. It now maps
+    the video a player picks (most pixels) and one sound: past the first segment
+    of each, which ffmpeg opens to learn their streams, nothing of the others."""
+    streams = {
+        1: SimStream("dash", dash_variants=variants),
+        2: SimStream("dash", dash_variants=("hd",)),
+    }
+    sim = provider([SimAccount("u", "p", 0)], streams)
+    alone = _probe(ffmpeg_path, sim.url("u", "p", 2), duration=HLS_CHECK_S)
+    assert alone.kind == "ok", alone
+    assert alone.info.bitrate_kbps is not None
+
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S)
+    assert outcome.kind == "ok", outcome
+    assert (outcome.info.resolution, outcome.info.video_codec) == ("1280x720", "h264")
+    assert outcome.info.audio_codec == "aac"
+    assert outcome.info.stream_type == "dash"
+    assert outcome.info.bitrate_kbps == pytest.approx(alone.info.bitrate_kbps, rel=0.1)
+    low = variants.index("lowres")  # its representation's id: its place in the manifest
+    asked = [r for r in sim.stats().dash_requests if r.startswith("1/")]
+    assert f"1/chunk-{1 - low}-00002.m4s" in asked
+    assert [r for r in asked if r.startswith(f"1/chunk-{low}-")] == [f"1/chunk-{low}-00001.m4s"]
+    assert sim.stats().max_concurrency == {"u": 1}
+
+
 def test_a_live_hls_stream_is_waited_for_then_ok_and_read_no_further_than_it_must(
     ffmpeg_path, provider
 ):
