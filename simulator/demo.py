@@ -1,12 +1,13 @@
-"""The demo provider: three accounts, eleven streams, four channels.
+"""The demo provider: three accounts, twelve streams, four channels.
 
 :func:`demo_provider` gives the simulator's logins and streams and
 :func:`demo_setup` the matching inventory (the DESIGN's inventory JSON), so
 ``python main.py demo`` and tests check a provider whose answers are known:
 
 - account 1 (limit 1): a 1080p stream, a low-res one and a dead one;
-- account 2 (limit 2): 720p, HEVC, no-audio, a stalled stream and an HLS one
-  whose master playlist lists its low-res variant before its 720p one;
+- account 2 (limit 2): 720p, HEVC, no-audio, a stalled stream, an HLS one
+  whose master playlist lists its low-res variant before its 720p one, and a
+  DASH one whose manifest does the same;
 - account 3: two profiles (logins) of limit 1 each, the second rewriting the
   credentials of the first; 720p, low-res and a slow-starting stream.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.server import SimAccount, SimStream
+from simulator.server import SimAccount, SimStream, url_extension
 
 _LOGINS = {
     1: ("demo1", "pass1"),
@@ -37,11 +38,12 @@ _STREAMS: dict[int, tuple[str, int, SimStream]] = {
     109: ("Movies SD", 3, SimStream("lowres")),
     110: ("Kids HD", 3, SimStream("slow_start", "hd", start_delay_s=1.0)),
     111: ("News HLS", 2, SimStream("hls", hls_variants=("lowres", "hd"))),
+    112: ("Sports DASH", 2, SimStream("dash", dash_variants=("lowres", "hd"))),
 }
 
 _CHANNELS: list[tuple[int, str, list[int]]] = [
     (1, "News", [102, 104, 101, 111]),
-    (2, "Sports", [107, 108, 105]),
+    (2, "Sports", [107, 108, 105, 112]),
     (3, "Movies", [103, 109, 106]),
     (4, "Kids", [110, 102]),
 ]
@@ -100,8 +102,7 @@ def demo_setup(base_url: str) -> dict[str, Any]:
     streams = []
     for stream_id, (name, account_id, spec) in _STREAMS.items():
         user, password = _LOGINS[account_id]
-        extension = "m3u8" if spec.behaviour == "hls" else "ts"
-        url = f"{base}/live/{user}/{password}/{stream_id}.{extension}"
+        url = f"{base}/live/{user}/{password}/{stream_id}.{url_extension(spec)}"
         streams.append({"id": stream_id, "name": name, "m3u_account": account_id, "url": url})
     channels = [
         {"id": channel_id, "name": name, "streams": list(stream_ids)}

@@ -138,6 +138,11 @@ class SimStream:
         return self.behaviour, self.variant
 
 
+def url_extension(stream: SimStream) -> str:
+    """The extension of the stream's URL: ``m3u8`` (HLS), ``mpd`` (DASH) or ``ts``."""
+    return {"hls": "m3u8", "dash": "mpd"}.get(stream.behaviour, "ts")
+
+
 RefuseStyle = Literal["status", "close"]
 """How a connection over the cap is refused: an HTTP status, or a bare hang-up."""
 
@@ -425,8 +430,7 @@ class ProviderSimulator:
     def url(self, username: str, password: str, stream_id: int) -> str:
         """The Xtream-style URL of a stream for a login (``.m3u8`` for an ``hls`` one,
         ``.mpd`` for a ``dash`` one)."""
-        behaviour = self.streams.get(stream_id, SimStream()).behaviour
-        extension = {"hls": "m3u8", "dash": "mpd"}.get(behaviour, "ts")
+        extension = url_extension(self.streams.get(stream_id, SimStream()))
         return f"{self.base_url}/live/{username}/{password}/{stream_id}.{extension}"
 
     def stats(self) -> SimStats:

@@ -99,10 +99,11 @@ def test_demo_checks_its_sample_accounts_and_stops(ffmpeg_on_path: str, tmp_path
     assert "refused connections: 0" in text
     data = json.loads(report.read_text())
     statuses = {r["stream_id"]: r["status"] for r in data["results"]}
-    assert len(statuses) == 11
+    assert len(statuses) == 12
     assert statuses[101] == "ok"
-    hls = next(r for r in data["results"] if r["stream_id"] == 111)
-    assert (hls["status"], hls["resolution"]) == ("ok", "1280x720")  # its best variant
+    for adaptive in (111, 112):  # HLS and DASH, each read on its best variant
+        result = next(r for r in data["results"] if r["stream_id"] == adaptive)
+        assert (result["status"], result["resolution"]) == ("ok", "1280x720"), result
     assert statuses[103] == "dead"
     assert statuses[107] == "dead"  # stalls
 

@@ -310,7 +310,9 @@ def test_demo_inventory_matches_the_simulated_provider():
         assert (user, password) in logins
         stream_id, extension = name.split(".")
         assert int(stream_id) in streams
-        assert extension == ("m3u8" if streams[int(stream_id)].behaviour == "hls" else "ts")
+        assert extension == {"hls": "m3u8", "dash": "mpd"}.get(
+            streams[int(stream_id)].behaviour, "ts"
+        )
         stream_ids.add(stream["id"])
     assert stream_ids == set(streams)
     assert len(inventory["channels"]) == 4
