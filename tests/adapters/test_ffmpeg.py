@@ -31,7 +31,7 @@ from adapters.ffmpeg import (
 )
 from domain.cancel import CancelToken
 from domain.models import ProbeOutcome, ProbeRequest
-from simulator.media import sample_path
+from simulator.media import load_dash, sample_path
 from simulator.server import SimAccount, SimStream
 from tests.logcapture import capture_logs
 
@@ -238,6 +238,7 @@ def sim(provider):
         11: SimStream("stall", stall_after_s=1.0),
         12: SimStream("end", end_after_s=1.5),
         13: SimStream("hls"),
+        14: SimStream("dash"),
     }
     accounts = [SimAccount("u", "p", 0), SimAccount("one", "p", 1), SimAccount("old", "p", 0)]
     return provider([*accounts, SimAccount("gone", "p", 0, expired=True)], streams)
@@ -410,6 +411,19 @@ def test_hls_that_plays_nothing_is_dead_with_every_ffmpeg(
     assert (outcome.kind, outcome.reason) == ("dead", reason), outcome
 
 
+def test_dash_whose_segments_are_gone_is_dead_with_every_ffmpeg(
+    ffmpeg_path, sample_cache, httpserver: HTTPServer
+):
+    """The manifest still comes, every segment is 404 (an expired token)."""
+    manifest = load_dash(("lowres", "hd"), sample_cache).manifest
+    httpserver.expect_request("/live/u/p/1.mpd").respond_with_data(
+        manifest, content_type="application/dash+xml"
+    )
+    httpserver.expect_request(re.compile(r".*\.m4s$")).respond_with_data("gone", status=404)
+    outcome = _probe(ffmpeg_path, httpserver.url_for("/live/u/p/1.mpd"))
+    assert (outcome.kind, outcome.reason) == ("dead", "http_404"), outcome
+
+
 def test_slow_start_within_timeout_is_ok(ffmpeg_path, sim):
     assert _probe(ffmpeg_path, sim.url("u", "p", 4)).kind == "ok"
 
@@ -469,14 +483,15 @@ def test_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
     assert [r.username for r in sim.refused] == ["one"]
 
 
-def test_an_hls_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim):
-    """The playlists come, the first segment is refused: the login is full."""
+@pytest.mark.parametrize("stream_id", [13, 14], ids=["hls", "dash"])
+def test_an_hls_or_dash_login_at_its_cap_is_busy_not_dead(ffmpeg_path, sim, stream_id):
+    """The playlists (or the manifest) come, the first segment is refused: the login is full."""
     probe = FfmpegProbe(ffmpeg_path, settle=None)
     holder = CancelToken()
     with ThreadPoolExecutor(max_workers=1) as pool:
         held = pool.submit(probe, _request(sim.url("one", "p", 1), duration=30), holder)
         assert sim.wait_for_connections("one", 1, timeout=WAIT_S)
-        outcome = _probe(ffmpeg_path, sim.url("one", "p", 13), other_checks_running=1)
+        outcome = _probe(ffmpeg_path, sim.url("one", "p", stream_id), other_checks_running=1)
         holder.cancel("test done")
         assert held.result(timeout=WAIT_S).kind == "cancelled"
     assert (outcome.kind, outcome.reason) == ("busy", "http_403")
