@@ -118,8 +118,11 @@ def representations(text: str) -> list[Representation] | None:
         for rep in (n for n in node if _name(n) == "representation"):
             kind = _kind(rep) or _kind(component) or _kind(node)
             if kind is not None:
-                pixels = _number(rep.get("width")) * _number(rep.get("height"))
-                found.append(Representation(kind, group, _number(rep.get("bandwidth")), pixels))
+                # Width and height, like the kind, may be said once for the whole set.
+                width = _number(rep.get("width") or node.get("width"))
+                height = _number(rep.get("height") or node.get("height"))
+                bandwidth = _number(rep.get("bandwidth"))
+                found.append(Representation(kind, group, bandwidth, width * height))
     return found
 
 

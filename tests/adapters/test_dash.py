@@ -30,14 +30,15 @@ def video(rep_id: str, width: int, height: int, bandwidth: int, **attributes: st
     return f'<Representation id="{rep_id}" {size} bandwidth="{bandwidth}"{attrs}/>'
 
 
-def audio(rep_id: str, bandwidth: int, **attributes: str) -> str:
+def rep(rep_id: str, bandwidth: int, **attributes: str) -> str:
+    """A representation that gives no picture size (a sound, or a video sized by its set)."""
     attrs = "".join(f' {k}="{v}"' for k, v in attributes.items())
     return f'<Representation id="{rep_id}" bandwidth="{bandwidth}"{attrs}/>'
 
 
 LOW = video("v1", 320, 240, 300_000)
 HD = video("v2", 1280, 720, 1_500_000)
-SOUND = adaptation(audio("a1", 96_000), contentType="audio")
+SOUND = adaptation(rep("a1", 96_000), contentType="audio")
 
 
 @pytest.mark.parametrize(
@@ -96,8 +97,8 @@ def test_a_dash_url_is_told_by_its_path(url: str, expected: bool) -> None:
                 period(
                     adaptation(
                         video("v", 1280, 720, 1_500_000),
-                        audio("a1", 64_000, mimeType="audio/mp4"),
-                        audio("a2", 128_000, mimeType="audio/mp4"),
+                        rep("a1", 64_000, mimeType="audio/mp4"),
+                        rep("a2", 128_000, mimeType="audio/mp4"),
                         mimeType="video/mp4",
                     )
                 )
@@ -109,8 +110,8 @@ def test_a_dash_url_is_told_by_its_path(url: str, expected: bool) -> None:
             mpd(
                 period(
                     adaptation(HD, contentType="video"),
-                    adaptation(audio("en1", 64_000), audio("en2", 128_000), contentType="audio"),
-                    adaptation(audio("fr", 192_000), contentType="audio", lang="fr"),
+                    adaptation(rep("en1", 64_000), rep("en2", 128_000), contentType="audio"),
+                    adaptation(rep("fr", 192_000), contentType="audio", lang="fr"),
                 )
             ),
             Selection(None, 1),
@@ -121,6 +122,20 @@ def test_a_dash_url_is_told_by_its_path(url: str, expected: bool) -> None:
                 period(
                     "<AdaptationSet><ContentComponent contentType='video'/>"
                     f"{LOW}{HD}</AdaptationSet>"
+                )
+            ),
+            Selection(1, None),
+        ),
+        # The picture's size said by the set, for all its representations.
+        (
+            mpd(
+                period(
+                    adaptation(
+                        rep("v1", 3_000_000), contentType="video", width="640", height="360"
+                    ),
+                    adaptation(
+                        rep("v2", 2_000_000), contentType="video", width="1920", height="1080"
+                    ),
                 )
             ),
             Selection(1, None),
@@ -137,6 +152,7 @@ def test_a_dash_url_is_told_by_its_path(url: str, expected: bool) -> None:
         "kind-from-representation",
         "first-sound-set",
         "content-component",
+        "size-from-set",
         "nothing-to-choose",
     ],
 )
