@@ -602,15 +602,7 @@ class ProviderSimulator:
         elif name == HLS_PLAYLIST:
             self._send(handler, self._rendition(stream, stream_id, media).encode(), _PLAYLIST_TYPE)
         elif name in media.segments:
-            if not self._open_segment(username, stream_id):
-                self._send_refusal(handler)
-                return
-            try:
-                with self._cond:
-                    self._served[stream_id] = self._served.get(stream_id, 0) + 1
-                self._send(handler, media.segments[name], "video/mp2t")
-            finally:
-                self._close_segment(username, stream_id)
+            self._send_segment(handler, username, stream_id, media.segments[name], "video/mp2t")
         else:
             handler.send_error(404, "Not Found")
 
@@ -629,14 +621,20 @@ class ProviderSimulator:
         body = media.files.get(name) if folder == _DASH_PATH else None
         if body is None:
             handler.send_error(404, "Not Found")
-            return
+        else:
+            self._send_segment(handler, username, stream_id, body, "video/mp4")
+
+    def _send_segment(
+        self, handler: _Handler, username: str, stream_id: int, body: bytes, content_type: str
+    ) -> None:
+        """One segment of an HLS or DASH stream, in its session's slot (refused if none)."""
         if not self._open_segment(username, stream_id):
             self._send_refusal(handler)
             return
         try:
             with self._cond:
                 self._served[stream_id] = self._served.get(stream_id, 0) + 1
-            self._send(handler, body, "video/mp4")
+            self._send(handler, body, content_type)
         finally:
             self._close_segment(username, stream_id)
 

@@ -278,6 +278,18 @@ HLS_CHECK_S = 5.0
 """Three of the simulator's two-second segments."""
 
 
+def _assert_the_best_variant_alone(
+    outcome: ProbeOutcome, alone: ProbeOutcome, stream_type: str
+) -> None:
+    """The 720p variant's own figures, as read alone: not the lowest's, nor every
+    variant's summed."""
+    assert outcome.kind == "ok", outcome
+    assert (outcome.info.resolution, outcome.info.video_codec) == ("1280x720", "h264")
+    assert outcome.info.audio_codec == "aac"
+    assert outcome.info.stream_type == stream_type
+    assert outcome.info.bitrate_kbps == pytest.approx(alone.info.bitrate_kbps, rel=0.1)
+
+
 @pytest.mark.parametrize(
     "variants", [("lowres", "hd"), ("hd", "lowres")], ids=["low-first", "hd-first"]
 )
@@ -288,13 +300,9 @@ def test_an_hls_master_is_checked_on_the_variant_a_player_picks(ffmpeg_path, pro
     assert alone.info.bitrate_kbps is not None
     before = len(sim.stats().hls_requests)
 
-    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S)
-    assert outcome.kind == "ok", outcome
-    assert (outcome.info.resolution, outcome.info.video_codec) == ("1280x720", "h264")
-    assert outcome.info.audio_codec == "aac"
-    assert outcome.info.stream_type == "hls"
-    # The best variant's own figures: not the lowest's, nor every variant's summed.
-    assert outcome.info.bitrate_kbps == pytest.approx(alone.info.bitrate_kbps, rel=0.1)
+    _assert_the_best_variant_alone(
+        _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S), alone, "hls"
+    )
     asked = sim.stats().hls_requests[before:]
     assert {"1/hd/1.ts", "1/hd/2.ts"} <= set(asked)
     # The chosen variant alone, one connection at a time: none of the other is read.
@@ -321,12 +329,9 @@ def test_a_dash_manifest_is_checked_on_the_representation_a_player_picks(
     assert alone.kind == "ok", alone
     assert alone.info.bitrate_kbps is not None
 
-    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S)
-    assert outcome.kind == "ok", outcome
-    assert (outcome.info.resolution, outcome.info.video_codec) == ("1280x720", "h264")
-    assert outcome.info.audio_codec == "aac"
-    assert outcome.info.stream_type == "dash"
-    assert outcome.info.bitrate_kbps == pytest.approx(alone.info.bitrate_kbps, rel=0.1)
+    _assert_the_best_variant_alone(
+        _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S), alone, "dash"
+    )
     low = variants.index("lowres")  # its representation's id: its place in the manifest
     asked = [r for r in sim.stats().dash_requests if r.startswith("1/")]
     assert f"1/chunk-{1 - low}-00002.m4s" in asked
