@@ -759,6 +759,49 @@ class FfmpegProbe:
         variant = None if token.cancelled else self._variant(request)
         if token.cancelled:  # before the check, or while its playlist was read
             return ProbeOutcome("cancelled", reason=token.reason)
+        checked = self._run(request, token, variant, began, bound)
+        if isinstance(checked, ProbeOutcome):
+            return checked
+        outcome, run = checked
+        if (
+            variant is not None
+            and not token.cancelled
+            and _falls_back(outcome, run, request, began)
+        ):
+            # A player whose variant plays nothing switches to another, and ffmpeg
+            # given the whole master or manifest skips one it cannot open.
+            bound.info("probe_variant_failed", reason=outcome.reason, **_variant_fields(variant))
+            variant = None
+            checked = self._run(request, token, variant, began, bound)
+            if isinstance(checked, ProbeOutcome):
+                return checked
+            outcome, run = checked
+        bound.info(
+            "probe_finished",
+            kind=outcome.kind,
+            reason=outcome.reason,
+            resolution=outcome.info.resolution,
+            bitrate_kbps=outcome.info.bitrate_kbps,
+            media_s=round(run.media_s, 2),
+            settled=run.kill_reason == "settled",
+            **_variant_fields(variant),
+            elapsed_s=round(time.monotonic() - run.started, 2),
+            exit_code=run.exit_code,
+        )
+        if outcome.kind == "error":
+            bound.warning("probe_stderr_tail", tail=redact_text("\n".join(run.stderr_lines()[-8:])))
+        return outcome
+
+    def _run(
+        self,
+        request: ProbeRequest,
+        token: CancelToken,
+        variant: Choice | dash.Selection | None,
+        began: float,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> tuple[ProbeOutcome, _Run] | ProbeOutcome:
+        """One ffmpeg run of the check and its verdict (only the verdict if ffmpeg
+        could not start), within what is left of the check's wall-clock budget."""
         frames_read, frames_write = os.pipe() if self.settle is not None else (None, None)
         fds = () if frames_write is None else (frames_write,)
         try:
@@ -785,7 +828,7 @@ class FfmpegProbe:
             token.on_cancel(lambda: run.kill("cancelled") if run is not None else None)
             if self.on_spawn is not None:
                 self.on_spawn(proc.pid)
-            # The playlist's read came out of the same wall-clock budget.
+            # The playlist's read (and a run before this one) came out of the same budget.
             wall_s = _wall_s(request) - (run.started - began)
             run.watch(no_data_s=request.timeout, analyse_s=_analyse_s(request), wall_s=wall_s)
         finally:
@@ -797,22 +840,7 @@ class FfmpegProbe:
                     frames.close()
             else:
                 run.finish()
-        outcome = _classify(run, request, token)
-        bound.info(
-            "probe_finished",
-            kind=outcome.kind,
-            reason=outcome.reason,
-            resolution=outcome.info.resolution,
-            bitrate_kbps=outcome.info.bitrate_kbps,
-            media_s=round(run.media_s, 2),
-            settled=run.kill_reason == "settled",
-            **_variant_fields(variant),
-            elapsed_s=round(time.monotonic() - run.started, 2),
-            exit_code=run.exit_code,
-        )
-        if outcome.kind == "error":
-            bound.warning("probe_stderr_tail", tail=redact_text("\n".join(run.stderr_lines()[-8:])))
-        return outcome
+        return _classify(run, request, token), run
 
     def _variant(self, request: ProbeRequest) -> Choice | dash.Selection | None:
         """What to read when ``request.url`` is an HLS master playlist of several
@@ -827,6 +855,15 @@ class FfmpegProbe:
             manifest = dash.read_manifest(request.url, user_agent, timeout_s)
             return None if manifest is None else dash.choose(manifest.text)
         return None
+
+
+def _falls_back(outcome: ProbeOutcome, run: _Run, request: ProbeRequest, began: float) -> bool:
+    """Whether a check of its chosen variant is read again whole: the variant was
+    dead before any media came (its playlist or segments refused, or silent),
+    and the check has time left for all of ``duration``."""
+    if outcome.kind != "dead" or run.media_s > 0:
+        return False
+    return _wall_s(request) - (time.monotonic() - began) >= request.duration
 
 
 def _variant_fields(variant: Choice | dash.Selection | None) -> dict[str, int | None]:

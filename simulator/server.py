@@ -126,6 +126,9 @@ class SimStream:
     """``hls``: ``missing_segments`` answers 404 for every segment (an expired
     token); ``stuck`` is a live playlist of its first two segments that never
     grows (the source stopped)."""
+    hls_broken: tuple[str, ...] = ()
+    """``hls``: variants whose media playlist answers 404 while the others play
+    (one rendition's packager down)."""
     dash_variants: tuple[str, ...] = ("lowres", "hd")
     """``dash``: the sample variants its manifest has a video representation of,
     in that order, then the sound of the first that has sound."""
@@ -596,7 +599,7 @@ class ProviderSimulator:
             self._hls_requests.append(f"{stream_id}/{part}")
         variant, _, name = part.partition("/")
         listed = stream.behaviour == "hls" and variant in stream.hls_variants
-        media = self._hls.get(variant) if listed else None
+        media = self._hls.get(variant) if listed and variant not in stream.hls_broken else None
         if media is None or (name != HLS_PLAYLIST and stream.hls_fault == "missing_segments"):
             handler.send_error(404, "Not Found")
         elif name == HLS_PLAYLIST:

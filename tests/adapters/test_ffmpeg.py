@@ -416,6 +416,24 @@ def test_hls_that_plays_nothing_is_dead_with_every_ffmpeg(
     assert (outcome.kind, outcome.reason) == ("dead", reason), outcome
 
 
+@pytest.mark.parametrize(
+    ("broken", "kind", "resolution"),
+    [(("hd",), "ok", "320x240"), (("lowres", "hd"), "dead", None)],
+    ids=["best-broken", "all-broken"],
+)
+def test_an_hls_master_whose_best_variant_plays_nothing_is_read_as_a_player_falls_back(
+    ffmpeg_path, provider, broken, kind, resolution
+):
+    """A player whose variant fails switches to another; ffmpeg given the whole
+    master skips a variant it cannot open. Checked on its best variant alone,
+    a master with a working low-res variant was dead (http_404)."""
+    stream = SimStream("hls", hls_variants=("lowres", "hd"), hls_broken=broken)
+    sim = provider([SimAccount("u", "p", 0)], {1: stream})
+    outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S)
+    assert (outcome.kind, outcome.info.resolution) == (kind, resolution), outcome
+    assert sim.stats().max_concurrency.get("u", 0) <= 1  # one connection at a time
+
+
 def test_dash_whose_segments_are_gone_is_dead_with_every_ffmpeg(
     ffmpeg_path, sample_cache, httpserver: HTTPServer
 ):

@@ -261,10 +261,11 @@ def test_hls_stream_is_a_master_of_its_variants_each_a_playlist_of_segments(prov
     assert _get(sim, "/live/u/p/8/hd/index.m3u8")[0] == 404  # not an HLS stream
 
 
-def test_hls_faults_a_stuck_live_playlist_and_missing_segments(provider):
+def test_hls_faults_a_stuck_live_playlist_missing_segments_and_a_broken_variant(provider):
     streams = {
         1: SimStream("hls", hls_variants=("hd",), hls_fault="stuck"),
         2: SimStream("hls", hls_variants=("hd",), hls_fault="missing_segments"),
+        3: SimStream("hls", hls_broken=("hd",)),
     }
     sim = provider([SimAccount("u", "p", 0)], streams)
     status, playlist = _get(sim, "/live/u/p/1/hd/index.m3u8")
@@ -274,6 +275,9 @@ def test_hls_faults_a_stuck_live_playlist_and_missing_segments(provider):
     assert "#EXT-X-ENDLIST" not in text  # live, and it never grows
     assert _get(sim, "/live/u/p/2/hd/index.m3u8")[0] == 200
     assert _get(sim, "/live/u/p/2/hd/0.ts")[0] == 404
+    assert _get(sim, "/live/u/p/3/hd/index.m3u8")[0] == 404  # the broken variant
+    assert _get(sim, "/live/u/p/3/hd/0.ts")[0] == 404
+    assert _get(sim, "/live/u/p/3/lowres/0.ts")[0] == 200
 
 
 def test_dash_stream_is_a_manifest_of_a_representation_per_variant_and_its_sound(provider):
