@@ -763,13 +763,12 @@ class FfmpegProbe:
         if isinstance(checked, ProbeOutcome):
             return checked
         outcome, run = checked
-        if (
-            variant is not None
-            and not token.cancelled
-            and _falls_back(outcome, run, request, began)
-        ):
+        fallback = isinstance(variant, Choice) and not token.cancelled
+        if fallback and _falls_back(outcome, run, request, began):
             # A player whose variant plays nothing switches to another, and ffmpeg
-            # given the whole master or manifest skips one it cannot open.
+            # given the whole master skips one it cannot open. (Not so for DASH:
+            # ffmpeg opens the first segment of every representation and fails
+            # the whole manifest when one is gone, mapped or not.)
             bound.info("probe_variant_failed", reason=outcome.reason, **_variant_fields(variant))
             variant = None
             checked = self._run(request, token, variant, began, bound)

@@ -434,14 +434,22 @@ def test_an_hls_master_whose_best_variant_plays_nothing_is_read_as_a_player_fall
     assert sim.stats().max_concurrency.get("u", 0) <= 1  # one connection at a time
 
 
+@pytest.mark.parametrize("kept", [(), ("0", "2")], ids=["all-gone", "hd-gone"])
 def test_dash_whose_segments_are_gone_is_dead_with_every_ffmpeg(
-    ffmpeg_path, sample_cache, httpserver: HTTPServer
+    ffmpeg_path, sample_cache, httpserver: HTTPServer, kept
 ):
-    """The manifest still comes, every segment is 404 (an expired token)."""
-    manifest = load_dash(("lowres", "hd"), sample_cache).manifest
+    """The manifest still comes, its segments are 404 (an expired token): all of
+    them, or the 720p representation's only. ffmpeg opens the first segment of
+    every representation and fails the whole manifest when one is gone, mapped
+    or not, so no reading of it again (as for HLS) would play the rest."""
+    media = load_dash(("lowres", "hd"), sample_cache)
     httpserver.expect_request("/live/u/p/1.mpd").respond_with_data(
-        manifest, content_type="application/dash+xml"
+        media.manifest, content_type="application/dash+xml"
     )
+    for name, body in media.files.items():
+        representation = re.match(r"(?:init|chunk)-(\d+)", name)
+        if representation is not None and representation.group(1) in kept:
+            httpserver.expect_request(f"/live/u/p/{name}").respond_with_data(body)
     httpserver.expect_request(re.compile(r".*\.m4s$")).respond_with_data("gone", status=404)
     outcome = _probe(ffmpeg_path, httpserver.url_for("/live/u/p/1.mpd"))
     assert (outcome.kind, outcome.reason) == ("dead", "http_404"), outcome
