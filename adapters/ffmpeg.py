@@ -781,7 +781,7 @@ class FfmpegProbe:
             reason=outcome.reason,
             resolution=outcome.info.resolution,
             bitrate_kbps=outcome.info.bitrate_kbps,
-            media_s=round(run.media_s, 2),
+            media_s=round(_media_read_s(run), 2),
             settled=run.kill_reason == "settled",
             **_variant_fields(variant),
             elapsed_s=round(time.monotonic() - run.started, 2),
@@ -856,11 +856,21 @@ class FfmpegProbe:
         return None
 
 
+def _media_read_s(run: _Run) -> float:
+    """Media seconds the run read, for the log: ``out_time`` comes every half
+    second, so a run stopped once its figures settled (often within half a
+    second of a burst) is counted by its packets."""
+    settled_s = run.settler.media_s if run.settler is not None else 0.0
+    return max(run.media_s, settled_s)
+
+
 def _falls_back(outcome: ProbeOutcome, run: _Run, request: ProbeRequest, began: float) -> bool:
     """Whether a check of its chosen variant is read again whole: the variant was
-    dead before any media came (its playlist or segments refused, or silent),
-    and the check has time left for all of ``duration``."""
-    if outcome.kind != "dead" or run.media_s > 0:
+    dead without ffmpeg ever opening it (its playlist or segments refused, or
+    silent), and the check has time left for all of ``duration``. (Opened is
+    told by the input dump: ``out_time`` comes every half second and lags a
+    burst of media.)"""
+    if outcome.kind != "dead" or run.opened_at is not None:
         return False
     return _wall_s(request) - (time.monotonic() - began) >= request.duration
 

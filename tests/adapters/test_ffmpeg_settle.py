@@ -15,6 +15,7 @@ from adapters.ffmpeg import FfmpegProbe
 from domain.cancel import CancelToken
 from domain.models import ProbeOutcome, ProbeRequest
 from simulator.server import ProviderSimulator, SimAccount, SimStream
+from tests.logcapture import capture_logs
 
 LONG_S = 12.0
 """Long enough that a steady sample settles well before it (at 3-5 s of media)."""
@@ -61,6 +62,17 @@ def test_a_steady_stream_stops_early_with_the_bitrate_of_a_full_read(ffmpeg_path
     # simulator's one-second burst); the adaptive one let go at half of it.
     assert whole > LONG_S - 1.5
     assert short < LONG_S / 2
+
+
+def test_a_settled_check_logs_the_media_it_read(ffmpeg_path, sim):
+    """``out_time`` comes every half second and lagged the burst a check settles
+    on: ``probe_finished`` said 0.0-0.02 s of media for checks that read 5 s."""
+    with capture_logs() as logs:
+        outcome = _check(FfmpegProbe(ffmpeg_path), sim, 1, LONG_S)
+    assert outcome.kind == "ok", outcome
+    finished = [entry for entry in logs if entry["event"] == "probe_finished"]
+    assert [entry["settled"] for entry in finished] == [True]
+    assert finished[0]["media_s"] >= 2.0  # at least the settle window
 
 
 def test_a_moving_bitrate_is_read_on(ffmpeg_path, sim):
