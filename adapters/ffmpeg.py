@@ -72,7 +72,7 @@ from typing import IO
 import structlog
 
 from adapters import dash
-from adapters.hls import Choice, choose, looks_like_hls, read_playlist
+from adapters.hls import Choice, Playlist, choose, looks_like_hls, read_playlist
 from adapters.settle import BitrateSettler, SettleRule
 from domain.cancel import CancelToken
 from domain.models import OutcomeKind, ProbeOutcome, ProbeRequest, StreamInfo
@@ -756,25 +756,25 @@ class FfmpegProbe:
         """Check ``request.url``; see :data:`domain.models.Probe` for the contract."""
         bound = log.bind(stream_id=request.stream_id, url=redact_url(request.url))
         began = time.monotonic()
-        variant = None if token.cancelled else self._variant(request)
+        variant, playlist = (None, None) if token.cancelled else self._variant(request)
         if token.cancelled:  # before the check, or while its playlist was read
             return ProbeOutcome("cancelled", reason=token.reason)
         checked = self._run(request, token, variant, began, bound)
         if isinstance(checked, ProbeOutcome):
             return checked
         outcome, run = checked
-        fallback = isinstance(variant, Choice) and not token.cancelled
-        if fallback and _falls_back(outcome, run, request, began):
-            # A player whose variant plays nothing switches to another, and ffmpeg
-            # given the whole master skips one it cannot open. (Not so for DASH:
-            # ffmpeg opens the first segment of every representation and fails
-            # the whole manifest when one is gone, mapped or not.)
-            bound.info("probe_variant_failed", reason=outcome.reason, **_variant_fields(variant))
-            variant = None
-            checked = self._run(request, token, variant, began, bound)
-            if isinstance(checked, ProbeOutcome):
-                return checked
-            outcome, run = checked
+        if isinstance(variant, Choice) and playlist is not None and not token.cancelled:
+            # A player whose variant plays nothing switches to the next best (once
+            # here). Not so for DASH: ffmpeg opens the first segment of every
+            # representation and fails the whole manifest when one is gone.
+            after = choose(playlist, skip={variant.index})
+            if after is not None and _falls_back(outcome, run, request, began):
+                bound.info("probe_variant_failed", reason=outcome.reason, hls_variant=variant.index)
+                variant = after
+                checked = self._run(request, token, variant, began, bound)
+                if isinstance(checked, ProbeOutcome):
+                    return checked
+                outcome, run = checked
         bound.info(
             "probe_finished",
             kind=outcome.kind,
@@ -841,19 +841,22 @@ class FfmpegProbe:
                 run.finish()
         return _classify(run, request, token), run
 
-    def _variant(self, request: ProbeRequest) -> Choice | dash.Selection | None:
+    def _variant(
+        self, request: ProbeRequest
+    ) -> tuple[Choice | dash.Selection | None, Playlist | None]:
         """What to read when ``request.url`` is an HLS master playlist of several
         variants (:func:`adapters.hls.choose`) or a DASH manifest of several
-        representations (:func:`adapters.dash.choose`); else ``None``."""
+        representations (:func:`adapters.dash.choose`), else ``None``; and the
+        HLS playlist, should its variant play nothing."""
         user_agent = request.user_agent or self.user_agent_default
         timeout_s = min(request.timeout, _PLAYLIST_TIMEOUT_S)
         if looks_like_hls(request.url):
             playlist = read_playlist(request.url, user_agent, timeout_s)
-            return None if playlist is None else choose(playlist)
+            return (None, None) if playlist is None else (choose(playlist), playlist)
         if dash.looks_like_dash(request.url):
             manifest = dash.read_manifest(request.url, user_agent, timeout_s)
-            return None if manifest is None else dash.choose(manifest.text)
-        return None
+            return (None if manifest is None else dash.choose(manifest.text)), None
+        return None, None
 
 
 def _media_read_s(run: _Run) -> float:
@@ -865,7 +868,7 @@ def _media_read_s(run: _Run) -> float:
 
 
 def _falls_back(outcome: ProbeOutcome, run: _Run, request: ProbeRequest, began: float) -> bool:
-    """Whether a check of its chosen variant is read again whole: the variant was
+    """Whether a check goes on to the next best variant: the chosen one was
     dead without ffmpeg ever opening it (its playlist or segments refused, or
     silent), and the check has time left for all of ``duration``. (Opened is
     told by the input dump: ``out_time`` comes every half second and lags a

@@ -16,6 +16,7 @@ its own, through the master with only its program mapped.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -86,11 +87,12 @@ def best_variant(text: str) -> int | None:
     return _best(variants(text))
 
 
-def choose(playlist: Playlist) -> Choice | None:
+def choose(playlist: Playlist, skip: Collection[int] = ()) -> Choice | None:
     """The variant to check of a master playlist (:func:`best_variant`); ``None``
-    unless it has two or more."""
+    unless it has two or more. ``skip``: variants (by index) that played nothing,
+    as a player passes over them to the next best; ``None`` once none is left."""
     found = variants(playlist.text)
-    index = _best(found)
+    index = _best(found, skip)
     if index is None:
         return None
     variant = found[index]
@@ -108,10 +110,11 @@ def read_playlist(url: str, user_agent: str | None, timeout_s: float) -> Playlis
     return fetch_manifest(url, user_agent, timeout_s, _HEADER)
 
 
-def _best(found: list[Variant]) -> int | None:
-    if len(found) < 2:
+def _best(found: list[Variant], skip: Collection[int] = ()) -> int | None:
+    left = [i for i in range(len(found)) if i not in skip]
+    if len(found) < 2 or not left:
         return None
-    return max(range(len(found)), key=lambda i: (found[i].pixels or 0, found[i].bandwidth or 0, -i))
+    return max(left, key=lambda i: (found[i].pixels or 0, found[i].bandwidth or 0, -i))
 
 
 def _number(value: str | None) -> int | None:

@@ -417,21 +417,28 @@ def test_hls_that_plays_nothing_is_dead_with_every_ffmpeg(
 
 
 @pytest.mark.parametrize(
-    ("broken", "kind", "resolution"),
-    [(("hd",), "ok", "320x240"), (("lowres", "hd"), "dead", None)],
-    ids=["best-broken", "all-broken"],
+    ("variants", "broken", "plays", "resolution"),
+    [
+        (("lowres", "hd"), ("hd",), "lowres", "320x240"),
+        (("lowres", "hd", "fhd"), ("fhd",), "hd", "1280x720"),
+        (("lowres", "hd"), ("lowres", "hd"), None, None),
+    ],
+    ids=["best-broken", "next-best-of-three", "all-broken"],
 )
 def test_an_hls_master_whose_best_variant_plays_nothing_is_read_as_a_player_falls_back(
-    ffmpeg_path, provider, broken, kind, resolution
+    ffmpeg_path, provider, variants, broken, plays, resolution
 ):
-    """A player whose variant fails switches to another; ffmpeg given the whole
-    master skips a variant it cannot open. Checked on its best variant alone,
-    a master with a working low-res variant was dead (http_404)."""
-    stream = SimStream("hls", hls_variants=("lowres", "hd"), hls_broken=broken)
+    """A player whose variant fails switches to the next best. Checked on its best
+    variant alone, a master with a working lower variant was dead (http_404)."""
+    stream = SimStream("hls", hls_variants=variants, hls_broken=broken)
     sim = provider([SimAccount("u", "p", 0)], {1: stream})
     outcome = _probe(ffmpeg_path, sim.url("u", "p", 1), duration=HLS_CHECK_S)
-    assert (outcome.kind, outcome.info.resolution) == (kind, resolution), outcome
-    assert sim.stats().max_concurrency.get("u", 0) <= 1  # one connection at a time
+    assert outcome.kind == ("dead" if plays is None else "ok"), outcome
+    assert outcome.info.resolution == resolution
+    # The next best alone, one connection at a time: no segment of another.
+    segments = [r for r in sim.stats().hls_requests if r.endswith(".ts")]
+    assert {r.split("/")[1] for r in segments} == ({plays} if plays else set())
+    assert sim.stats().max_concurrency.get("u", 0) <= 1
 
 
 @pytest.mark.parametrize("kept", [(), ("0", "2")], ids=["all-gone", "hd-gone"])

@@ -73,6 +73,13 @@ def test_the_chosen_variant_is_read_alone_unless_its_audio_is_a_rendition_of_its
     assert choose(Playlist(local, base + "master.m3u8")) == Choice(1, None)  # never opened alone
 
 
+def test_a_variant_that_played_nothing_is_passed_over_for_the_next_best():
+    playlist = Playlist(MASTER, "http://edge.example/hls/master.m3u8")
+    assert choose(playlist, skip={1}) == Choice(2, "http://edge.example/hls/mid/index.m3u8")
+    assert choose(playlist, skip={1, 2}) == Choice(0, "http://edge.example/hls/low/index.m3u8")
+    assert choose(playlist, skip={0, 1, 2}) is None  # none left
+
+
 @pytest.mark.parametrize(
     ("text", "best"),
     [
