@@ -767,8 +767,9 @@ class FfmpegProbe:
             # A player whose variant plays nothing switches to the next best (once
             # here). Not so for DASH: ffmpeg opens the first segment of every
             # representation and fails the whole manifest when one is gone.
-            after = choose(playlist, skip={variant.index})
-            if after is not None and _falls_back(outcome, run, request, began):
+            failed = _falls_back(outcome, run, request, began)
+            after = choose(playlist, skip={variant.index}) if failed else None
+            if after is not None:
                 bound.info("probe_variant_failed", reason=outcome.reason, hls_variant=variant.index)
                 variant = after
                 checked = self._run(request, token, variant, began, bound)

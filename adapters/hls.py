@@ -20,9 +20,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from adapters.manifest_fetch import MAX_MANIFEST_BYTES, Manifest, fetch_manifest
+from adapters.manifest_fetch import Manifest, fetch_manifest
 
-MAX_PLAYLIST_BYTES = MAX_MANIFEST_BYTES
 Playlist = Manifest
 """A playlist as read, and where from (after redirects: its URIs are relative to it)."""
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
@@ -81,14 +80,9 @@ def variants(text: str) -> list[Variant]:
     return found
 
 
-def best_variant(text: str) -> int | None:
-    """The index of the variant a player would pick: the most pixels, then the
-    highest bandwidth, then the first listed; ``None`` unless there are two or more."""
-    return _best(variants(text))
-
-
 def choose(playlist: Playlist, skip: Collection[int] = ()) -> Choice | None:
-    """The variant to check of a master playlist (:func:`best_variant`); ``None``
+    """The variant to check of a master playlist, the one a player would pick:
+    the most pixels, then the highest bandwidth, then the first listed; ``None``
     unless it has two or more. ``skip``: variants (by index) that played nothing,
     as a player passes over them to the next best; ``None`` once none is left."""
     found = variants(playlist.text)

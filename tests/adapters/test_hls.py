@@ -15,16 +15,22 @@ from urllib3.exceptions import InsecureRequestWarning
 from werkzeug import Request, Response
 
 from adapters.hls import (
-    MAX_PLAYLIST_BYTES,
     Choice,
     Playlist,
     Variant,
-    best_variant,
     choose,
     looks_like_hls,
     read_playlist,
     variants,
 )
+from adapters.manifest_fetch import MAX_MANIFEST_BYTES as MAX_PLAYLIST_BYTES
+
+
+def best_variant(text: str) -> int | None:
+    """The index of the variant :func:`choose` picks of a master read from anywhere."""
+    choice = choose(Playlist(text, "http://edge.example/master.m3u8"))
+    return None if choice is None else choice.index
+
 
 MASTER = """\
 #EXTM3U
